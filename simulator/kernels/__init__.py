@@ -1,0 +1,61 @@
+"""Array kernels behind one dispatcher: ``get_kernels("cpu" | "gpu" | "auto")``.
+
+Every backend offers ``project``, ``cost``, ``violations`` and ``mutate`` with the semantics documented in
+:mod:`simulator.kernels.reference`; candidates for many targets can share one call through ``origin``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from simulator.schema import FeatureSchema
+>>> sa = FeatureSchema.from_mapping(["amount", "flag"], {"amount": {"min": 0, "max": 10},
+...                                  "flag": {"type": "binary", "direction": "decrease"}}).arrays()
+>>> k = get_kernels("cpu")
+>>> k.project(np.array([[12.5, 1.0]]), np.array([[3.0, 0.0]]), np.array([0]), sa).tolist()
+[[10.0, 0.0]]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from ..errors import ScenarioError
+from . import cpu, gpu, reference
+from .reference import MODE_LOCAL, MODE_UNIFORM
+
+__all__ = ["Kernels", "get_kernels", "MODE_LOCAL", "MODE_UNIFORM", "reference"]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The kernel set of one backend; strategies and the oracle call only these."""
+
+    name: str
+    _impl: ModuleType
+
+    def project(self, X, X0, origin, sa) -> np.ndarray:
+        return self._impl.project(X, X0, origin, sa)
+
+    def cost(self, X, X0, origin, sa) -> np.ndarray:
+        return self._impl.cost(X, X0, origin, sa)
+
+    def violations(self, X, X0, origin, sa) -> np.ndarray:
+        return self._impl.violations(X, X0, origin, sa)
+
+    def mutate(self, base, X0, origin, U, Z, V, step, p, mode, sa) -> np.ndarray:
+        return self._impl.mutate(base, X0, origin, U, Z, V, step, p, mode, sa)
+
+
+def get_kernels(backend: str = "auto") -> Kernels:
+    """``auto`` takes the GPU when CuPy sees a device, the CPU otherwise; ``gpu`` without one is an error."""
+    if backend == "cpu":
+        return Kernels("cpu", cpu)
+    if backend == "gpu":
+        if not gpu.available():
+            raise ScenarioError("backend 'gpu' needs CuPy and a CUDA GPU, and none was found; use cpu or auto",
+                                field="backend")
+        return Kernels("gpu", gpu)
+    if backend == "auto":
+        return Kernels("gpu", gpu) if gpu.available() else Kernels("cpu", cpu)
+    raise ScenarioError(f"unknown backend {backend!r}; use auto, cpu or gpu", field="backend")

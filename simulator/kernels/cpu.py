@@ -1,0 +1,203 @@
+"""Numba kernels with exactly the semantics of :mod:`simulator.kernels.reference` (read its docstring).
+
+Each kernel is compiled twice from one Python function: serially for the small batches of an interactive
+attack step, and with ``parallel=True`` for large batches where threads pay for their start-up.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+CONTINUOUS, INTEGER, BINARY, CATEGORICAL = 0, 1, 2, 3
+PARALLEL_MIN_ROWS = 8192
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _project_value(v, x0, j, kind, lo, hi, direction, cats, ncats):
+    if not math.isfinite(v):
+        v = x0
+    k = kind[j]
+    if k == INTEGER:
+        v = math.floor(v + 0.5)
+    if k == CONTINUOUS or k == INTEGER:
+        v = min(max(v, lo[j]), hi[j])
+    elif k == BINARY:
+        v = 1.0 if v >= 0.5 else 0.0
+    else:
+        best = cats[j, 0]
+        bd = abs(v - best)
+        for c in range(1, ncats[j]):
+            dd = abs(v - cats[j, c])
+            if dd < bd:
+                bd = dd
+                best = cats[j, c]
+        v = best
+    if direction[j] == 1 and v < x0:
+        v = x0
+    elif direction[j] == -1 and v > x0:
+        v = x0
+    return v
+
+
+def _project(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, out):
+    n, d = X.shape
+    for i in prange(n):
+        o = origin[i]
+        for j in range(d):
+            x0 = X0[o, j]
+            if mutable[j]:
+                out[i, j] = _project_value(X[i, j], x0, j, kind, lo, hi, direction, cats, ncats)
+            else:
+                out[i, j] = x0
+    return out
+
+
+def _cost(X, X0, origin, kind, lo, hi, weight, out):
+    n, d = X.shape
+    for i in prange(n):
+        o = origin[i]
+        s = 0.0
+        for j in range(d):
+            diff = X[i, j] - X0[o, j]
+            if diff == 0.0:
+                continue
+            k = kind[j]
+            span = hi[j] - lo[j]
+            if (k == CONTINUOUS or k == INTEGER) and span > 0:
+                s += weight[j] * abs(diff) / span
+            else:
+                s += weight[j]
+        out[i] = s
+    return out
+
+
+def _violations(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, out):
+    n, d = X.shape
+    for i in prange(n):
+        o = origin[i]
+        bad = False
+        for j in range(d):
+            v = X[i, j]
+            x0 = X0[o, j]
+            if not math.isfinite(v):
+                bad = True
+            elif not mutable[j]:
+                bad = v != x0
+            else:
+                k = kind[j]
+                if k == CONTINUOUS or k == INTEGER:
+                    bad = v < lo[j] or v > hi[j] or (k == INTEGER and v != math.floor(v))
+                elif k == BINARY:
+                    bad = v != 0.0 and v != 1.0
+                else:
+                    bad = True
+                    for c in range(ncats[j]):
+                        if v == cats[j, c]:
+                            bad = False
+                if (direction[j] == 1 and v < x0) or (direction[j] == -1 and v > x0):
+                    bad = True
+            if bad:
+                break
+        out[i] = bad
+    return out
+
+
+def _mutate(base, X0, origin, U, Z, V, step, p, mode, mut_idx, kind, lo, hi, mutable, direction, cats, ncats, out):
+    n, d = base.shape
+    n_mut = mut_idx.shape[0]
+    for i in prange(n):
+        o = origin[i]
+        pi = p[i]
+        forced = mut_idx[min(np.int64(V[i] * n_mut), n_mut - 1)]
+        for j in range(d):
+            x0 = X0[o, j]
+            b = base[i, j]
+            if not mutable[j]:
+                out[i, j] = x0
+                continue
+            uu = U[i, j]
+            hit = uu < pi
+            if not hit and j != forced:
+                out[i, j] = _project_value(b, x0, j, kind, lo, hi, direction, cats, ncats)
+                continue
+            if hit:
+                u = uu / max(pi, 1e-12)
+            else:
+                u = (uu - pi) / max(1.0 - pi, 1e-12)
+            u = min(max(u, 0.0), 1.0 - 1e-12)
+            k = kind[j]
+            if k == BINARY:
+                v = 1.0 - b
+            elif k == CATEGORICAL:
+                nc = ncats[j]
+                pick = min(np.int64(u * nc), nc - 1)
+                v = cats[j, pick]
+                if v == b:
+                    v = cats[j, (pick + 1) % nc]
+            elif mode == 0:
+                delta = Z[i, j] * step[i] * (hi[j] - lo[j])
+                if k == INTEGER and abs(delta) < 1.0:
+                    delta = 1.0 if Z[i, j] >= 0 else -1.0
+                v = b + delta
+            else:
+                a = x0 if direction[j] == 1 else lo[j]
+                bb = x0 if direction[j] == -1 else hi[j]
+                if k == INTEGER:
+                    v = min(math.floor(a + u * (bb - a + 1.0)), bb)
+                else:
+                    v = a + u * (bb - a)
+            out[i, j] = _project_value(v, x0, j, kind, lo, hi, direction, cats, ncats)
+    return out
+
+
+def _compile(fn):
+    return (njit(cache=True, nogil=True)(fn), njit(cache=True, nogil=True, parallel=True)(fn))
+
+
+_project_s, _project_p = _compile(_project)
+_cost_s, _cost_p = _compile(_cost)
+_viol_s, _viol_p = _compile(_violations)
+_mutate_s, _mutate_p = _compile(_mutate)
+
+
+def _pick(pair, n):
+    return pair[1] if n >= PARALLEL_MIN_ROWS else pair[0]
+
+
+def _f(a):
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _i(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def project(X, X0, origin, sa, out=None):
+    X = _f(X)
+    out = np.empty_like(X) if out is None else out
+    return _pick((_project_s, _project_p), len(X))(X, _f(X0), _i(origin), sa.kind, sa.lo, sa.hi, sa.mutable,
+                                                    sa.direction, sa.categories, sa.n_categories, out)
+
+
+def cost(X, X0, origin, sa):
+    X = _f(X)
+    return _pick((_cost_s, _cost_p), len(X))(X, _f(X0), _i(origin), sa.kind, sa.lo, sa.hi, sa.cost,
+                                              np.empty(len(X)))
+
+
+def violations(X, X0, origin, sa):
+    X = _f(X)
+    return _pick((_viol_s, _viol_p), len(X))(X, _f(X0), _i(origin), sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction,
+                                              sa.categories, sa.n_categories, np.empty(len(X), np.bool_))
+
+
+def mutate(base, X0, origin, U, Z, V, step, p, mode, sa):
+    base = _f(base)
+    mut_idx = np.nonzero(sa.mutable)[0].astype(np.int64)
+    if len(mut_idx) == 0:
+        return project(base, X0, origin, sa)
+    return _pick((_mutate_s, _mutate_p), len(base))(
+        base, _f(X0), _i(origin), _f(U), _f(Z), _f(V), _f(step), _f(p), int(mode), mut_idx,
+        sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction, sa.categories, sa.n_categories, np.empty_like(base))

@@ -1,0 +1,122 @@
+"""Reference semantics of the kernels, written once against an array namespace ``xp``.
+
+With ``xp=numpy`` this is the plain NumPy reference the property tests compare the Numba kernels with; with
+``xp=cupy`` it is the GPU path (:mod:`simulator.kernels.gpu`), so both devices share one definition.
+
+Conventions shared by every kernel:
+
+* ``X`` (n, d) candidates, ``X0`` (m, d) original transactions, ``origin`` (n,) int64: row ``i`` of ``X`` is a
+  candidate for original ``X0[origin[i]]``. One call can so mix candidates for many targets.
+* ``sa`` is a :class:`simulator.schema.SchemaArrays` (kinds: 0 continuous, 1 integer, 2 binary, 3 categorical;
+  direction: -1 decrease, 0 any, 1 increase).
+* Randomness comes in as arrays (``U``, ``V`` uniform in [0, 1), ``Z`` standard normal) drawn by the caller's
+  ``numpy.random.Generator``, so every backend gives the same answer for the same draws.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CONTINUOUS, INTEGER, BINARY, CATEGORICAL = 0, 1, 2, 3
+MODE_LOCAL, MODE_UNIFORM = 0, 1
+_TINY = 1e-12
+
+
+def _consts(sa, xp):
+    return (xp.asarray(sa.kind)[None, :], xp.asarray(sa.lo)[None, :], xp.asarray(sa.hi)[None, :],
+            xp.asarray(sa.mutable)[None, :], xp.asarray(sa.direction)[None, :])
+
+
+def _snap_categorical(out, sa, xp):
+    cats_all = xp.asarray(sa.categories)
+    for j in np.nonzero(np.asarray(sa.kind) == CATEGORICAL)[0]:
+        k = int(sa.n_categories[j])
+        cats = cats_all[j, :k]
+        idx = xp.argmin(xp.abs(out[:, j, None] - cats[None, :]), axis=1)  # ties: first (smaller) category
+        out[:, j] = cats[idx]
+    return out
+
+
+def project(X, X0, origin, sa, xp=np):
+    """Nearest valid candidate: frozen features reset to the original, integers rounded (half up), bounds clipped,
+    binaries snapped at 0.5, categoricals snapped to the nearest category, then the allowed direction enforced."""
+    kind, lo, hi, mutable, direction = _consts(sa, xp)
+    x0 = X0[origin]
+    out = xp.where(xp.isfinite(X), X, x0)
+    out = xp.where(kind == INTEGER, xp.floor(out + 0.5), out)
+    out = xp.where((kind == CONTINUOUS) | (kind == INTEGER), xp.minimum(xp.maximum(out, lo), hi), out)
+    out = xp.where(kind == BINARY, (out >= 0.5).astype(out.dtype), out)
+    out = _snap_categorical(out, sa, xp)
+    out = xp.where(direction == 1, xp.maximum(out, x0), out)
+    out = xp.where(direction == -1, xp.minimum(out, x0), out)
+    return xp.where(mutable, out, x0)
+
+
+def cost(X, X0, origin, sa, xp=np):
+    """Sum over changed features of ``cost * |delta| / (max - min)`` (continuous, integer) or ``cost`` (binary,
+    categorical)."""
+    kind, lo, hi, _, _ = _consts(sa, xp)
+    w = xp.asarray(sa.cost)[None, :]
+    diff = X - X0[origin]
+    span = hi - lo
+    numeric = w * xp.abs(diff) / xp.where(span > 0, span, 1.0)
+    numeric = xp.where(span > 0, numeric, w * (diff != 0))
+    flag = w * (diff != 0)
+    per = xp.where((kind == CONTINUOUS) | (kind == INTEGER), numeric, flag)
+    return per.sum(axis=1)
+
+
+def violations(X, X0, origin, sa, xp=np):
+    """Per candidate: True when it breaks any constraint (what the oracle refuses to score)."""
+    kind, lo, hi, mutable, direction = _consts(sa, xp)
+    x0 = X0[origin]
+    bad = ~xp.isfinite(X)
+    bad |= (~mutable) & (X != x0)
+    numeric = (kind == CONTINUOUS) | (kind == INTEGER)
+    bad |= mutable & numeric & ((X < lo) | (X > hi))
+    bad |= mutable & (kind == INTEGER) & (X != xp.floor(X))
+    bad |= mutable & (kind == BINARY) & (X != 0) & (X != 1)
+    bad |= mutable & (direction == 1) & (X < x0)
+    bad |= mutable & (direction == -1) & (X > x0)
+    cats_all = xp.asarray(sa.categories)
+    for j in np.nonzero((np.asarray(sa.kind) == CATEGORICAL) & np.asarray(sa.mutable))[0]:
+        k = int(sa.n_categories[j])
+        bad[:, j] |= ~(X[:, j, None] == cats_all[j, None, :k]).any(axis=1)
+    return bad.any(axis=1)
+
+
+def mutate(base, X0, origin, U, Z, V, step, p, mode, sa, xp=np):
+    """Random moves from ``base``, projected. Each mutable feature moves with probability ``p[i]``, and one
+    mutable feature chosen by ``V[i]`` always moves. ``mode`` 0 (local): continuous/integer move by
+    ``Z * step[i] * (max - min)`` (integers at least one unit), binaries flip, categoricals jump to another
+    category. ``mode`` 1 (uniform): continuous/integer take a uniform value in the interval the direction allows
+    around the original. The uniform number deciding whether a feature moves is reused, rescaled, to pick the
+    new category or uniform value."""
+    kind, lo, hi, mutable, direction = _consts(sa, xp)
+    n, d = base.shape
+    mut_idx = np.nonzero(np.asarray(sa.mutable))[0]
+    if len(mut_idx) == 0:
+        return project(base, X0, origin, sa, xp)
+    x0 = X0[origin]
+    p_ = p[:, None]
+    hit = U < p_
+    forced_col = xp.asarray(mut_idx)[xp.minimum((V * len(mut_idx)).astype(xp.int64), len(mut_idx) - 1)]
+    forced = xp.arange(d)[None, :] == forced_col[:, None]
+    sel = (hit | forced) & mutable
+    u = xp.where(hit, U / xp.maximum(p_, _TINY), (U - p_) / xp.maximum(1.0 - p_, _TINY))
+    u = xp.minimum(xp.maximum(u, 0.0), 1.0 - 1e-12)
+    if mode == MODE_LOCAL:
+        delta = Z * step[:, None] * (hi - lo)
+        int_delta = xp.where(xp.abs(delta) < 1.0, xp.where(Z >= 0, 1.0, -1.0), delta)
+        numeric = base + xp.where(kind == INTEGER, int_delta, delta)
+    else:
+        a = xp.where(direction == 1, x0, lo)
+        b = xp.where(direction == -1, x0, hi)
+        numeric = xp.where(kind == INTEGER, xp.minimum(xp.floor(a + u * (b - a + 1.0)), b), a + u * (b - a))
+    value = xp.where(kind == BINARY, 1.0 - base, numeric)
+    cats_all = xp.asarray(sa.categories)
+    for j in np.nonzero(np.asarray(sa.kind) == CATEGORICAL)[0]:
+        k = int(sa.n_categories[j])
+        pick = xp.minimum((u[:, j] * k).astype(xp.int64), k - 1)
+        c = cats_all[j][pick]
+        value[:, j] = xp.where(c == base[:, j], cats_all[j][(pick + 1) % k], c)
+    return project(xp.where(sel, value, base), X0, origin, sa, xp)
