@@ -1,0 +1,103 @@
+"""The only door from an attacker to the deployed model.
+
+It enforces the per-target query budget, refuses candidates that break the constraints (a strategy bug, never
+silently scored), turns true scores into the feedback the scenario allows, and logs every paid query.
+
+Examples
+--------
+>>> import numpy as np
+>>> from simulator.schema import FeatureSchema
+>>> from simulator.kernels import get_kernels
+>>> class Half:  # any object with predict_score works; real runs wrap XGBoost/LightGBM
+...     def predict_score(self, X): return X[:, 0] / 10
+>>> sa = FeatureSchema.from_mapping(["x"], {"x": {"min": 0, "max": 10}}).arrays()
+>>> o = Oracle(Half(), threshold=0.5, feedback="decision", budget=2, originals=np.array([[8.0]]),
+...            schema_arrays=sa, kernels=get_kernels("cpu"), strategy="demo")
+>>> fb = o.query(np.array([0, 0]), np.array([[7.0], [3.0]]))
+>>> fb.score is None, fb.declined.tolist(), o.remaining(np.array([0])).tolist()
+(True, [True, False], [0])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BudgetExceeded
+from .kernels import Kernels
+from .schema import SchemaArrays
+from .store import QueryLog
+
+FEEDBACK_MODES = ("score", "decision")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the attacker learns per query: always the decision; the score only with ``feedback: score``."""
+
+    declined: np.ndarray
+    score: np.ndarray | None = None
+
+    @property
+    def evaded(self) -> np.ndarray:
+        return ~self.declined
+
+    def __getitem__(self, sl) -> "Feedback":
+        return Feedback(self.declined[sl], None if self.score is None else self.score[sl])
+
+
+class Oracle:
+    """Query-limited black-box access for one strategy to a set of targets (originals ``X0``)."""
+
+    def __init__(self, model, *, threshold: float, feedback: str, budget: int, originals: np.ndarray,
+                 schema_arrays: SchemaArrays, kernels: Kernels, strategy: str, target_ids: np.ndarray | None = None,
+                 log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None):
+        if feedback not in FEEDBACK_MODES:
+            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}")
+        self.model, self.threshold, self.feedback = model, float(threshold), feedback
+        self.budget = int(budget)
+        self.originals = np.ascontiguousarray(originals, dtype=np.float64)
+        self.sa, self.kernels, self.strategy = schema_arrays, kernels, strategy
+        n = len(self.originals)
+        self.target_ids = np.arange(n, dtype=np.int64) if target_ids is None else np.asarray(target_ids, np.int64)
+        self.used = np.zeros(n, dtype=np.int64)
+        self.log, self.round, self.agent_id = log, round_, agent_id
+
+    def remaining(self, targets: np.ndarray) -> np.ndarray:
+        return self.budget - self.used[targets]
+
+    def query(self, targets: np.ndarray, X: np.ndarray) -> Feedback:
+        """Score candidates ``X`` (row ``i`` for target ``targets[i]``), charge the budget, log, give feedback."""
+        targets = np.asarray(targets, dtype=np.int64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n = len(targets)
+        if n == 0:
+            return Feedback(np.zeros(0, bool), np.zeros(0) if self.feedback == "score" else None)
+        asked = np.bincount(targets, minlength=len(self.used))
+        over = np.flatnonzero(self.used + asked > self.budget)
+        if len(over):
+            raise BudgetExceeded(f"strategy {self.strategy!r} asked {asked[over[0]]} queries for target "
+                                 f"{self.target_ids[over[0]]} with {self.budget - self.used[over[0]]} left")
+        invalid = self.kernels.violations(X, self.originals, targets, self.sa)
+        if invalid.any():
+            raise ValueError(f"strategy {self.strategy!r} produced {int(invalid.sum())} candidates that break the "
+                             "constraints; strategies must project with kernels.project")
+        score = self.model.predict_score(X)
+        declined = score >= self.threshold
+        query_index = self._next_indices(targets)
+        self.used += asked
+        if self.log is not None:
+            self.log.add(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
+                         target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
+                         evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X)
+        return Feedback(declined=declined, score=score if self.feedback == "score" else None)
+
+    def _next_indices(self, targets: np.ndarray) -> np.ndarray:
+        """1-based per-target query numbers, in row order within the batch."""
+        order = np.argsort(targets, kind="stable")
+        ts = targets[order]
+        starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
+        rank = np.arange(len(ts)) - np.repeat(starts, np.diff(np.r_[starts, len(ts)]))
+        out = np.empty(len(ts), dtype=np.int64)
+        out[order] = self.used[ts] + rank + 1
+        return out

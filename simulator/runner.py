@@ -1,0 +1,446 @@
+"""Wires a scenario into one run: data or world, model, targets, oracle, strategies, store, summary.
+
+:func:`prepare` does everything that can fail on bad input and touches no output file; :func:`run` then writes
+the run to DuckDB (to ``<output>.partial`` first, moved into place only when finished).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from . import __version__
+from .attack import run_strategy, target_rng
+from .errors import DataError, ModelError, ScenarioError
+from .kernels import get_kernels
+from .oracle import Oracle
+from .scenario import Scenario
+from .schema import FeatureSchema, frame_to_matrix
+from .store import CHEAP_COST, RESERVED_COLUMNS, QueryLog, Store, _ident
+from .strategies import Problem, get_strategy
+from .target import TargetModel, load_model
+from .target.train import roc_auc, train_model
+
+SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
+WORLD_COLUMNS = ("timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, checked: the model, its threshold, the feature schema, the traffic and targets."""
+
+    scenario: Scenario
+    model: TargetModel
+    threshold: float
+    threshold_rule: str
+    schema: FeatureSchema
+    frame: pl.DataFrame  # the traffic the targets come from (a team's data, or the world's later days)
+    X: np.ndarray  # its features in model order
+    labels: np.ndarray | None
+    scores: np.ndarray
+    ids: np.ndarray  # target ids: row numbers in the data file, or world transaction ids
+    target_rows: np.ndarray  # rows of ``frame`` under attack
+    train_frame: pl.DataFrame | None = None  # the world's training days, when the model was trained here
+    model_card: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[str, int | None], Callable[[int], None]]  # (description, total) -> advance(n)
+
+
+def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def read_data(path: Path, *, field_name: str = "data.path") -> pl.DataFrame:
+    if not path.is_file():
+        raise DataError("file not found", file=str(path), field=field_name)
+    try:
+        if path.suffix.lower() in (".csv", ".tsv"):
+            return pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",")
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several error types for unreadable files
+        raise DataError(f"cannot be read as {'CSV' if path.suffix.lower() in ('.csv', '.tsv') else 'Parquet'} "
+                        f"({str(exc).splitlines()[0][:160]})", file=str(path), field=field_name) from None
+
+
+def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False) -> Prepared:
+    """Load and check everything; for a world scenario, build the world and train the baseline model.
+
+    With ``validate_only`` a world scenario stops after checking its configuration (no world, no training)."""
+    kernels_ok = get_kernels(scenario.attack.backend)  # fails early for backend: gpu without a GPU
+    del kernels_ok
+    if scenario.uses_world:
+        return _prepare_world(scenario, progress, validate_only)
+    return _prepare_data(scenario, progress)
+
+
+def _threshold_for(scenario: Scenario, model: TargetModel) -> tuple[float, str]:
+    if scenario.model.threshold is not None:
+        return float(scenario.model.threshold), "given in the scenario"
+    card_thr = (model.card or {}).get("threshold")
+    if isinstance(card_thr, (int, float)) and 0 <= card_thr <= 1:
+        return float(card_thr), "from the model card: " + str((model.card or {}).get("threshold_rule", ""))
+    raise ScenarioError("required: the decline threshold (no model card beside the model gives one)",
+                        file=scenario.source, field="model.threshold")
+
+
+def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default_specs: dict | None = None) -> FeatureSchema:
+    specs = {k: v.as_dict() for k, v in scenario.features.items()} if scenario.features is not None else (default_specs or {})
+    try:
+        schema = FeatureSchema.from_mapping(model.feature_names, specs).with_bounds_from(frame)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
+    clash = [n for n in model.feature_names if n in RESERVED_COLUMNS]
+    if clash:
+        raise ModelError(f"feature name {clash[0]!r} clashes with a fraudsim column; rename it in the model",
+                         file=str(model.path), field="model.path")
+    if not schema.mutable_names:
+        raise ScenarioError("no mutable feature: list at least one feature the attacker can change",
+                            file=scenario.source, field="features")
+    return schema
+
+
+def _select_targets(scenario: Scenario, labels: np.ndarray | None, scores: np.ndarray, threshold: float,
+                    *, spread: bool = False) -> np.ndarray:
+    """Rows to attack: the first ``limit`` matching rows in row order or, with ``spread`` (world runs, where
+    neighbouring frauds come from the same burst), a seeded sample of ``limit`` of them, kept in row order."""
+    kind = scenario.attack.targets
+    declined = scores >= threshold
+    if kind == "declined":
+        mask = declined
+    else:
+        if labels is None:
+            raise DataError(f"attack.targets '{kind}' needs a label column", file=scenario.source, field="data.label")
+        mask = (labels == 1) & declined if kind == "caught_fraud" else (labels == 1)
+    rows = np.flatnonzero(mask)
+    limit = scenario.attack.limit
+    if limit is not None and spread and len(rows) > limit:
+        rows = np.sort(np.random.default_rng(scenario.seed).choice(rows, limit, replace=False))
+    elif limit is not None:
+        rows = rows[:limit]
+    if len(rows) == 0:
+        raise DataError(f"no {kind.replace('_', ' ')} to attack: no row is a target at threshold {threshold:g}",
+                        file=scenario.source, field="attack.targets")
+    return rows
+
+
+def _labels(frame: pl.DataFrame, label: str, source: str, needed: bool) -> np.ndarray | None:
+    if label not in frame.columns:
+        if needed:
+            raise DataError(f"label column {label!r} is missing", file=source, field="data.label")
+        return None
+    col = frame.get_column(label)
+    if not (col.dtype.is_numeric() or col.dtype == pl.Boolean) or col.null_count():
+        raise DataError("the label must be 0/1 without nulls", file=source, field=label)
+    y = col.cast(pl.Float64).to_numpy()
+    if not np.isin(y, [0.0, 1.0]).all():
+        raise DataError("the label must be 0/1", file=source, field=label)
+    return y.astype(np.int8)
+
+
+def _prepare_data(scenario: Scenario, progress: Progress) -> Prepared:
+    t0 = time.perf_counter()
+    assert scenario.data is not None and scenario.model.path is not None
+    model = load_model(scenario.model.path, scenario.model.kind)
+    threshold, rule = _threshold_for(scenario, model)
+    src = str(scenario.data.path)
+    frame = read_data(scenario.data.path)
+    model.check_columns(frame.columns, source=src)
+    schema = _schema(scenario, model, frame)
+    schema.validate_frame(frame, source=src)
+    labels = _labels(frame, scenario.data.label, src, needed=scenario.attack.targets != "declined")
+    X = frame_to_matrix(frame, model.feature_names)
+    scores = model.predict_score(X)
+    rows = _select_targets(scenario, labels, scores, threshold)
+    return Prepared(scenario=scenario, model=model, threshold=threshold, threshold_rule=rule, schema=schema,
+                    frame=frame, X=X, labels=labels, scores=scores, ids=np.arange(len(frame), dtype=np.int64),
+                    target_rows=rows, model_card=dict(model.card or {}), timings={"prepare_s": time.perf_counter() - t0})
+
+
+def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) -> Prepared | None:
+    from .world import FEATURES, LABEL, World, WorldConfig, default_feature_specs
+
+    ws = scenario.world_spec
+    if scenario.features is not None:
+        unknown = [n for n in scenario.features if n not in FEATURES]
+        if unknown:
+            raise ScenarioError(f"the world has no feature {unknown[0]!r} (features: {', '.join(FEATURES)})",
+                                file=scenario.source, field=f"features.{unknown[0]}")
+    if validate_only:
+        if scenario.model.path is not None:
+            model = load_model(scenario.model.path, scenario.model.kind)
+            model.check_columns(FEATURES, source="<world>")
+        return None
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cfg = WorldConfig(customers=ws.customers, merchants=ws.merchants, days=ws.days, fraudsters=ws.fraudsters,
+                      fraud_rate_scale=ws.fraud_rate_scale)
+    world = World(cfg, seed=scenario.seed)
+    advance = progress("world", ws.days)
+    days = []
+    for _ in range(ws.days):
+        days.append(world.step())
+        advance(1)
+    stream = pl.concat(days)
+    timings["world_s"] = time.perf_counter() - t0
+    cut = max(1, int(round(ws.days * ws.train_fraction)))
+    train = stream.filter(pl.col("day") < cut)
+    test = stream.filter(pl.col("day") >= cut)
+    if test.height == 0 or train.height == 0:
+        raise ScenarioError("the world is too small to split into training and attack days", file=scenario.source, field="world.days")
+    t1 = time.perf_counter()
+    names = list(FEATURES)
+    X_test = frame_to_matrix(test, names)
+    y_test = test.get_column(LABEL).to_numpy().astype(np.int8)
+    if scenario.model.path is not None:
+        model = load_model(scenario.model.path, scenario.model.kind)
+        model.check_columns(test.columns, source="<world>")
+        X_test = frame_to_matrix(test, model.feature_names)
+        threshold, rule = _threshold_for(scenario, model)
+        card = dict(model.card or {})
+    else:
+        adv = progress("train model", None)
+        trained = train_model(frame_to_matrix(train, names), train.get_column(LABEL).to_numpy(), X_test, y_test, names,
+                              kind=scenario.model.kind or "xgboost", seed=scenario.seed, fpr=scenario.model.threshold_fpr,
+                              provenance={"world": cfg.__dict__, "world_seed": scenario.seed, "train_days": [0, cut - 1]})
+        adv(1)
+        model, card = trained.model, trained.card
+        if scenario.model.threshold is not None:
+            threshold, rule = float(scenario.model.threshold), "given in the scenario"
+        else:
+            threshold, rule = trained.threshold, card["threshold_rule"]
+    timings["train_s"] = time.perf_counter() - t1
+    schema = _schema(scenario, model, stream, default_feature_specs())
+    schema.validate_frame(test, source="<world>")
+    scores = model.predict_score(X_test)
+    rows = _select_targets(scenario, y_test, scores, threshold, spread=True)
+    return Prepared(scenario=scenario, model=model, threshold=threshold, threshold_rule=rule, schema=schema,
+                    frame=test, X=X_test, labels=y_test, scores=scores,
+                    ids=test.get_column("transaction_id").to_numpy().astype(np.int64), target_rows=rows,
+                    train_frame=train, model_card=card, timings=timings)
+
+
+def run_id_for(prep: Prepared) -> str:
+    """Deterministic: the same scenario, model and data give the same id, so reruns give identical tables."""
+    h = hashlib.sha256()
+    h.update(prep.scenario.to_yaml().encode())
+    h.update(str(prep.model.sha256 or prep.model_card.get("test_auc")).encode())
+    h.update(np.ascontiguousarray(prep.X[prep.target_rows]).tobytes())
+    h.update(__version__.encode())
+    return f"{prep.scenario.name}-{h.hexdigest()[:12]}"
+
+
+@dataclass
+class RunResult:
+    """A finished run: its DuckDB file, with helpers to read it."""
+
+    path: Path
+    run_id: str
+    scenario: Scenario
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def _con(self) -> Iterator[Any]:
+        from .store import open_readonly
+
+        con = open_readonly(self.path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
+        with self._con() as con:
+            return con.sql(query, params=params or None).pl()
+
+    def summary(self) -> pl.DataFrame:
+        return summarize(self.path, self.run_id)
+
+    def _repr_html_(self) -> str:
+        return f"<b>fraudsim run</b> {self.run_id} → <code>{self.path}</code><br>" + self.summary()._repr_html_()
+
+
+def summary_sql(budgets: tuple[int, ...]) -> str:
+    cols = ",\n  ".join(
+        f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS success_at_{b}" for b in budgets)
+    cheap = ",\n  ".join(
+        f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS cheap_success_at_{b}" for b in budgets)
+    return f"""
+SELECT strategy, count(*) AS targets,
+  {cols},
+  {cheap},
+  median(queries_to_first_evasion) AS median_queries_to_evasion,
+  median(first_evasion_cost) AS median_first_cost,
+  median(min_cost) AS median_best_cost
+FROM targets WHERE run_id = ? GROUP BY strategy ORDER BY strategy"""
+
+
+def budgets_for(budget: int) -> tuple[int, ...]:
+    return tuple(b for b in SUCCESS_BUDGETS if b < budget) + (budget,)
+
+
+def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
+    from .store import open_readonly
+
+    con = open_readonly(path)
+    try:
+        if run_id is None:
+            run_id = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
+        budget = con.execute("SELECT budget FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        return con.sql(summary_sql(budgets_for(int(budget))), params=[run_id]).pl()
+    finally:
+        con.close()
+
+
+def _targets_sql(feature_names) -> str:
+    feats = "".join(f", any_value(o.{_ident(f)})" for f in feature_names)
+    return f"""
+INSERT INTO targets
+SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
+  min(q.query_index) FILTER (WHERE q.evaded),
+  arg_min(q.cost, q.query_index) FILTER (WHERE q.evaded),
+  min(q.cost) FILTER (WHERE q.evaded),
+  coalesce(bool_or(q.evaded AND q.cost <= {CHEAP_COST}), false),
+  min(q.query_index) FILTER (WHERE q.evaded AND q.cost <= {CHEAP_COST}){feats}
+FROM queries q JOIN _originals o ON o.target_id = q.target_id
+WHERE q.run_id = ? AND q.strategy = ?
+GROUP BY q.run_id, q.strategy, q.target_id
+ORDER BY q.target_id"""
+
+
+def _transactions_table(prep: Prepared, run_id: str) -> pa.Table:
+    parts = []
+    for split, frame in (("train", prep.train_frame), ("test", prep.frame)):
+        if frame is None:
+            continue
+        X = prep.X if frame is prep.frame else frame_to_matrix(frame, prep.model.feature_names)
+        scores = prep.scores if frame is prep.frame else prep.model.predict_score(X)
+        n = frame.height
+        cols: dict[str, Any] = {
+            "run_id": pl.Series([run_id]).cast(pl.Categorical).extend_constant(run_id, n - 1) if n else pl.Series([], dtype=pl.Utf8),
+            "transaction_id": frame.get_column("transaction_id").cast(pl.Int64) if "transaction_id" in frame.columns
+            else pl.int_range(0, n, eager=True, dtype=pl.Int64),
+            "is_fraud": (pl.Series(prep.labels) if frame is prep.frame and prep.labels is not None else
+                         frame.get_column("is_fraud") if "is_fraud" in frame.columns else pl.Series([None] * n)).cast(pl.Int32),
+            "score": pl.Series(scores),
+            "decision": pl.Series(np.where(scores >= prep.threshold, "decline", "approve")).cast(pl.Categorical),
+            "model_version": pl.repeat(1, n, dtype=pl.Int32, eager=True),
+            "split": pl.repeat(split, n, eager=True).cast(pl.Categorical),
+        }
+        for c in WORLD_COLUMNS:
+            if c in frame.columns:
+                cols[c] = frame.get_column(c)
+        for j, f in enumerate(prep.model.feature_names):
+            cols[f] = pl.Series(X[:, j])
+        parts.append(pl.DataFrame(cols))
+    return pl.concat(parts, how="vertical_relaxed").to_arrow()
+
+
+def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = _no_progress) -> RunResult:
+    """Run every strategy against every target and write the run; ``prepare`` must have succeeded."""
+    sc = prep.scenario
+    path = Path(output) if output is not None else sc.output_path()
+    names = prep.model.feature_names
+    run_id = run_id_for(prep)
+    store = Store(path, names)
+    try:
+        return _execute(prep, store, run_id, progress)
+    except BaseException as exc:
+        try:
+            store.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
+                          [f"{type(exc).__name__}: {exc}"[:2000], run_id])
+        finally:
+            store.abandon()
+        raise
+
+
+def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> RunResult:
+    sc = prep.scenario
+    names = prep.model.feature_names
+    timings = dict(prep.timings)
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                  [run_id, sc.name, sc.seed, started, str(prep.model.path) if prep.model.path else None,
+                   prep.model.sha256, prep.model.kind, prep.threshold, sc.attack.feedback, sc.attack.budget,
+                   sc.to_yaml(), __version__])
+    auc = prep.model_card.get("test_auc")
+    if auc is None and prep.labels is not None:
+        auc = roc_auc(prep.labels, prep.scores)
+    store.execute("INSERT INTO model_versions VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [run_id, prep.model.kind, str(prep.model.path) if prep.model.path else None, prep.model.sha256,
+                   prep.threshold, prep.threshold_rule, auc, json.dumps(prep.model_card, default=str), started])
+    t0 = time.perf_counter()
+    store.append("transactions", _transactions_table(prep, run_id))
+    timings["transactions_s"] = time.perf_counter() - t0
+
+    rows = prep.target_rows
+    originals = np.ascontiguousarray(prep.X[rows])
+    target_ids = prep.ids[rows]
+    orig_tbl = {"target_id": target_ids, "original_score": prep.scores[rows]}
+    orig_tbl.update({f: originals[:, j] for j, f in enumerate(names)})
+    store.con.register("_originals", pa.table(orig_tbl))
+
+    kernels = get_kernels(sc.attack.backend)
+    sa = prep.schema.arrays()
+    log = QueryLog(store, run_id)
+    approved = prep.X[(prep.scores < prep.threshold)][:1000]
+    for s_idx, sname in enumerate(sc.attack.strategies):
+        t1 = time.perf_counter()
+        cls = get_strategy(sname)
+        oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
+                        originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
+                        target_ids=target_ids, log=log)
+        problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
+                            feedback=sc.attack.feedback, approved_examples=approved,
+                            model=prep.model if sc.attack.grant_model else None) for i in range(len(rows))]
+        rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
+        advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)
+        run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems, rngs=rngs,
+                     batch_size=sc.attack.batch_size, on_step=advance)
+        advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
+        log.flush()
+        store.execute(_targets_sql(names), [run_id, sname])
+        timings[f"attack_{sname}_s"] = time.perf_counter() - t1
+    store.con.unregister("_originals")
+    store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?",
+                  [datetime.now(timezone.utc).replace(tzinfo=None), run_id])
+    path = store.finish()
+    return RunResult(path=path, run_id=run_id, scenario=sc, timings=timings)
+
+
+def run(scenario: Scenario | str | Path | None = None, *, output: str | Path | None = None,
+        progress: Progress | bool = False) -> RunResult:
+    """Run a scenario (an object, a YAML path, or ``None`` for the built-in default) and return the result.
+
+    Examples
+    --------
+    >>> import simulator as fs, tempfile, os
+    >>> sc = fs.Scenario.from_dict({"name": "tiny", "seed": 1, "world": {"customers": 1500, "days": 6},
+    ...                             "attack": {"limit": 3, "budget": 20, "strategies": ["random"]}})
+    >>> res = fs.run(sc, output=os.path.join(tempfile.mkdtemp(), "tiny.duckdb"))
+    >>> res.summary()["targets"].to_list()
+    [3]
+    """
+    if scenario is None:
+        scenario = Scenario.default()
+    elif not isinstance(scenario, Scenario):
+        scenario = Scenario.from_yaml(scenario)
+    if progress is True:
+        from .progress import rich_progress
+
+        with rich_progress() as prog:
+            prep = prepare(scenario, progress=prog)
+            return execute(prep, output=Path(output) if output else None, progress=prog)
+    prog = progress or _no_progress
+    prep = prepare(scenario, progress=prog)
+    return execute(prep, output=Path(output) if output else None, progress=prog)

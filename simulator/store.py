@@ -1,0 +1,176 @@
+"""The DuckDB run store: schema, batched appends from Arrow, run lifecycle.
+
+A run writes to ``<output>.partial`` and is moved to ``<output>`` only when it finishes, so a failed or
+interrupted run never leaves a half-written file where a finished one is expected.
+
+Tables (a contract; see the README): ``runs``, ``queries``, ``targets``, ``transactions``, ``model_versions``,
+``defence_events`` and ``fraudsim_meta`` (which marks the file as a fraudsim store and carries its version).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+QUERY_FIXED_COLUMNS = ("run_id", "round", "agent_id", "strategy", "target_id", "query_index", "score", "decision",
+                       "evaded", "cost")
+TARGET_FIXED_COLUMNS = ("run_id", "strategy", "target_id", "original_score", "queries_used", "evaded",
+                        "queries_to_first_evasion", "first_evasion_cost", "min_cost", "cheap_evaded",
+                        "queries_to_first_cheap_evasion")
+RESERVED_COLUMNS = frozenset(QUERY_FIXED_COLUMNS + TARGET_FIXED_COLUMNS)
+CHEAP_COST = 1.0  # an evasion is "cheap" when its cost is at most this (one flag plus small moves)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ddl(feature_names: Sequence[str]) -> list[str]:
+    feats = "".join(f", {_ident(f)} DOUBLE" for f in feature_names)
+    return [
+        "CREATE TABLE IF NOT EXISTS fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        """CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, scenario VARCHAR, seed BIGINT,
+            started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, model_path VARCHAR, model_sha256 VARCHAR,
+            model_kind VARCHAR, threshold DOUBLE, feedback VARCHAR, budget BIGINT, scenario_yaml VARCHAR,
+            fraudsim_version VARCHAR, error VARCHAR)""",
+        f"""CREATE TABLE IF NOT EXISTS queries (run_id VARCHAR, round INTEGER, agent_id INTEGER, strategy VARCHAR,
+            target_id BIGINT, query_index INTEGER, score DOUBLE, decision VARCHAR, evaded BOOLEAN, cost DOUBLE{feats})""",
+        f"""CREATE TABLE IF NOT EXISTS targets (run_id VARCHAR, strategy VARCHAR, target_id BIGINT,
+            original_score DOUBLE, queries_used INTEGER, evaded BOOLEAN, queries_to_first_evasion INTEGER,
+            first_evasion_cost DOUBLE, min_cost DOUBLE, cheap_evaded BOOLEAN, queries_to_first_cheap_evasion INTEGER{feats})""",
+        f"""CREATE TABLE IF NOT EXISTS transactions (run_id VARCHAR, transaction_id BIGINT, is_fraud INTEGER,
+            score DOUBLE, decision VARCHAR, model_version INTEGER, split VARCHAR, "timestamp" BIGINT, day INTEGER,
+            customer_id INTEGER, merchant_id INTEGER, device_id INTEGER, fraud_type INTEGER{feats})""",
+        """CREATE TABLE IF NOT EXISTS model_versions (run_id VARCHAR, version INTEGER, kind VARCHAR, path VARCHAR,
+            sha256 VARCHAR, threshold DOUBLE, threshold_rule VARCHAR, test_auc DOUBLE, card VARCHAR,
+            created_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS defence_events (run_id VARCHAR, round INTEGER, kind VARCHAR,
+            target_id BIGINT, detail VARCHAR, created_at TIMESTAMP)""",
+    ]
+
+
+class Store:
+    """A fraudsim DuckDB file opened for writing one run."""
+
+    def __init__(self, path: str | Path, feature_names: Sequence[str]):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.feature_names = tuple(feature_names)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (self.partial, Path(str(self.partial) + ".wal")):
+            stale.unlink(missing_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.partial))
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot create the run file ({exc})", file=str(self.partial), field="output") from None
+        for stmt in _ddl(self.feature_names):
+            self.con.execute(stmt)
+        self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
+                         [str(SCHEMA_VERSION), ",".join(self.feature_names)])
+
+    def append(self, table: str, data: pa.Table | dict) -> None:
+        """Append a whole batch (Arrow table, or a dict of equal-length arrays) in one statement."""
+        tbl = data if isinstance(data, pa.Table) else pa.table(data)
+        if tbl.num_rows == 0:
+            return
+        self.con.register("_batch", tbl)
+        try:
+            cols = ", ".join(_ident(c) for c in tbl.column_names)
+            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch").fetchall()
+        finally:
+            self.con.unregister("_batch")
+
+    def execute(self, sql: str, params: Sequence | None = None) -> None:
+        """Run a statement to completion (DuckDB refuses new work while a result is unread)."""
+        self.con.execute(sql, params or []).fetchall()
+
+    def finish(self) -> Path:
+        """Close and move the finished file into place (replacing an older run file at that path)."""
+        self.con.execute("CHECKPOINT")
+        self.con.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        """Drop the partial file of a failed run; an older finished file at ``path`` stays untouched."""
+        try:
+            self.con.close()
+        except duckdb.Error:
+            pass
+        for f in (self.partial, Path(str(self.partial) + ".wal")):
+            f.unlink(missing_ok=True)
+
+
+def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open a finished run file for analysis; refuses files that are not fraudsim stores."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError("file not found", file=str(path))
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        ok = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'fraudsim_meta'").fetchall()[0][0]
+    except duckdb.Error as exc:
+        raise StoreError(f"not a DuckDB file ({str(exc).splitlines()[0][:120]})", file=str(path)) from None
+    if not ok:
+        con.close()
+        raise StoreError("not a fraudsim run file (no fraudsim_meta table)", file=str(path))
+    return con
+
+
+class QueryLog:
+    """Buffers oracle queries as column chunks and appends them to ``queries`` in large batches."""
+
+    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 200_000):
+        self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
+        self._chunks: list[dict] = []
+        self._rows = 0
+        self.total_rows = 0
+
+    def add(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray, query_index: np.ndarray,
+            score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray) -> None:
+        self._chunks.append(dict(round=round_, agent_id=agent_id, strategy=strategy, target_id=target_id,
+                                 query_index=query_index, score=score, decision=decision, evaded=evaded, cost=cost, X=X))
+        self._rows += len(target_id)
+        self.total_rows += len(target_id)
+        if self._rows >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._chunks or self.store is None:
+            self._chunks, self._rows = [], 0
+            return
+        ch = self._chunks
+        n = [len(c["target_id"]) for c in ch]
+        X = np.concatenate([c["X"] for c in ch])
+        cols = {
+            "run_id": _dict_column([self.run_id], [sum(n)]),
+            "round": np.repeat([c["round"] for c in ch], n).astype(np.int32),
+            "agent_id": pa.array(np.repeat([-1 if c["agent_id"] is None else c["agent_id"] for c in ch], n).astype(np.int32),
+                                 mask=np.repeat([c["agent_id"] is None for c in ch], n)),
+            "strategy": _dict_column([c["strategy"] for c in ch], n),
+            "target_id": np.concatenate([c["target_id"] for c in ch]).astype(np.int64),
+            "query_index": np.concatenate([c["query_index"] for c in ch]).astype(np.int32),
+            "score": np.concatenate([c["score"] for c in ch]).astype(np.float64),
+            "decision": pa.DictionaryArray.from_arrays(
+                pa.array(np.concatenate([c["decision"] for c in ch]).astype(np.int8)), pa.array(["approve", "decline"])),
+            "evaded": np.concatenate([c["evaded"] for c in ch]).astype(bool),
+            "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64),
+        }
+        for j, f in enumerate(self.store.feature_names):
+            cols[f] = X[:, j]
+        self.store.append("queries", pa.table(cols))
+        self._chunks, self._rows = [], 0
+
+
+def _dict_column(values: list[str], counts: Sequence[int]) -> pa.DictionaryArray:
+    """A string column of runs of repeated values, built without a Python object per row."""
+    uniq = sorted(set(values))
+    codes = np.repeat(np.array([uniq.index(v) for v in values], dtype=np.int32), counts)
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(uniq, pa.string()))
