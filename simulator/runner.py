@@ -405,8 +405,13 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
                             model=prep.model if sc.attack.grant_model else None) for i in range(len(rows))]
         rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
         advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)
-        run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems, rngs=rngs,
-                     batch_size=sc.attack.batch_size, on_step=advance)
+        done = run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems, rngs=rngs,
+                            batch_size=sc.attack.batch_size, on_step=advance)
+        metrics = [(int(t), k, float(v)) for t, s in zip(target_ids, done) for k, v in s.metrics().items()]
+        if metrics:
+            t_ids, keys, values = zip(*metrics)
+            store.append("strategy_metrics", {"run_id": [run_id] * len(metrics), "strategy": [sname] * len(metrics),
+                                              "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
         advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
         log.flush()
         store.execute(_targets_sql(names), [run_id, sname])

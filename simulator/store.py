@@ -51,6 +51,8 @@ def _ddl(feature_names: Sequence[str]) -> list[str]:
         """CREATE TABLE IF NOT EXISTS model_versions (run_id VARCHAR, version INTEGER, kind VARCHAR, path VARCHAR,
             sha256 VARCHAR, threshold DOUBLE, threshold_rule VARCHAR, test_auc DOUBLE, card VARCHAR,
             created_at TIMESTAMP)""",
+        """CREATE TABLE IF NOT EXISTS strategy_metrics (run_id VARCHAR, strategy VARCHAR, target_id BIGINT,
+            metric VARCHAR, value DOUBLE)""",
         """CREATE TABLE IF NOT EXISTS defence_events (run_id VARCHAR, round INTEGER, kind VARCHAR,
             target_id BIGINT, detail VARCHAR, created_at TIMESTAMP)""",
     ]

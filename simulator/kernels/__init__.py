@@ -54,8 +54,8 @@ def get_kernels(backend: str = "auto") -> Kernels:
     if backend == "gpu":
         if not gpu.available():
             raise ScenarioError("backend 'gpu' needs CuPy and a CUDA GPU, and none was found; use cpu or auto",
-                                field="backend")
+                                field="attack.backend")
         return Kernels("gpu", gpu)
     if backend == "auto":
         return Kernels("gpu", gpu) if gpu.available() else Kernels("cpu", cpu)
-    raise ScenarioError(f"unknown backend {backend!r}; use auto, cpu or gpu", field="backend")
+    raise ScenarioError(f"unknown backend {backend!r}; use auto, cpu or gpu", field="attack.backend")

@@ -111,6 +111,11 @@ class Strategy:
         self._tell(X, feedback)
         self.n_told += len(X)
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers worth keeping per target (e.g. a surrogate's agreement with the target); stored by the runner
+        in the ``strategy_metrics`` table. Called once, after the strategy's last ``tell``."""
+        return {}
+
     def _ask(self, n: int) -> np.ndarray:
         raise NotImplementedError
 
