@@ -1,0 +1,123 @@
+"""The command line: bad input is one line naming file, field and reason, exit code 2, and no run file."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simulator.cli import app
+
+from .conftest import scenario_dict
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    text = result.stderr.strip()
+    assert len(text.splitlines()) == 1, text
+    for f in fragments:
+        assert f in text, (f, text)
+
+
+def _edit(raw, dotted, value):
+    raw = copy.deepcopy(raw)
+    node = raw
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return raw
+
+
+_DELETE = object()
+
+BAD_SCENARIOS = [
+    ("unknown key", "attack.budjet", 5, ["attack.budjet", "unknown key"]),
+    ("budget -1", "attack.budget", -1, ["attack.budget", "greater than 0"]),
+    ("budget 0", "attack.budget", 0, ["attack.budget", "greater than 0"]),
+    ("threshold > 1", "model.threshold", 1.5, ["model.threshold", "less than or equal to 1"]),
+    ("threshold < 0", "model.threshold", -0.1, ["model.threshold", "greater than or equal to 0"]),
+    ("min > max", "features.amount.min", 50000, ["features.amount", "min (50000) > max (20000)"]),
+    ("feature not in model", "features.shoe_size", {"type": "integer", "min": 1, "max": 50},
+     ["features.shoe_size", "the model has no feature 'shoe_size'"]),
+    ("missing data file", "data.path", "nowhere.parquet", ["nowhere.parquet", "data.path", "file not found"]),
+    ("missing model file", "model.path", "nowhere.json", ["nowhere.json", "model.path", "file not found"]),
+    ("unknown strategy", "attack.strategies", ["random", "telepathy"], ["attack.strategies.1", "unknown strategy 'telepathy'"]),
+    ("needs score", "attack.feedback", "decision", ["attack.strategies.1", "needs score feedback"]),
+]
+
+
+@pytest.mark.parametrize("case, key, value, fragments", BAD_SCENARIOS, ids=[c[0] for c in BAD_SCENARIOS])
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_bad_scenarios(case, key, value, fragments, command, team_files, write_scenario):
+    raw = _edit(scenario_dict(team_files), key, value)
+    path = write_scenario(raw, f"bad_{command}.yaml")
+    out = team_files["dir"] / "release-check.duckdb"
+    out.unlink(missing_ok=True)
+    one_line_error(invoke(command, path), *fragments)
+    assert not out.exists() and not (team_files["dir"] / "release-check.duckdb.partial").exists()
+
+
+def test_bad_data_files(team_files, write_scenario, tmp_path):
+    import polars as pl
+
+    frame = pl.read_parquet(team_files["data"])
+    cases = {
+        "no_hour.parquet": (frame.drop("hour"), ["no_hour.parquet", "hour", "missing model feature 'hour'"]),
+        "nan.parquet": (frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("credit_limit")).alias("credit_limit")),
+                        ["nan.parquet", "credit_limit", "null/NaN"]),
+        "text.parquet": (frame.with_columns(pl.col("amount").cast(pl.Utf8)), ["text.parquet", "amount", "non-numeric"]),
+    }
+    for name, (bad, fragments) in cases.items():
+        bad.write_parquet(team_files["dir"] / name)
+        raw = _edit(scenario_dict(team_files), "data.path", name)
+        one_line_error(invoke("validate", write_scenario(raw, "bad_data.yaml")), *fragments)
+
+
+def test_model_that_is_neither_xgboost_nor_lightgbm(team_files, write_scenario):
+    (team_files["dir"] / "model.bin").write_bytes(b"\x80\x04\x95not a model")
+    raw = _edit(scenario_dict(team_files), "model.path", "model.bin")
+    one_line_error(invoke("run", write_scenario(raw, "bad_model.yaml")), "model.bin", "model.path",
+                   "neither an XGBoost JSON/UBJ model nor a LightGBM text model")
+
+
+def test_missing_scenario_and_bad_yaml(tmp_path):
+    one_line_error(invoke("run", tmp_path / "none.yaml"), "none.yaml", "file not found")
+    (tmp_path / "broken.yaml").write_text("name: x\nattack: [1, 2\n")
+    one_line_error(invoke("validate", tmp_path / "broken.yaml"), "broken.yaml", "not valid YAML")
+
+
+def test_validate_and_run_ok(team_files, write_scenario, tmp_path):
+    path = write_scenario(scenario_dict(team_files), "ok.yaml")
+    r = invoke("validate", path)
+    assert r.exit_code == 0 and "ok" in r.output and "6 targets" in r.output
+    r = invoke("run", path, "-o", tmp_path / "ok.duckdb", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "evolutionary" in r.output and (tmp_path / "ok.duckdb").exists()
+
+
+def test_generate_writes_parquet(tmp_path):
+    r = invoke("generate", "-o", tmp_path / "w.parquet", "--customers", 500, "--days", 3, "--seed", 4)
+    assert r.exit_code == 0, r.output
+    import polars as pl
+
+    df = pl.read_parquet(tmp_path / "w.parquet")
+    assert df.height > 100 and "is_fraud" in df.columns
+
+
+def test_entry_point_runs_as_a_process(team_files, write_scenario):
+    """The installed console script path: a real process, one line on stderr, exit 2."""
+    raw = _edit(scenario_dict(team_files), "attack.budget", -1)
+    p = subprocess.run([sys.executable, "-m", "simulator.cli", "validate", str(write_scenario(raw, "proc.yaml"))],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "attack.budget" in p.stderr
