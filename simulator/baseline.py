@@ -20,7 +20,9 @@ def split_world(frame: pl.DataFrame, days: int, train_fraction: float = TRAIN_FR
 
 
 def train_baselines(out_dir: Path, *, customers: int = 20_000, days: int = 30, seed: int = 0, fpr: float = 0.01,
-                    holdout: Path | None = None) -> Iterator[tuple[Path, dict]]:
+                    holdout: Path | None = None, holdout_days: int = 2) -> Iterator[tuple[Path, dict]]:
+    """Train on the first 60% of days, test on the rest; ``holdout`` gets the last ``holdout_days`` days (never
+    trained on) as Parquet, small enough to ship as a data sample."""
     cfg = WorldConfig(customers=customers, days=days)
     frame = World(cfg, seed=seed).generate()
     train, test = split_world(frame, days)
@@ -29,7 +31,8 @@ def train_baselines(out_dir: Path, *, customers: int = 20_000, days: int = 30, s
     Xte, yte = frame_to_matrix(test, names), test.get_column(LABEL).to_numpy()
     if holdout is not None:
         holdout.parent.mkdir(parents=True, exist_ok=True)
-        test.write_parquet(holdout)
+        sample = test.filter(pl.col("day") >= days - holdout_days).drop("transaction_id")
+        sample.write_parquet(holdout, compression="zstd", compression_level=19)
     for kind, fname in (("xgboost", "xgb_baseline.json"), ("lightgbm", "lgbm_baseline.txt")):
         trained = train_model(Xtr, ytr, Xte, yte, names, kind=kind, seed=seed, fpr=fpr,
                               provenance={"world": cfg.__dict__, "world_seed": seed,

@@ -128,11 +128,13 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
 def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder for the models and their cards"),
           customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=2),
           seed: int = typer.Option(0, min=0), fpr: float = typer.Option(0.01, min=1e-6, max=0.5),
-          holdout: Optional[Path] = typer.Option(None, help="also write the test days as Parquet here")) -> None:
+          holdout: Optional[Path] = typer.Option(None, help="also write the last test days as Parquet here"),
+          holdout_days: int = typer.Option(2, min=1, help="days in the holdout sample")) -> None:
     """Train the baseline XGBoost and LightGBM models on the world; save them natively with JSON cards."""
     from .baseline import train_baselines
 
-    for path, card in train_baselines(out_dir, customers=customers, days=days, seed=seed, fpr=fpr, holdout=holdout):
+    for path, card in train_baselines(out_dir, customers=customers, days=days, seed=seed, fpr=fpr, holdout=holdout,
+                                      holdout_days=holdout_days):
         out.print(f"wrote {path} (test AUC {card['test_auc']:.3f}, threshold {card['threshold']:.4g})", highlight=False)
 
 
