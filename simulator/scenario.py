@@ -135,6 +135,7 @@ class Scenario(Section):
     model: ModelSpec = ModelSpec()
     features: dict[str, FeatureSpecModel] | None = None
     attack: AttackSpec = AttackSpec()
+    gates: tuple[str, ...] = Field((), description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
     output: Path | None = None
     source: str | None = Field(None, exclude=True, description="the file this came from, for error messages")
 
