@@ -10,6 +10,7 @@ from typing import Optional
 
 import polars as pl
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -17,7 +18,7 @@ from .errors import FraudsimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="fraudsim: how easily can a fraudster who can only query your fraud model get fraud through?")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)  # logs and pipes get the whole table
 err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
@@ -32,23 +33,28 @@ def _fail(exc: BaseException, debug: bool) -> None:
 
 
 def summary_table(df: pl.DataFrame, title: str) -> Table:
-    """Success within each budget (all evasions, then cheap ones), median queries and costs, per strategy."""
+    """Success within a few budgets (any evasion, then cheap ones), median queries and costs, per strategy."""
     succ = [c for c in df.columns if c.startswith("success_at_")]
     cheap = [c for c in df.columns if c.startswith("cheap_success_at_")]
-    table = Table(title=title, title_justify="left", caption="evaded ≤N: share of targets with an evading query "
-                  "within N queries; cheap: cost ≤ 1", caption_justify="left")
+    budget = lambda c: c.rsplit("_", 1)[1]
+    shown = [c for c in succ if budget(c) in ("10", "50", "100")] + succ[-1:]
+    shown = list(dict.fromkeys(shown))
+    shown_cheap = list(dict.fromkeys([c for c in cheap if budget(c) == "100"] + cheap[-1:]))
+    table = Table(title=title, title_justify="left", caption="≤N: share of targets evaded within N queries; "
+                  "cheap: evading at cost ≤ 1; med q: median queries to the first evasion", caption_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("strategy", style="bold", no_wrap=True)
     table.add_column("n", justify="right")
-    for c in succ:
-        table.add_column(f"≤{c.rsplit('_', 1)[1]}", justify="right")
-    for c in cheap[-2:]:
-        table.add_column(f"cheap ≤{c.rsplit('_', 1)[1]}", justify="right")
-    for c in ("med q", "1st cost", "best cost"):
-        table.add_column(c, justify="right")
-    fmt = lambda v, pct=False: "–" if v is None else (f"{v:.0%}" if pct else f"{v:.3g}")
+    for c in shown:
+        table.add_column(f"≤{budget(c)}", justify="right", no_wrap=True)
+    for c in shown_cheap:
+        table.add_column(f"cheap≤{budget(c)}", justify="right", no_wrap=True)
+    for c in ("med q", "cost 1st", "best"):
+        table.add_column(c, justify="right", no_wrap=True)
+    fmt = lambda v, pct=False: "–" if v is None else (f"{v:.0%}" if pct else f"{v:.2f}" if v < 10 else f"{v:.0f}")
     for r in df.iter_rows(named=True):
-        table.add_row(r["strategy"], str(r["targets"]), *[fmt(r[c], True) for c in succ],
-                      *[fmt(r[c], True) for c in cheap[-2:]], fmt(r["median_queries_to_evasion"]),
+        table.add_row(r["strategy"], str(r["targets"]), *[fmt(r[c], True) for c in shown],
+                      *[fmt(r[c], True) for c in shown_cheap], fmt(r["median_queries_to_evasion"]),
                       fmt(r["median_first_cost"]), fmt(r["median_best_cost"]))
     return table
 
@@ -85,8 +91,8 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
     out.print(f"{len(prep.target_rows)} targets ({sc.attack.targets}), budget {sc.attack.budget} queries each, "
               f"feedback: {sc.attack.feedback}", highlight=False)
     out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
-    out.print(f"cheap = evading with cost ≤ 1. Results: [bold]{res.path}[/] (SQL: tables runs, queries, targets, "
-              f"transactions, model_versions)", highlight=False)
+    out.print(f"results: [bold]{res.path}[/] (DuckDB: runs, queries, targets, transactions, model_versions)",
+              highlight=False)
 
 
 @app.command()
@@ -136,6 +142,132 @@ def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder
     for path, card in train_baselines(out_dir, customers=customers, days=days, seed=seed, fpr=fpr, holdout=holdout,
                                       holdout_days=holdout_days):
         out.print(f"wrote {path} (test AUC {card['test_auc']:.3f}, threshold {card['threshold']:.4g})", highlight=False)
+
+
+# -- reading finished runs: query, report, gate, compare (the work is in simulator/report) -------------------------
+
+
+def _output_format(fmt: Optional[str], output: Optional[Path]) -> str:
+    """``--format`` when given, else the output file's suffix (.csv, .json, .parquet), else a table."""
+    from .report.output import FORMATS, OutputError
+
+    if fmt is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        fmt = suffix if suffix in FORMATS else ("csv" if output is not None else "table")
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise OutputError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}", field="--format")
+    if fmt == "parquet" and output is None:
+        raise OutputError("--format parquet needs an output file: add -o FILE.parquet", field="--output")
+    if fmt == "table" and output is not None:
+        raise OutputError("a table is for the terminal; with -o use --format csv, json or parquet", field="--format")
+    return fmt
+
+
+def _emit(df: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
+    from .report.output import write_frame
+
+    text = write_frame(df, fmt, output)
+    if text is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        err.print(f"wrote {df.height:,} rows to {output}", highlight=False)
+
+
+@app.command()
+def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
+          sql: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, "
+                                              "EXPLAIN or PRAGMA table_info"),
+          fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet "
+                                            "(default: from the -o suffix, else table)"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
+          max_rows: int = typer.Option(50, "--max-rows", min=1, help="rows shown in table format"),
+          debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Run one read-only SQL query on a run file (views such as success_by_budget included) and print the result."""
+    from .report.output import frame_table
+    from .report.query import run_query
+
+    try:
+        fmt = _output_format(fmt, output)
+        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None)
+        if fmt == "table":
+            caption = f"first {max_rows} rows shown; use --max-rows or --format csv for all" if cut else None
+            out.print(frame_table(df, caption=caption))
+        else:
+            _emit(df, fmt, output)
+    except FraudsimError as exc:
+        _fail(exc, debug)
+
+
+@app.command()
+def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
+           output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file to write"),
+           run_id: Optional[str] = typer.Option(None, help="which run in the file (default: the latest)"),
+           gate: list[str] = typer.Option([], "--gate", "-g", help="also show this gate's verdict (repeatable); "
+                                           "default: the scenario's gates"),
+           title: Optional[str] = typer.Option(None, help="title of the report"),
+           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Write a self-contained HTML report of a run (opens offline): summary, curves, heatmap, worst evasions, cards."""
+    import time
+
+    from .report.html_report import write_report
+
+    t0 = time.perf_counter()
+    try:
+        path = write_report(run_file, output, run_id, gates=gate or None, title=title)
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    out.print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
+@app.command()
+def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
+         expressions: list[str] = typer.Argument(..., help="gates such as 'success_rate_at_100 <= 0.05' "
+                                                 "or 'auc >= 0.85' (quote each one)"),
+         junit: Optional[Path] = typer.Option(None, "--junit", help="also write the verdicts as JUnit XML"),
+         run_id: Optional[str] = typer.Option(None, help="which run in the file (default: the latest)"),
+         debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Check gates on a finished run: exit 0 when all pass, 1 when any fails (2 for bad input)."""
+    from .report.gates import check_run, exit_code
+    from .report.output import gate_table
+
+    try:
+        results = check_run(run_file, run_id, expressions, junit=junit)
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    out.print(gate_table(results, title=f"Gates on {run_file.name}"))
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        err.print(f"[bold red]{len(failed)} of {len(results)} gates failed:[/] " + "; ".join(failed), highlight=False)
+    else:
+        out.print(f"[green]all {len(results)} gates passed[/]", highlight=False)
+    if junit is not None:
+        out.print(f"JUnit: {junit}", highlight=False)
+    raise typer.Exit(exit_code(results))
+
+
+@app.command()
+def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
+            run_b: Path = typer.Argument(..., help="run file B (the candidate)"),
+            fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
+            debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Two runs side by side: success per strategy, AUC, FPR, threshold, model, with deltas B − A."""
+    from .report.compare import compare_runs
+    from .report.output import compare_table
+
+    try:
+        fmt = _output_format(fmt, output)
+        df = compare_runs(run_a, run_b)
+        if fmt == "table":
+            out.print(compare_table(df, str(run_a), str(run_b)))
+        else:
+            _emit(df, fmt, output)
+    except FraudsimError as exc:
+        _fail(exc, debug)
 
 
 def main() -> None:
