@@ -185,7 +185,10 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) 
     t0 = time.perf_counter()
     cfg = WorldConfig(customers=ws.customers, merchants=ws.merchants, days=ws.days, fraudsters=ws.fraudsters,
                       fraud_rate_scale=ws.fraud_rate_scale)
-    world = World(cfg, seed=scenario.seed)
+    try:
+        world = World(cfg, seed=scenario.seed)
+    except ValueError as exc:  # the world's own limits, e.g. too few merchants for its cities
+        raise ScenarioError(str(exc).replace("WorldConfig.", ""), file=scenario.source, field="world") from None
     advance = progress("world", ws.days)
     days = []
     for _ in range(ws.days):
