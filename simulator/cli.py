@@ -64,8 +64,11 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="DuckDB file to write (overrides the scenario)"),
         seed: Optional[int] = typer.Option(None, help="override the scenario seed"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+        junit: Optional[Path] = typer.Option(None, "--junit", help="write the scenario's gates' verdicts as JUnit XML"),
         debug: bool = typer.Option(False, help="show tracebacks")) -> None:
-    """Run a scenario: build or load the traffic and model, attack the targets, write DuckDB, print a summary."""
+    """Run a scenario: build or load the traffic and model, attack the targets, write DuckDB, print a summary.
+
+    With ``gates`` in the scenario: exit 0 when all pass, 1 when any fails."""
     from .runner import execute, prepare
     from .scenario import Scenario
 
@@ -85,14 +88,28 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
     except FraudsimError as exc:
         _fail(exc, debug)
         return
-    auc = prep.model_card.get("test_auc")
-    out.print(f"[bold]{sc.name}[/]: {prep.model.kind} model, threshold {prep.threshold:.4g} ({prep.threshold_rule})"
-              + (f", test AUC {auc:.3f}" if isinstance(auc, float) else ""), highlight=False)
-    out.print(f"{len(prep.target_rows)} targets ({sc.attack.targets}), budget {sc.attack.budget} queries each, "
-              f"feedback: {sc.attack.feedback}", highlight=False)
-    out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
-    out.print(f"results: [bold]{res.path}[/] (DuckDB: runs, queries, targets, transactions, model_versions)",
-              highlight=False)
+    if getattr(prep, "is_campaign", False):  # a campaign: its header, this summary, then the per-round table
+        from .campaign.report import print_campaign
+
+        print_campaign(out, prep, res, summary_table)
+    else:
+        auc = prep.model_card.get("test_auc")
+        out.print(f"[bold]{sc.name}[/]: {prep.model.kind} model, threshold {prep.threshold:.4g} ({prep.threshold_rule})"
+                  + (f", test AUC {auc:.3f}" if isinstance(auc, float) else ""), highlight=False)
+        out.print(f"{len(prep.target_rows)} targets ({sc.attack.targets}), budget {sc.attack.budget} queries each, "
+                  f"feedback: {sc.attack.feedback}", highlight=False)
+        out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
+        out.print(f"results: [bold]{res.path}[/] (DuckDB: runs, queries, targets, transactions, model_versions)",
+                  highlight=False)
+    if sc.gates or junit is not None:
+        from .report.output import report_gates
+
+        try:
+            code = report_gates(res.path, res.run_id, sc.gates, junit=junit, out=out, err=err)
+        except FraudsimError as exc:
+            _fail(exc, debug)
+            return
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -192,8 +209,10 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
         fmt = _output_format(fmt, output)
         df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None)
         if fmt == "table":
-            caption = f"first {max_rows} rows shown; use --max-rows or --format csv for all" if cut else None
-            out.print(frame_table(df, caption=caption))
+            out.print(frame_table(df))
+            if cut:
+                out.print(f"first {max_rows} rows shown; use --max-rows N or --format csv for all", style="dim",
+                          highlight=False)
         else:
             _emit(df, fmt, output)
     except FraudsimError as exc:
@@ -230,23 +249,14 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
          run_id: Optional[str] = typer.Option(None, help="which run in the file (default: the latest)"),
          debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Check gates on a finished run: exit 0 when all pass, 1 when any fails (2 for bad input)."""
-    from .report.gates import check_run, exit_code
-    from .report.output import gate_table
+    from .report.output import report_gates
 
     try:
-        results = check_run(run_file, run_id, expressions, junit=junit)
+        code = report_gates(run_file, run_id, expressions, junit=junit, out=out, err=err)
     except FraudsimError as exc:
         _fail(exc, debug)
         return
-    out.print(gate_table(results, title=f"Gates on {run_file.name}"))
-    failed = [r.name for r in results if not r.passed]
-    if failed:
-        err.print(f"[bold red]{len(failed)} of {len(results)} gates failed:[/] " + "; ".join(failed), highlight=False)
-    else:
-        out.print(f"[green]all {len(results)} gates passed[/]", highlight=False)
-    if junit is not None:
-        out.print(f"JUnit: {junit}", highlight=False)
-    raise typer.Exit(exit_code(results))
+    raise typer.Exit(code)
 
 
 @app.command()

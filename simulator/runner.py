@@ -79,6 +79,10 @@ def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_o
     With ``validate_only`` a world scenario stops after checking its configuration (no world, no training)."""
     kernels_ok = get_kernels(scenario.attack.backend)  # fails early for backend: gpu without a GPU
     del kernels_ok
+    if scenario.adversaries is not None:  # a campaign: rounds of rings against the defence (simulator/campaign)
+        from .campaign import prepare_campaign
+
+        return prepare_campaign(scenario, progress=progress, validate_only=validate_only)
     if scenario.uses_world:
         return _prepare_world(scenario, progress, validate_only)
     return _prepare_data(scenario, progress)
@@ -269,6 +273,25 @@ class RunResult:
     def summary(self) -> pl.DataFrame:
         return summarize(self.path, self.run_id)
 
+    @property
+    def plot(self):
+        """Charts for notebooks: ``res.plot.success_curve()``, ``.cost_histogram()``, ``.feature_heatmap()``."""
+        from .report.api import PlotAccessor
+
+        return PlotAccessor(self)
+
+    def to_html(self, path: str | Path | None = None, *, gates: list[str] | None = None) -> str:
+        """The self-contained HTML report (written to ``path`` when given)."""
+        from .report.api import to_html
+
+        return to_html(self, path, gates=gates)
+
+    def compare(self, other: "RunResult") -> pl.DataFrame:
+        """This run and ``other`` side by side on the same measures, with deltas."""
+        from .report.api import compare
+
+        return compare(self, other)
+
     def _repr_html_(self) -> str:
         return f"<b>fraudsim run</b> {self.run_id} → <code>{self.path}</code><br>" + self.summary()._repr_html_()
 
@@ -351,6 +374,10 @@ def _transactions_table(prep: Prepared, run_id: str) -> pa.Table:
 
 def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = _no_progress) -> RunResult:
     """Run every strategy against every target and write the run; ``prepare`` must have succeeded."""
+    if getattr(prep, "is_campaign", False):
+        from .campaign import execute_campaign
+
+        return execute_campaign(prep, output=output, progress=progress)
     sc = prep.scenario
     path = Path(output) if output is not None else sc.output_path()
     names = prep.model.feature_names
@@ -422,6 +449,9 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
     store.con.unregister("_originals")
     store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?",
                   [datetime.now(timezone.utc).replace(tzinfo=None), run_id])
+    from .report.views import create_views
+
+    create_views(store.con)
     path = store.finish()
     return RunResult(path=path, run_id=run_id, scenario=sc, timings=timings)
 

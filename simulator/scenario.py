@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from .campaign.config import AdversariesSpec, DefenceSpec, RoundsSpec, check_campaign
 from .errors import ScenarioError
 
 DEFAULT_SCENARIO = "default.yaml"
@@ -135,9 +136,19 @@ class Scenario(Section):
     model: ModelSpec = ModelSpec()
     features: dict[str, FeatureSpecModel] | None = None
     attack: AttackSpec = AttackSpec()
+    adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
+    defence: DefenceSpec | None = None
+    rounds: RoundsSpec | None = None
     gates: tuple[str, ...] = Field((), description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
     output: Path | None = None
     source: str | None = Field(None, exclude=True, description="the file this came from, for error messages")
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _gates_parse(cls, v):
+        from .report.gates import validate_gates
+
+        return validate_gates(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -159,6 +170,10 @@ class Scenario(Section):
             raise ScenarioError("give either 'world' or 'data', not both", field="data")
         if self.data is not None and self.model.path is None:
             raise ScenarioError("a scenario on a team's data needs the model file to attack", field="model.path")
+        check_campaign(self)
+        from .report.gates import validate_gates
+
+        validate_gates(self.gates, budget=self.attack.budget)
         return self
 
     @property

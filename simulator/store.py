@@ -47,7 +47,9 @@ def _ddl(feature_names: Sequence[str]) -> list[str]:
             first_evasion_cost DOUBLE, min_cost DOUBLE, cheap_evaded BOOLEAN, queries_to_first_cheap_evasion INTEGER{feats})""",
         f"""CREATE TABLE IF NOT EXISTS transactions (run_id VARCHAR, transaction_id BIGINT, is_fraud INTEGER,
             score DOUBLE, decision VARCHAR, model_version INTEGER, split VARCHAR, "timestamp" BIGINT, day INTEGER,
-            customer_id INTEGER, merchant_id INTEGER, device_id INTEGER, fraud_type INTEGER{feats})""",
+            customer_id INTEGER, merchant_id INTEGER, device_id INTEGER, fraud_type INTEGER{feats},
+            round INTEGER, is_probe BOOLEAN, ring_id INTEGER, agent_id INTEGER, approved BOOLEAN, reason VARCHAR,
+            label_day INTEGER)""",
         """CREATE TABLE IF NOT EXISTS model_versions (run_id VARCHAR, version INTEGER, kind VARCHAR, path VARCHAR,
             sha256 VARCHAR, threshold DOUBLE, threshold_rule VARCHAR, test_auc DOUBLE, card VARCHAR,
             created_at TIMESTAMP)""",
@@ -55,7 +57,38 @@ def _ddl(feature_names: Sequence[str]) -> list[str]:
             metric VARCHAR, value DOUBLE)""",
         """CREATE TABLE IF NOT EXISTS defence_events (run_id VARCHAR, round INTEGER, kind VARCHAR,
             target_id BIGINT, detail VARCHAR, created_at TIMESTAMP)""",
+        *CAMPAIGN_DDL,
     ]
+
+
+#: Tables only a campaign fills (see simulator/campaign and the README); columns ending in _s or _us are wall-clock.
+CAMPAIGN_DDL = (
+    """CREATE TABLE IF NOT EXISTS rounds (run_id VARCHAR, round INTEGER, day INTEGER, model_version INTEGER,
+        transactions BIGINT, legit BIGINT, fraud BIGINT, probes INTEGER, probes_approved INTEGER,
+        attack_success_rate DOUBLE, attack_loss DOUBLE, fraud_loss DOUBLE, probes_detected INTEGER,
+        probes_detected_share DOUBLE, poison INTEGER, fpr DOUBLE, friction DOUBLE, review_rate DOUBLE,
+        legit_detected_share DOUBLE, clean_auc DOUBLE, psi_score DOUBLE, psi_max DOUBLE, psi_max_feature VARCHAR,
+        drift_alerts INTEGER, cards_burned INTEGER, agents_active INTEGER, retrained BOOLEAN,
+        scoring_us_per_txn DOUBLE, defence_us_per_txn DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS strategy_stats (run_id VARCHAR, round INTEGER, ring_id INTEGER, ring VARCHAR,
+        strategy VARCHAR, agents INTEGER, tries INTEGER, successes INTEGER, money DOUBLE, weight DOUBLE,
+        next_weight DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS ring_rounds (run_id VARCHAR, round INTEGER, ring_id INTEGER, ring VARCHAR,
+        agents_active INTEGER, cards_alive INTEGER, probes INTEGER, approved INTEGER, money_out DOUBLE,
+        probe_cost DOUBLE, cards_burned INTEGER, poison INTEGER, playbook_size INTEGER, mean_gap_minutes DOUBLE,
+        mean_amount_scale DOUBLE, mean_cards_per_day DOUBLE, mean_features_touched DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS agents (run_id VARCHAR, agent_id INTEGER, ring_id INTEGER, ring VARCHAR,
+        template_id BIGINT, probes_per_day INTEGER, knowledge VARCHAR, feedback VARCHAR, cards INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS training_runs (run_id VARCHAR, model_version INTEGER, trained_round INTEGER,
+        trained_day INTEGER, deployed_round INTEGER, train_day_from INTEGER, train_day_to INTEGER,
+        validation_day_from INTEGER, validation_day_to INTEGER, label_as_of_day INTEGER, train_rows BIGINT,
+        train_positives BIGINT, validation_rows BIGINT, validation_positives BIGINT, review_threshold DOUBLE,
+        decline_threshold DOUBLE, validation_auc DOUBLE, train_s DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS training_labels (run_id VARCHAR, model_version INTEGER, transaction_id BIGINT,
+        role VARCHAR, label INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS drift (run_id VARCHAR, round INTEGER, model_version INTEGER, feature VARCHAR,
+        psi DOUBLE, alert BOOLEAN)""",
+)
 
 
 class Store:

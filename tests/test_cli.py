@@ -121,3 +121,24 @@ def test_entry_point_runs_as_a_process(team_files, write_scenario):
     p = subprocess.run([sys.executable, "-m", "simulator.cli", "validate", str(write_scenario(raw, "proc.yaml"))],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "attack.budget" in p.stderr
+
+
+@pytest.mark.parametrize("gate, code", [("success_rate_at_60 <= 0", 1), ("success_rate_at_60 <= 1", 0)])
+def test_run_gates_exit_code_and_junit(gate, code, team_files, write_scenario, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    raw = scenario_dict(team_files)
+    raw["gates"] = [gate, "auc >= 0.5"]
+    junit = tmp_path / "results.xml"
+    r = invoke("run", write_scenario(raw, "gated.yaml"), "-o", tmp_path / "g.duckdb", "-q", "--junit", junit)
+    assert r.exit_code == code, r.output
+    cases = ET.parse(junit).getroot().iter("testcase")
+    failed = {c.get("name"): c.find("failure") is not None for c in cases}
+    assert len(failed) == 2 and failed[gate] == (code == 1)
+    assert not any(v for k, v in failed.items() if k != gate)
+
+
+def test_malformed_gate_is_bad_input(team_files, write_scenario):
+    raw = scenario_dict(team_files)
+    raw["gates"] = ["success_rate_at_100 <=< 0.05"]
+    one_line_error(invoke("validate", write_scenario(raw, "badgate.yaml")), "gates.0")

@@ -228,6 +228,31 @@ def test_injected_events_are_featurised_with_the_stream() -> None:
         world.step(extra=extra)  # timestamps belong to the previous day now
 
 
+def test_step_injected_returns_the_row_of_each_extra_event() -> None:
+    world = World(SMALL, seed=4)
+    day = world.day
+    ts = day * 86_400 + np.array([50_000, 3_600, 3_600, 80_000])  # unsorted, with a tie
+    extra = pl.DataFrame(
+        {
+            "customer_id": [7, 9, 2, 7],
+            "timestamp": ts,
+            "merchant_id": [1, 2, 3, 4],
+            "device_id": [123_456, 123_457, 123_458, 123_459],
+            "amount": [11.0, 22.0, 33.0, 44.0],
+            "card_present": [0, 0, 0, 0],
+            "fraud_type": [1, 2, 3, 1],
+        }
+    )
+    frame, rows = world.step_injected(extra)
+    got = frame[rows.tolist()]
+    assert got["amount"].to_list() == [11.0, 22.0, 33.0, 44.0]
+    assert got["customer_id"].to_list() == [7, 9, 2, 7]
+    assert got["device_id"].to_list() == [123_456, 123_457, 123_458, 123_459]
+    assert frame["timestamp"].is_sorted()
+    plain, none = World(SMALL, seed=4).step_injected(None)
+    assert len(none) == 0 and plain.height > 0
+
+
 _GAPS = st.one_of(
     st.sampled_from([0, 1, 599, 600, 3_599, 3_600, 3_601, 86_399, 86_400, 86_401]), st.integers(0, 100_000)
 )

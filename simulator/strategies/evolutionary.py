@@ -5,6 +5,7 @@ import numpy as np
 
 from ..oracle import Feedback
 from .base import Strategy, register
+from .moves import Prior, opening_moves
 
 
 @register("evolutionary")
@@ -13,12 +14,13 @@ class Evolutionary(Strategy):
     with probability ``p``, continuous steps scaled by an adaptive ``step``), and widens the step after a success,
     narrows it after a failure (a 1/5th-rule in spirit). Fitness is the score until a candidate evades; evading
     candidates are ranked by cost, and half of each later batch pulls the cheapest evasion back towards the
-    original."""
+    original. The first batch is the informed opening (:func:`simulator.strategies.moves.opening_moves`), so the
+    first elite is built from real, diverse moves rather than from the original alone."""
 
     needs = frozenset({"score"})
 
-    def __init__(self, problem, rng, *, elite: int = 6, step: float = 0.08, p: float = 0.3):
-        super().__init__(problem, rng)
+    def __init__(self, problem, rng, *, elite: int = 6, step: float = 0.08, p: float = 0.3, **params):
+        super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.elite_size, self.step, self.p = elite, step, p
         self.elite_X = self._X0.copy()
         self.elite_f = np.array([np.inf])
@@ -28,6 +30,11 @@ class Evolutionary(Strategy):
         return np.where(fb.evaded, -2.0 + c / (1.0 + c), fb.score)
 
     def _ask(self, n: int) -> np.ndarray:
+        if self.n_told == 0:
+            opening = opening_moves(self.problem, Prior.from_problem(self.problem))[:n]
+            if len(opening) == n:
+                return opening
+            return np.vstack([opening, self.mutate(np.repeat(self._X0, n - len(opening), axis=0), step=self.step, p=self.p)])
         if self.best_x is not None:
             n_back = n // 2
             back = self.pull_back(self.best_x, n_back)

@@ -170,6 +170,22 @@ def _pick_merchant(
     return merchant
 
 
+def pick_merchant(
+    merchants: Merchants, card_present: np.ndarray, city: np.ndarray, category: np.ndarray, u: np.ndarray, by_risk: bool
+) -> np.ndarray:
+    """Public twin of the merchant draw the behaviours use (campaigns turn probes into events with it).
+
+    Card-present rows need a physical merchant of ``category`` in ``city`` (see :func:`has_shop`)."""
+    return _pick_merchant(merchants, np.asarray(card_present, np.int8), np.asarray(city, np.int64),
+                          np.asarray(category, np.int64), np.asarray(u, np.float64), by_risk)
+
+
+def has_shop(merchants: Merchants, city: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """Whether ``city`` has a physical merchant of ``category`` (vectorised)."""
+    cell = np.asarray(city, np.int64) * cat.N_CATEGORIES + np.asarray(category, np.int64)
+    return merchants.physical_offsets[cell + 1] > merchants.physical_offsets[cell]
+
+
 def legit_events(
     customers: Customers, merchants: Merchants, state: WorldState, day: int, rng: np.random.Generator
 ) -> RawEvents:

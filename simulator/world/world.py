@@ -173,11 +173,26 @@ class World:
         home). Timestamps must fall inside the day. They are featurised with everything else, so
         they move velocities, running means and known devices just like native events.
         """
+        return self.step_injected(extra)[0]
+
+    def step_injected(self, extra: pl.DataFrame | None = None) -> tuple[pl.DataFrame, np.ndarray]:
+        """:meth:`step`, also returning where each ``extra`` event landed: ``rows[i]`` is the output row of
+        ``extra`` row ``i`` (a campaign needs it to hand each probe's outcome back to the agent that sent it)."""
         injected = None if extra is None else self._extra_events(extra, self._day)  # validate before any change
-        return self._finish_day(self._simulate_day(self._day, injected))
+        events, order = self._simulate_day_order(self._day, injected)
+        n_injected = 0 if injected is None else len(injected)
+        rows = np.empty(n_injected, np.int64)
+        if n_injected:
+            position = np.empty(len(order), np.int64)
+            position[order] = np.arange(len(order))
+            rows[:] = position[len(order) - n_injected :]
+        return self._finish_day(events), rows
 
     def _simulate_day(self, day: int, injected: RawEvents | None) -> RawEvents:
         """Raw events of ``day`` in time order (advances the world state and the behaviour generators)."""
+        return self._simulate_day_order(day, injected)[0]
+
+    def _simulate_day_order(self, day: int, injected: RawEvents | None) -> tuple[RawEvents, np.ndarray]:
         advance_lifecycle(self.state, self.customers, day, self._lifecycle_rng)
         legit = legit_events(self.customers, self.merchants, self.state, day, self._legit_rng)
         scale = self.config.fraud_rate_scale
@@ -186,7 +201,7 @@ class World:
         events = RawEvents.concat([legit, fraud] if injected is None else [legit, fraud, injected])
         # Time order; ties broken by customer, then by generation order (legit, fraud, injected).
         order = np.argsort((events.timestamp << 32) | events.customer.astype(np.int64), kind="stable")
-        return events.take(order)
+        return events.take(order), order
 
     def _finish_day(self, events: RawEvents) -> pl.DataFrame:
         frame = self._featurise(events, self._day)

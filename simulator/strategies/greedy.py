@@ -1,0 +1,195 @@
+"""Coordinate (greedy) search: spend queries on the features that moved the score most, then buy cost down."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..oracle import Feedback
+from .base import Strategy, register
+from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
+
+_EPS = 1e-7
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def pareto_combos(options: list[list[tuple[float, float, float]]], cap: int = 4000):
+    """Additive knapsack: every choice of one option per feature as (cost, gain, values), pruned to the Pareto
+    front (cheaper, or a lower predicted margin). ``options[f]`` lists ``(value, cost, gain)``; returns arrays
+    ``cost``, ``gain`` and the chosen option index per feature."""
+    cost, gain, pick = np.zeros(1), np.zeros(1), np.zeros((1, 0), np.int64)
+    for opts in options:
+        oc = np.array([o[1] for o in opts])
+        og = np.array([o[2] for o in opts])
+        c = (cost[:, None] + oc[None, :]).ravel()
+        g = (gain[:, None] + og[None, :]).ravel()
+        p = np.hstack([np.repeat(pick, len(opts), axis=0), np.tile(np.arange(len(opts)), len(cost))[:, None]])
+        order = np.lexsort((g, c))
+        c, g, p = c[order], g[order], p[order]
+        keep = g < np.minimum.accumulate(np.r_[np.inf, g[:-1]])  # strictly better gain than every cheaper combo
+        cost, gain, pick = c[keep][:cap], g[keep][:cap], p[keep][:cap]
+    return cost, gain, pick
+
+
+@register("greedy")
+class Greedy(Strategy):
+    """Opens with one informed batch (every feature alone to an approved-looking value and to its extremes),
+    learns from it each feature's effect on the log-odds score, and then, batch by batch: stacks the moves that
+    lowered the score most, line-searches new values on the most sensitive features, and once an evasion is
+    found, walks it back towards the original feature by feature (bisection on what each change must keep) and
+    proposes the cheapest combinations an additive model of the measured effects predicts to evade."""
+
+    needs = frozenset({"score"})
+
+    def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, **params):
+        super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
+        self.grid, self.stack_share = int(grid), float(stack_share)
+        self.prior = Prior.from_problem(problem)
+        self.opening = opening_moves(problem, self.prior)
+        self.seen = Seen()
+        self.reducer = CostReducer(problem)
+        self.margin0: float | None = None  # log-odds score of the original, once asked
+        self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
+        self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
+        self.max_evaded_margin = -np.inf  # the threshold lies above every evaded score
+
+    # -- what was learnt -----------------------------------------------------------------------------------------
+    def _gains(self, j: int) -> list[tuple[float, float]]:
+        """(value, gain in log-odds against the original), most lowering first."""
+        base = self.margin0 if self.margin0 is not None else max(
+            [m for d in self.singles.values() for m in d.values()], default=0.0)
+        return sorted(((v, m - base) for v, m in self.singles[j].items()), key=lambda t: t[1])
+
+    def _sensitivity(self) -> dict[int, float]:
+        out = {}
+        for j in self.singles:
+            g = [t[1] for t in self._gains(j)]
+            out[j] = -min(g) if g else np.inf  # unmeasured features first
+        return out
+
+    # -- candidate sources ------------------------------------------------------------------------------------------
+    def _stacks(self) -> list[np.ndarray]:
+        """Best single moves stacked in order of their effect, from the original and onto the lowest-score point."""
+        best = [(j, *self._gains(j)[0]) for j in self.singles if self.singles[j]]
+        best = [b for b in best if b[2] < 0]
+        best.sort(key=lambda t: t[2])
+        rows = []
+        x = self.x0.copy()
+        for j, v, _ in best:
+            x = x.copy()
+            x[j] = v
+            rows.append(x)
+        inc = self.lowest_score_x
+        for j, v, _ in best:
+            if inc[j] != v:
+                y = inc.copy()
+                y[j] = v
+                rows.append(y)
+        return rows[1:] + rows[:1]  # the single best move alone was asked in the opening already
+
+    def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
+        """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
+        sens = self._sensitivity()
+        feats = sorted(sens, key=lambda j: -sens[j])
+        rows: list[np.ndarray] = []
+        weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
+        quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
+        for j, q in zip(feats, quota):
+            b = self.x0 if base is None else base
+            for v in self.grids[j]:
+                if q <= 0:
+                    break
+                if base is None and v in self.singles[j]:
+                    continue
+                x = b.copy()
+                x[j] = v
+                x = project_rows(self.problem, x)[0]
+                if x in self.seen:
+                    continue
+                rows.append(x)
+                q -= 1
+        return rows
+
+    def _knapsack(self, k: int) -> list[np.ndarray]:
+        """Cheapest combinations of measured single moves that the additive log-odds model predicts to evade."""
+        if self.margin0 is None or not np.isfinite(self.max_evaded_margin):
+            return []
+        feats, options = [], []
+        for j in self.singles:
+            opts = [(self.x0[j], 0.0, 0.0)]
+            for v, g in self._gains(j):
+                if g < 0:
+                    x = self.x0.copy()
+                    x[j] = v
+                    opts.append((v, float(feature_costs(self.problem, x[None, :])[0, j]), g))
+            if len(opts) > 1:
+                feats.append(j)
+                options.append(opts)
+        if not feats:
+            return []
+        cost, gain, pick = pareto_combos(options)
+        ok = (self.margin0 + gain < self.max_evaded_margin) & (cost < self.best_cost)
+        rows = []
+        for i in np.flatnonzero(ok)[: 4 * k]:
+            x = self.x0.copy()
+            for f, j in enumerate(feats):
+                x[j] = options[f][pick[i, f]][0]
+            rows.append(x)
+        return rows
+
+    # -- protocol ------------------------------------------------------------------------------------------------------
+    def _ask(self, n: int) -> np.ndarray:
+        out: list[np.ndarray] = []
+
+        def take(rows, limit):
+            if limit <= 0 or not len(rows):
+                return
+            new = self.seen.new(project_rows(self.problem, np.array(rows)), limit)
+            out.extend(new)
+            self.seen.add(new)
+
+        if self.n_told == 0:
+            take(self.opening, n)
+        if self.margin0 is None and self.n_told > 0 and self.x0 not in self.seen:
+            out.append(self.x0.copy())  # one query for the original's score: the base of every measured effect
+            self.seen.add(self._X0)
+        if self.best_x is None:
+            take(self._stacks(), int(np.ceil(self.stack_share * n)) - len(out) + 1)
+            take(self.opening, max(0, n // 4 - 1))
+            take(self._line_search(n), n - len(out))
+            take(self._line_search(n, base=self.lowest_score_x), n - len(out))
+        else:
+            self.reducer.set_incumbent(self.best_x)
+            take(self.reducer.propose(n // 2, self.seen), n // 2)
+            take(self._knapsack(n), max(1, n // 4))
+            take(self._line_search(max(1, n // 4)), max(1, n // 4) if len(out) < n else 0)
+            take(self.reducer.propose(n - len(out), self.seen), n - len(out))
+        while len(out) < n:  # nothing planned is left: random local moves around the incumbent
+            base = self.best_x if self.best_x is not None else self.lowest_score_x
+            m = n - len(out)
+            X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
+                self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
+            new = self.seen.new(X, m)
+            if not len(new):
+                new = X[:m]  # tiny spaces: repeats are allowed rather than asking fewer rows
+            out.extend(new)
+            self.seen.add(new)
+        return np.array(out[:n]).reshape(n, self.d)
+
+    def _tell(self, X: np.ndarray, fb: Feedback) -> None:
+        margin = logit(fb.score)
+        self.seen.add(X)
+        diff = X != self._X0
+        nchanged = diff.sum(axis=1)
+        for i in np.flatnonzero(nchanged <= 1):
+            if nchanged[i] == 0:
+                self.margin0 = float(margin[i])
+            else:
+                j = int(np.flatnonzero(diff[i])[0])
+                if j in self.singles:
+                    self.singles[j][float(X[i, j])] = float(margin[i])
+        if fb.evaded.any():
+            self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
+        self.reducer.update(X, fb.evaded)

@@ -1,0 +1,295 @@
+"""Candidate moves several strategies share: an informed opening batch, per-feature value grids, a memory of
+what was already asked, and a label-only cost reducer that walks an evasion back towards the original.
+
+Everything here uses only what a :class:`~simulator.strategies.base.Problem` gives an attacker: the original,
+the feature rules, and the approved transactions it has seen (``approved_examples``), never the model.
+
+Examples
+--------
+>>> import numpy as np
+>>> from simulator.schema import FeatureSchema
+>>> from simulator.kernels import get_kernels
+>>> from simulator.strategies.base import Problem
+>>> sa = FeatureSchema.from_mapping(["amount", "flag"], {"amount": {"min": 0, "max": 100},
+...                                  "flag": {"type": "binary", "direction": "decrease"}}).arrays()
+>>> p = Problem(x0=np.array([90.0, 1.0]), schema=sa, kernels=get_kernels("cpu"), budget=10, feedback="score",
+...             approved_examples=np.array([[10.0, 0.0], [20.0, 0.0], [30.0, 1.0]]))
+>>> prior = Prior.from_problem(p)
+>>> prior.typical.tolist()
+[20.0, 0.0]
+>>> opening_moves(p, prior)[:4].tolist()
+[[20.0, 0.0], [20.0, 1.0], [90.0, 0.0], [0.0, 1.0]]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
+
+
+def project_rows(problem, X: np.ndarray) -> np.ndarray:
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
+    return problem.kernels.project(X, X0, np.zeros(len(X), np.int64), problem.schema)
+
+
+def cost_rows(problem, X: np.ndarray) -> np.ndarray:
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
+    return problem.kernels.cost(X, X0, np.zeros(len(X), np.int64), problem.schema)
+
+
+def allowed_range(sa, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the interval its direction allows around the original (numeric features)."""
+    a = np.where(sa.direction == 1, x0, sa.lo)
+    b = np.where(sa.direction == -1, x0, sa.hi)
+    return a, b
+
+
+def feature_costs(problem, X: np.ndarray) -> np.ndarray:
+    """(n, d) cost contribution of each feature (the terms that :func:`kernels.cost` sums)."""
+    sa, x0 = problem.schema, problem.x0
+    diff = np.abs(np.atleast_2d(X) - x0[None, :])
+    span = sa.hi - sa.lo
+    numeric = (sa.kind == CONTINUOUS) | (sa.kind == INTEGER)
+    per_unit = np.where(numeric & (span > 0), sa.cost / np.where(span > 0, span, 1.0), 0.0)
+    return np.where(numeric & (span > 0), diff * per_unit, np.where(diff != 0, sa.cost, 0.0))
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What approved traffic looks like, feature by feature (medians, modes, quantiles), and how unusual the
+    original is against it; with no approved examples, the middle of each allowed range."""
+
+    typical: np.ndarray  # (d,) an approved-looking value per feature (already valid for this target)
+    atypicality: np.ndarray  # (d,) in [0, 1]: how far the original sits from approved traffic
+    quantiles: np.ndarray  # (5, d) approved 10/25/50/75/90% quantiles (NaN without examples)
+    frequencies: list  # per feature: {value: share among approved} for binary/categorical features
+
+    @classmethod
+    def from_problem(cls, problem) -> "Prior":
+        sa, x0 = problem.schema, np.asarray(problem.x0, np.float64)
+        d = len(x0)
+        A = problem.approved_examples
+        A = None if A is None or len(A) == 0 else np.asarray(A, np.float64)
+        typical = x0.copy()
+        atyp = np.zeros(d)
+        q = np.full((5, d), np.nan)
+        freqs: list = [dict() for _ in range(d)]
+        a, b = allowed_range(sa, x0)
+        for j in range(d):
+            if not sa.mutable[j]:
+                continue
+            k = sa.kind[j]
+            if A is None:
+                if k in (CONTINUOUS, INTEGER):
+                    typical[j] = 0.5 * (a[j] + b[j])
+                elif k == BINARY:
+                    typical[j] = 1.0 - x0[j]
+                else:
+                    cats = sa.categories[j, : sa.n_categories[j]]
+                    typical[j] = cats[0] if cats[0] != x0[j] else cats[min(1, len(cats) - 1)]
+                atyp[j] = 0.5
+                continue
+            col = A[:, j]
+            if k in (CONTINUOUS, INTEGER):
+                q[:, j] = np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9])
+                typical[j] = q[2, j]
+                atyp[j] = abs((col < x0[j]).mean() + 0.5 * (col == x0[j]).mean() - 0.5) * 2.0
+            else:
+                vals, counts = np.unique(col, return_counts=True)
+                share = counts / counts.sum()
+                freqs[j] = {float(v): float(s) for v, s in zip(vals, share)}
+                typical[j] = float(vals[np.argmax(share)])
+                atyp[j] = 1.0 - freqs[j].get(float(x0[j]), 0.0)
+        typical = project_rows(problem, typical)[0]
+        return cls(typical=typical, atypicality=atyp, quantiles=q, frequencies=freqs)
+
+
+def value_grid(problem, prior: Prior, j: int, *, points: int = 8) -> np.ndarray:
+    """Values worth trying for feature ``j`` alone (valid after projection, original excluded), ordered from
+    the boldest move (far from the original) to the mildest."""
+    sa, x0 = problem.schema, problem.x0
+    k = sa.kind[j]
+    if not sa.mutable[j]:
+        return np.empty(0)
+    if k == BINARY:
+        vals = np.array([1.0 - x0[j]])
+    elif k == CATEGORICAL:
+        cats = sa.categories[j, : sa.n_categories[j]]
+        share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
+        vals = cats[np.argsort(-share, kind="stable")]
+    else:
+        a, b = allowed_range(sa, x0)
+        anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
+        fr = np.linspace(0.0, 1.0, points + 1)[1:]
+        lin = [a[j] + f * (b[j] - a[j]) for f in fr]
+        toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
+        vals = np.array(anchors + lin + toward, dtype=np.float64)
+    X = np.repeat(x0[None, :], len(vals), axis=0)
+    X[:, j] = vals
+    v = project_rows(problem, X)[:, j]
+    v = v[v != x0[j]]
+    if k in (CONTINUOUS, INTEGER):
+        v = np.unique(v)
+        v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
+    else:
+        _, first = np.unique(v, return_index=True)
+        v = v[np.sort(first)]
+    return v
+
+
+def opening_moves(problem, prior: Prior) -> np.ndarray:
+    """The informed first batch, most promising first: every mutable feature at once to its approved-looking
+    value, then each feature alone to that value (most unusual features first), then each feature alone to the
+    extremes its direction allows and to other categories, then the cheapest approved examples projected onto
+    this target's rules. Duplicates and the original itself are dropped."""
+    sa, x0 = problem.schema, np.asarray(problem.x0, np.float64)
+    mut = np.flatnonzero(sa.mutable)
+    order = mut[np.argsort(-prior.atypicality[mut], kind="stable")]
+    rows = [prior.typical.copy()]
+    for j in order:
+        x = x0.copy()
+        x[j] = prior.typical[j]
+        rows.append(x)
+    a, b = allowed_range(sa, x0)
+    for j in order:
+        k = sa.kind[j]
+        if k in (CONTINUOUS, INTEGER):
+            extremes = (a[j], b[j]) if prior.typical[j] <= x0[j] else (b[j], a[j])  # towards approved traffic first
+            for v in extremes:
+                x = x0.copy()
+                x[j] = v
+                rows.append(x)
+        elif k == BINARY:
+            x = x0.copy()
+            x[j] = 1.0 - x0[j]
+            rows.append(x)
+    for j in order:
+        if sa.kind[j] == CATEGORICAL:
+            for v in value_grid(problem, prior, j)[:3]:
+                x = x0.copy()
+                x[j] = v
+                rows.append(x)
+    if problem.approved_examples is not None and len(problem.approved_examples):
+        P = project_rows(problem, problem.approved_examples[:1000])
+        rows.extend(P[np.argsort(cost_rows(problem, P), kind="stable")[:20]])
+    X = project_rows(problem, np.array(rows))
+    return unique_rows(X[(X != x0[None, :]).any(axis=1)])
+
+
+def unique_rows(X: np.ndarray) -> np.ndarray:
+    """Distinct rows in order of first appearance."""
+    if len(X) < 2:
+        return X
+    _, first = np.unique(X, axis=0, return_index=True)
+    return X[np.sort(first)]
+
+
+class Seen:
+    """Which candidates were already asked, so no query is spent twice on the same row."""
+
+    def __init__(self):
+        self._keys: set[bytes] = set()
+
+    def __contains__(self, x: np.ndarray) -> bool:
+        return np.ascontiguousarray(x, np.float64).tobytes() in self._keys
+
+    def add(self, X: np.ndarray) -> None:
+        for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)):
+            self._keys.add(x.tobytes())
+
+    def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
+        out, keys = [], set()
+        for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)):
+            key = x.tobytes()
+            if key in self._keys or key in keys:
+                continue
+            keys.add(key)
+            out.append(x)
+            if limit is not None and len(out) >= limit:
+                break
+        return np.array(out).reshape(len(out), X.shape[-1] if X.ndim == 2 else len(X))
+
+
+class CostReducer:
+    """Label-only walk from the cheapest evasion back towards the original.
+
+    For each feature the incumbent ``inc`` changed (most expensive first) it tries to revert it fully, then
+    bisects the fraction of the change that can be kept (several fractions per feature per batch). It remembers,
+    per feature, the largest fraction known to fail, so each query narrows a bracket; the bracket carries over
+    when a cheaper incumbent replaces the old one."""
+
+    def __init__(self, problem, *, min_gain: float = 1e-3):
+        self.problem, self.min_gain = problem, min_gain
+        self.x0 = np.asarray(problem.x0, np.float64)
+        self.inc: np.ndarray | None = None
+        self.fail = np.full(len(self.x0), -1.0)  # per feature: largest fraction of inc's change known to fail
+
+    def set_incumbent(self, x: np.ndarray) -> None:
+        if self.inc is not None and np.array_equal(x, self.inc):
+            return
+        if self.inc is not None:
+            old, new = self.inc - self.x0, x - self.x0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(old != 0, new / old, 0.0)
+            same_dir = (ratio > 0) & (ratio <= 1.0)
+            self.fail = np.where(same_dir & (self.fail >= 0), np.minimum(self.fail / np.where(ratio > 0, ratio, 1), 1.0), -1.0)
+            numeric = (self.problem.schema.kind == CONTINUOUS) | (self.problem.schema.kind == INTEGER)
+            self.fail = np.where(numeric | (old == new), self.fail, -1.0)
+        self.inc = np.asarray(x, np.float64).copy()
+
+    def propose(self, k: int, seen: Seen) -> np.ndarray:
+        """Up to ``k`` new candidates, each the incumbent with one feature moved back."""
+        if self.inc is None or k <= 0:
+            return np.empty((0, len(self.x0)))
+        sa = self.problem.schema
+        per = feature_costs(self.problem, self.inc[None, :])[0]
+        feats = [j for j in np.argsort(-per, kind="stable") if per[j] > 0 and per[j] * (1 - max(self.fail[j], 0)) > self.min_gain]
+        if not feats:
+            return np.empty((0, len(self.x0)))
+        numeric = [(sa.kind[j] in (CONTINUOUS, INTEGER)) for j in feats]
+        rows = []
+        # full reverts first, then bisection fractions spread over the numeric features
+        for j in feats:
+            if self.fail[j] < 0:
+                x = self.inc.copy()
+                x[j] = self.x0[j]
+                rows.append(x)
+        slots = max(k - len(rows), 0)
+        num_feats = [j for j, isnum in zip(feats, numeric) if isnum and self.fail[j] >= 0]
+        if num_feats and slots:
+            m = max(1, int(np.ceil(slots / len(num_feats))))
+            for j in num_feats:
+                lo = self.fail[j]
+                for i in range(1, m + 1):
+                    f = lo + (1.0 - lo) * i / (m + 1)
+                    x = self.inc.copy()
+                    x[j] = self.x0[j] + f * (self.inc[j] - self.x0[j])
+                    rows.append(x)
+        if not rows:
+            return np.empty((0, len(self.x0)))
+        X = project_rows(self.problem, np.array(rows))
+        X = X[cost_rows(self.problem, X) < cost_rows(self.problem, self.inc[None, :])[0]]
+        return seen.new(X, k)
+
+    def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
+        """Learn from told candidates that differ from the incumbent in one feature, moved towards the original."""
+        if self.inc is None:
+            return
+        delta = self.inc - self.x0
+        for x, ev in zip(X, evaded):
+            if ev:
+                continue
+            diff = np.flatnonzero(x != self.inc)
+            if len(diff) != 1:
+                continue
+            j = diff[0]
+            if delta[j] == 0:
+                continue
+            f = (x[j] - self.x0[j]) / delta[j]
+            if 0.0 <= f < 1.0:
+                self.fail[j] = max(self.fail[j], f)

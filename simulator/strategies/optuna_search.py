@@ -1,0 +1,150 @@
+"""Optuna's samplers (TPE, CMA-ES, NSGA-II, random) driven through its ask/tell interface, one study per target."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import ScenarioError
+from ..kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
+from ..oracle import Feedback
+from .base import Strategy, register
+from .moves import Prior, allowed_range, opening_moves, project_rows
+
+SAMPLERS = ("tpe", "cmaes", "nsga2", "random")
+
+
+def _make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=True)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
+        except ImportError:
+            raise ScenarioError("sampler 'cmaes' needs the cmaes package (pip install cmaes)",
+                                field="attack.params.optuna.sampler") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, n_startup_trials=0)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@register("optuna")
+class OptunaSearch(Strategy):
+    """One Optuna study per target over the mutable features (floats, integers, categories; a feature whose
+    value falls within ``deadzone`` of the original's is left unchanged, so zero-cost coordinates are reachable).
+    Single-objective samplers (``tpe``, ``cmaes``, ``random``) minimise the score until a candidate evades and
+    rank evading candidates by cost below every declined one; ``nsga2`` keeps the two objectives apart: the
+    score above the threshold (0 once evading) and the cost. The informed opening batch is enqueued as the
+    first trials. TPE's cost grows with the history, so its study is rebuilt from the best and latest
+    ``window`` trials when it grows past that. Samplers cost milliseconds per trial, so a study stops once its
+    best evasion has not become cheaper for ``patience`` trials (0: spend the whole budget)."""
+
+    needs = frozenset({"score"})
+
+    def __init__(self, problem, rng, *, sampler: str = "tpe", deadzone: float = 0.002, window: int = 60,
+                 enqueue_opening: bool = True, patience: int = 300, **params):
+        super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
+        import optuna
+
+        if sampler not in SAMPLERS:
+            raise ScenarioError(f"unknown optuna sampler {sampler!r}; use one of {', '.join(SAMPLERS)}",
+                                field="attack.params.optuna.sampler")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.sampler_name, self.deadzone, self.window = sampler, float(deadzone), int(window)
+        self.seed = int(rng.integers(2**31 - 1))
+        self.multi = sampler == "nsga2"
+        self.space = self._space()
+        self.study = self._new_study()
+        self._pending: list = []
+        self._since_rebuild = 0
+        self.patience, self._last_best, self._stale = int(patience), np.inf, 0
+        if enqueue_opening and self.space:
+            for x in opening_moves(problem, Prior.from_problem(problem))[:40]:
+                self.study.enqueue_trial(self._params_of(x), skip_if_exists=True)
+
+    # -- search space ----------------------------------------------------------------------------------------------
+    def _space(self) -> dict:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        sa, x0 = self.problem.schema, self.x0
+        a, b = allowed_range(sa, x0)
+        space = {}
+        for j in self.mutable_idx:
+            k, name = sa.kind[j], f"f{j}"
+            if k == CONTINUOUS and b[j] > a[j]:
+                space[name] = FloatDistribution(float(a[j]), float(b[j]))
+            elif k == INTEGER and b[j] > a[j]:
+                space[name] = IntDistribution(int(np.ceil(a[j])), int(np.floor(b[j])))
+            elif k == BINARY and sa.direction[j] * (1 - 2 * x0[j]) >= 0:  # the flip is allowed
+                space[name] = IntDistribution(0, 1)
+            elif k == CATEGORICAL and sa.n_categories[j] > 1:
+                space[name] = CategoricalDistribution([float(c) for c in sa.categories[j, : sa.n_categories[j]]])
+        return space
+
+    def _new_study(self):
+        import optuna
+
+        sampler = _make_sampler(self.sampler_name, self.seed)
+        if self.multi:
+            return optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        return optuna.create_study(direction="minimize", sampler=sampler)
+
+    def _params_of(self, x: np.ndarray) -> dict:
+        out = {}
+        for name, dist in self.space.items():
+            v = x[int(name[1:])]
+            out[name] = int(round(v)) if type(dist).__name__ == "IntDistribution" else float(v)
+        return out
+
+    def _point(self, params: dict) -> np.ndarray:
+        sa = self.problem.schema
+        x = self.x0.copy()
+        for name, v in params.items():
+            j = int(name[1:])
+            v = float(v)
+            if sa.kind[j] in (CONTINUOUS, INTEGER) and abs(v - self.x0[j]) <= self.deadzone * (sa.hi[j] - sa.lo[j]):
+                v = self.x0[j]
+            x[j] = v
+        return x
+
+    # -- protocol ----------------------------------------------------------------------------------------------------
+    def _ask(self, n: int) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._pending = [self.study.ask(self.space) for _ in range(n)]
+        X = np.array([self._point(t.params) for t in self._pending]).reshape(n, self.d)
+        return project_rows(self.problem, X)
+
+    def _tell(self, X: np.ndarray, fb: Feedback) -> None:
+        import optuna
+
+        if len(self._pending) != len(X):  # told rows it did not ask: nothing to give the study
+            return
+        cost = self.cost(X)
+        declined = fb.declined
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for trial, s, dec, c in zip(self._pending, fb.score, declined, cost):
+                if self.multi:
+                    self.study.tell(trial, [float(s) if dec else 0.0, float(c)])
+                else:
+                    self.study.tell(trial, float(s) if dec else -1.0 + float(c) / (1.0 + float(c)))
+        self._pending = []
+        if self.best_x is not None:
+            improved = self.best_cost < self._last_best * (1 - 1e-3)
+            self._stale = 0 if improved else self._stale + len(X)
+            self._last_best = min(self._last_best, self.best_cost)
+            if self.patience and self._stale >= self.patience:
+                self.finished = True
+        self._since_rebuild += len(X)
+        if self.sampler_name == "tpe" and self._since_rebuild >= self.window:
+            self._since_rebuild = 0
+            done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            best = sorted(done, key=lambda t: t.value)[: self.window // 2]
+            kept = {t.number for t in best}
+            latest = [t for t in done[-self.window // 2 :] if t.number not in kept]
+            self.study = self._new_study()
+            self.study.add_trials(best + latest)
