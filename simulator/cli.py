@@ -125,6 +125,12 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML"),
     except FraudsimError as exc:
         _fail(exc, debug)
         return
+    if prep is None and sc.adversaries is not None:
+        rings = sc.adversaries.rings
+        out.print(f"[green]ok[/] {scenario}: campaign {sc.name!r}, {len(rings)} rings, "
+                  f"{sum(r.agents for r in rings)} agents, strategies "
+                  f"{', '.join(sorted({s for r in rings for s in r.strategies}))}", highlight=False)
+        return
     if prep is None:
         out.print(f"[green]ok[/] {scenario}: world scenario {sc.name!r}, strategies {', '.join(sc.attack.strategies)}, "
                   f"budget {sc.attack.budget}", highlight=False)

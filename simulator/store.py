@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: campaign tables and columns (README, migration notes)
 QUERY_FIXED_COLUMNS = ("run_id", "round", "agent_id", "strategy", "target_id", "query_index", "score", "decision",
                        "evaded", "cost")
 TARGET_FIXED_COLUMNS = ("run_id", "strategy", "target_id", "original_score", "queries_used", "evaded",

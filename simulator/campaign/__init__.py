@@ -13,7 +13,7 @@ watches drift.
 """
 from __future__ import annotations
 
-__all__ = ["prepare_campaign", "execute_campaign", "CampaignResult"]
+__all__ = ["CampaignResult", "execute_campaign", "prepare_campaign"]
 
 
 def __getattr__(name: str):

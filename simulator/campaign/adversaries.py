@@ -80,7 +80,7 @@ class Playbook:
     tries: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
-    def empty(cls, size: int, d: int) -> "Playbook":
+    def empty(cls, size: int, d: int) -> Playbook:
         return cls(size, np.zeros((0, d)))
 
     def __len__(self) -> int:

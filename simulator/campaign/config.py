@@ -137,16 +137,23 @@ class AdversariesSpec(_Section):
 
 
 def accepted_params(cls) -> set[str] | None:
-    """Keyword parameters a strategy's constructor takes (None: it forwards ``**kwargs`` we cannot check)."""
+    """Keyword parameters a strategy's constructor takes, following ``**params`` up to the base class (which
+    refuses any); None when a constructor forwards ``**params`` somewhere we cannot follow."""
     from ..strategies.base import Strategy
 
-    if cls.__init__ is Strategy.__init__:
-        return set()  # the base class refuses every parameter
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return {n for n, p in sig.parameters.items()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "problem", "rng")}
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if init is Strategy.__init__:
+            return names
+        sig = inspect.signature(init)
+        names |= {n for n, p in sig.parameters.items()
+                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "problem", "rng")}
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            return names
+    return None
 
 
 class PolicySpec(_Section):
@@ -189,7 +196,7 @@ class ProbeDetectionSpec(_Section):
     declined_only: bool = Field(True, description="count only near duplicates that were declined or reviewed")
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")
     action: Literal["block", "flag"] = "block"  # block: decline and block card and device; flag: send to review
-    block_hours: float = Field(24.0, ge=0, description="how long a detected card or device stays blocked")
+    block_hours: float = Field(2.0, ge=0, description="how long a detected card or device stays blocked")
 
 
 class LabelSpec(_Section):

@@ -44,38 +44,44 @@ def _slot(device: np.int64, mask: np.int64) -> np.int64:
     return np.int64((h >> np.uint64(20)) & np.uint64(mask))
 
 
+_TS, _CODE, _FLAG, _X = 0, 1, 2, 3  # fields of a memory record: time, code, declined, coordinates
+_RECORD = _X + N_COORDS
+
+
 @njit(cache=True, nogil=True)
-def _count(ts, vec, code, flag, row, t, c, x, window, radius, declined_only):
+def _count(mem, row, t, c, x, window, radius, declined_only):
     k = 0
-    for j in range(ts.shape[1]):
-        if ts[row, j] > t - window and code[row, j] == c and (flag[row, j] or not declined_only):
+    for j in range(mem.shape[1]):
+        r = mem[row, j]
+        if r[_TS] > t - window and r[_CODE] == c and (r[_FLAG] != 0.0 or not declined_only):
             d = 0.0
             for q in range(x.shape[0]):
-                d += abs(vec[row, j, q] - x[q])
+                d += abs(np.float32(r[_X + q]) - x[q])
             if d < radius:
                 k += 1
     return k
 
 
 @njit(cache=True, nogil=True)
-def _push(ts, vec, code, flag, pos, row, t, c, x, declined):
+def _push(mem, pos, row, t, c, x, declined):
     j = pos[row]
-    ts[row, j] = t
-    code[row, j] = c
-    flag[row, j] = declined
+    r = mem[row, j]
+    r[_TS] = t
+    r[_CODE] = c
+    r[_FLAG] = 1.0 if declined else 0.0
     for q in range(x.shape[0]):
-        vec[row, j, q] = x[q]
-    pos[row] = (j + 1) % ts.shape[1]
+        r[_X + q] = x[q]
+    pos[row] = (j + 1) % mem.shape[1]
 
 
 @njit(cache=True, nogil=True)
 def detect_kernel(customer, device, timestamp, coords, code, declined,
-                  card_ts, card_vec, card_code, card_flag, card_pos, card_blocked_until,
-                  dev_tag, dev_ts, dev_vec, dev_code, dev_flag, dev_pos, dev_blocked_until,
+                  card_mem, card_pos, card_blocked_until, dev_tag, dev_mem, dev_pos, dev_blocked_until,
                   window, radius, min_matches, block, block_s, declined_only,
                   out_matches, out_detected, out_blocked):
     """Walk one time-sorted batch, updating the card and device memories in place. ``declined``: the rules or
-    the model would decline or review the transaction (known before detection runs)."""
+    the model would decline or review the transaction (known before detection runs). A memory is one contiguous
+    record per card (or device slot): ``memory`` entries of (time, code, declined, coordinates)."""
     mask = np.int64(dev_tag.shape[0] - 1)
     for i in range(customer.shape[0]):
         c = customer[i]
@@ -87,15 +93,15 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
             if dev_tag[s] != device[i]:
                 dev_tag[s] = device[i]
                 dev_blocked_until[s] = np.iinfo(np.int64).min
-                for j in range(dev_ts.shape[1]):
-                    dev_ts[s, j] = np.iinfo(np.int64).min
+                for j in range(dev_mem.shape[1]):
+                    dev_mem[s, j, _TS] = -np.inf
                 dev_pos[s] = 0
         blocked = card_blocked_until[c] > t
         if s >= 0 and dev_blocked_until[s] > t:
             blocked = True
-        m = _count(card_ts, card_vec, card_code, card_flag, c, t, code[i], x, window, radius, declined_only)
+        m = _count(card_mem, c, t, code[i], x, window, radius, declined_only)
         if s >= 0:
-            m = max(m, _count(dev_ts, dev_vec, dev_code, dev_flag, s, t, code[i], x, window, radius, declined_only))
+            m = max(m, _count(dev_mem, s, t, code[i], x, window, radius, declined_only))
         out_matches[i] = m
         out_blocked[i] = blocked
         hit = m >= min_matches
@@ -105,9 +111,9 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
             if s >= 0:
                 dev_blocked_until[s] = max(dev_blocked_until[s], t + block_s)
         refused = declined[i] or blocked or (hit and block)
-        _push(card_ts, card_vec, card_code, card_flag, card_pos, c, t, code[i], x, refused)
+        _push(card_mem, card_pos, c, t, code[i], x, refused)
         if s >= 0:
-            _push(dev_ts, dev_vec, dev_code, dev_flag, dev_pos, s, t, code[i], x, refused)
+            _push(dev_mem, dev_pos, s, t, code[i], x, refused)
 
 
 class ProbeDetector:
@@ -118,17 +124,13 @@ class ProbeDetector:
         lo = np.iinfo(np.int64).min
         self.params = (np.int64(window_s), np.float64(radius), np.int64(min_matches), bool(block), np.int64(block_s),
                        bool(declined_only))
-        self.card_ts = np.full((n_customers, memory), lo, np.int64)
-        self.card_vec = np.zeros((n_customers, memory, N_COORDS), np.float32)
-        self.card_code = np.zeros((n_customers, memory), np.int32)
-        self.card_flag = np.zeros((n_customers, memory), np.bool_)
+        self.card_mem = np.zeros((n_customers, memory, _RECORD), np.float64)
+        self.card_mem[:, :, _TS] = -np.inf
         self.card_pos = np.zeros(n_customers, np.int32)
         self.card_blocked_until = np.full(n_customers, lo, np.int64)
         self.dev_tag = np.full(device_slots, -1, np.int64)
-        self.dev_ts = np.full((device_slots, memory), lo, np.int64)
-        self.dev_vec = np.zeros((device_slots, memory, N_COORDS), np.float32)
-        self.dev_code = np.zeros((device_slots, memory), np.int32)
-        self.dev_flag = np.zeros((device_slots, memory), np.bool_)
+        self.dev_mem = np.zeros((device_slots, memory, _RECORD), np.float64)
+        self.dev_mem[:, :, _TS] = -np.inf
         self.dev_pos = np.zeros(device_slots, np.int32)
         self.dev_blocked_until = np.full(device_slots, lo, np.int64)
 
@@ -141,10 +143,8 @@ class ProbeDetector:
         detect_kernel(np.ascontiguousarray(customer, np.int64), np.ascontiguousarray(device, np.int64),
                       np.ascontiguousarray(timestamp, np.int64), np.ascontiguousarray(coords, np.float32),
                       np.ascontiguousarray(code, np.int32), np.ascontiguousarray(declined, np.bool_),
-                      self.card_ts, self.card_vec, self.card_code, self.card_flag, self.card_pos,
-                      self.card_blocked_until, self.dev_tag, self.dev_ts, self.dev_vec, self.dev_code, self.dev_flag,
-                      self.dev_pos, self.dev_blocked_until,
-                      *self.params, matches, detected, blocked)
+                      self.card_mem, self.card_pos, self.card_blocked_until, self.dev_tag, self.dev_mem, self.dev_pos,
+                      self.dev_blocked_until, *self.params, matches, detected, blocked)
         return matches, detected, blocked
 
 

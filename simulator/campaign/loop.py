@@ -29,24 +29,58 @@ import pyarrow as pa
 
 from .. import __version__
 from ..errors import BudgetExceeded, ScenarioError
-from ..kernels import get_kernels
-from ..runner import RunResult
+from ..kernels import MODE_LOCAL, get_kernels
 from ..oracle import Feedback
+from ..runner import RunResult
 from ..schema import FeatureSchema, frame_to_matrix
 from ..store import QueryLog, Store, _ident
 from ..strategies import Problem, get_strategy
 from ..target import TargetModel, load_model
 from ..target.train import threshold_at_fpr
-from .adversaries import Agents, Cards, Ring, evolve_ring, masked_schema, replays, strategy_params
-from .config import PLAYBOOK, REALISABLE_FEATURES, RING_KINDS, AdversariesSpec, DefenceSpec, RoundsSpec
-from .defence import (APPROVE, DECISIONS, DECLINE, NO_LABEL, POISONING, R_BLOCKED, R_NEW_DEVICE, R_PROBE, R_VELOCITY,
-                      REASONS, Bands, DriftReference, auc, decide, label_days, refused_before_detection)
+from .adversaries import (
+    Agents,
+    Cards,
+    Ring,
+    evolve_ring,
+    masked_schema,
+    replays,
+    strategy_params,
+)
+from .config import (
+    PLAYBOOK,
+    REALISABLE_FEATURES,
+    RING_KINDS,
+    AdversariesSpec,
+    DefenceSpec,
+    RoundsSpec,
+)
+from .defence import (
+    APPROVE,
+    DECISIONS,
+    DECLINE,
+    NO_LABEL,
+    POISONING,
+    R_BLOCKED,
+    R_NEW_DEVICE,
+    R_PROBE,
+    R_VELOCITY,
+    REASONS,
+    Bands,
+    DriftReference,
+    auc,
+    decide,
+    label_days,
+    refused_before_detection,
+)
 from .detect import ProbeDetector, signatures
 from .mapping import probe_times, realise
 from .retrain import DayData, Fit, LabelledStream, fit_version
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 HARD_DECLINES = (R_BLOCKED, R_PROBE, R_VELOCITY, R_NEW_DEVICE)
+#: Devices the rings buy during a campaign are numbered from here, apart from the world's own counter (which a
+#: prefetching worker advances while the campaign plays the day before).
+CAMPAIGN_DEVICE_BASE = 1 << 30
 PUBLIC_EXAMPLES = 1000
 
 
@@ -103,7 +137,7 @@ class CampaignPrepared:
 
 def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_only: bool = False):
     """Build the world's history, fit (or load) the baseline, choose templates; ``None`` with ``validate_only``."""
-    from ..world import FEATURES, LABEL, World, WorldConfig, default_feature_specs
+    from ..world import FEATURES, World, WorldConfig, default_feature_specs
 
     adv: AdversariesSpec = scenario.adversaries
     dfc: DefenceSpec = scenario.defence or DefenceSpec()
@@ -158,13 +192,14 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
     decline_fpr = pol.decline_fpr if pol.decline_fpr is not None else scenario.model.threshold_fpr
     given_decline = pol.decline_threshold if pol.decline_threshold is not None else scenario.model.threshold
     adv_train = progress("train model", 1)
-    fit = fit_version(stream, version=1, names=names, kind=scenario.model.kind or "xgboost", as_of=ws.days - 1,
-                      first=0, last=last, validation_from=cut, legit_fraction=dfc.retrain.legit_fraction,
-                      review_fpr=max(pol.review_fpr, decline_fpr), decline_fpr=decline_fpr,
-                      decline_threshold=given_decline, review_threshold=pol.review_threshold, bins=dfc.drift.bins,
-                      seed=scenario.seed, trained_round=0, audit=dfc.retrain.audit_labels)
     if model_given is not None:
-        fit = _adopt(model_given, fit, stream, scenario, names, cut, last, ws.days - 1, pol, decline_fpr, dfc)
+        fit = _adopt(model_given, stream, scenario, cut, last, ws.days - 1, pol, decline_fpr, dfc)
+    else:
+        fit = fit_version(stream, version=1, names=names, kind=scenario.model.kind or "xgboost", as_of=ws.days - 1,
+                          first=0, last=last, validation_from=cut, legit_fraction=dfc.retrain.legit_fraction,
+                          review_fpr=max(pol.review_fpr, decline_fpr), decline_fpr=decline_fpr,
+                          decline_threshold=given_decline, review_threshold=pol.review_threshold,
+                          bins=dfc.drift.bins, seed=scenario.seed, trained_round=0, audit=dfc.retrain.audit_labels)
     adv_train(1)
     timings["train_s"] = time.perf_counter() - t1
 
@@ -193,8 +228,9 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
         templates_type=fraud_type[is_tpl], approved_examples=X_hist[pub_rows], timings=timings)
 
 
-def _adopt(model: TargetModel, fit: Fit, stream, scenario, names, cut, last, as_of, pol, decline_fpr, dfc) -> Fit:
-    """Version 1 is the scenario's own model file: its bands on the validation days, its drift reference there."""
+def _adopt(model: TargetModel, stream, scenario, cut, last, as_of, pol, decline_fpr, dfc) -> Fit:
+    """Version 1 is the scenario's own model file: its bands on the validation days, its drift reference there
+    (it was trained elsewhere, so it has no training labels to record)."""
     from .retrain import _stack
 
     X_val, _, y_val = _stack(stream.window(cut, last), as_of)
@@ -208,8 +244,11 @@ def _adopt(model: TargetModel, fit: Fit, stream, scenario, names, cut, last, as_
     model.card = dict(model.card or {}, threshold=decline, review_threshold=review, test_auc=auc(y_val, s_val),
                       threshold_rule="from the scenario or the model card")
     X_ref = X_val.astype(np.float64)
-    info = dict(fit.info, train_rows=0, train_positives=0, review_threshold=review, decline_threshold=decline,
-                validation_auc=auc(y_val, s_val))
+    info = {"model_version": 1, "trained_round": 0, "trained_day": None, "deployed_round": 1, "train_day_from": None,
+            "train_day_to": None, "validation_day_from": cut, "validation_day_to": last, "label_as_of_day": as_of,
+            "train_rows": 0, "train_positives": 0, "validation_rows": int(len(y_val)),
+            "validation_positives": int(y_val.sum()), "review_threshold": review, "decline_threshold": decline,
+            "validation_auc": auc(y_val, s_val), "train_s": 0.0}
     empty = {"transaction_id": np.zeros(0, np.int64), "role": np.zeros(0, object), "label": np.zeros(0, np.int32)}
     return Fit(version=1, model=model, bands=Bands(review, decline), validation_auc=info["validation_auc"],
                drift=DriftReference(X_ref, model.predict_score(X_ref), dfc.drift.bins), info=info, labels=empty)
@@ -248,6 +287,41 @@ class StreamOracle:
         return Feedback(declined=~approved, score=np.where(hard, 1.0, score))
 
 
+class BackgroundWriter:
+    """The run's store writes on one background thread, in the order they were made: DuckDB's inserts (which
+    release the GIL) overlap the next round's simulation and scoring. Nothing else touches the connection until
+    :meth:`drain`; at most ``max_pending`` writes wait, so memory stays bounded."""
+
+    def __init__(self, store: Store, max_pending: int = 16):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store, self.feature_names, self.max_pending = store, store.feature_names, max_pending
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="campaign-store")
+        self._pending: deque = deque()
+
+    def append(self, table: str, data) -> None:
+        self._submit(self.store.append, table, data)
+
+    def execute(self, sql: str, params=None) -> None:
+        self._submit(self.store.execute, sql, params)
+
+    def _submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
+            self._pending.popleft().result()  # re-raises a failed write here, in the campaign's thread
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 @dataclass
 class _Chunk:
     agent: int
@@ -260,7 +334,7 @@ class _Chunk:
 class Campaign:
     """Runs the rounds of a prepared campaign and writes everything to the store."""
 
-    def __init__(self, prep: CampaignPrepared, store: Store, run_id: str, progress: Progress):
+    def __init__(self, prep: CampaignPrepared, store: Store | BackgroundWriter, run_id: str, progress: Progress):
         self.prep, self.store, self.run_id, self.progress = prep, store, run_id, progress
         sc = prep.scenario
         self.adv, self.dfc, self.R = prep.adversaries, prep.defence, prep.rounds
@@ -278,9 +352,13 @@ class Campaign:
         self.rings = [Ring(i, spec, self.adv, len(self.names), np.random.default_rng(ss[6 + i]))
                       for i, spec in enumerate(self.adv.rings)]
         self._setup_agents()
+        self._next_device = CAMPAIGN_DEVICE_BASE
+        self._snapshot_world()
         self.oracle = StreamOracle(self.agents, self.kernels)
         self.log = QueryLog(store, run_id)
         self.query_count: dict[tuple[int, int], int] = {}
+        self.phase_s: dict[str, float] = {}
+        self.transactions = 0
         self.instances: dict[tuple[int, int], tuple[int, Any]] = {}
         pd = self.dfc.probe_detection
         self.detector = ProbeDetector(self.world.customers.n, window_s=pd.window_hours * 3600, radius=pd.radius,
@@ -295,7 +373,6 @@ class Campaign:
         n_cards = sum(r.agents * r.cards_per_agent for r in self.adv.rings)
         n_mules = sum(r.poison.accounts if r.poison else 0 for r in self.adv.rings)
         owners = rng.choice(world.customers.n, size=n_cards + n_mules, replace=False).astype(np.int64)
-        d = len(self.names)
         ring_of, template = [], []
         taken = np.zeros(len(prep.templates_id), bool)  # one template per agent while there are enough
         for ring in self.rings:
@@ -340,6 +417,18 @@ class Campaign:
             if ring.spec.poison is not None:
                 ring.mules = owners[pos:pos + ring.spec.poison.accounts]
                 pos += ring.spec.poison.accounts
+
+    def _snapshot_world(self) -> None:
+        """What the campaign reads of the world's state, copied between a step and the next day's prefetch."""
+        st = self.world.state
+        if st.next_device_id >= CAMPAIGN_DEVICE_BASE:
+            raise RuntimeError("the world's device ids reached the range campaigns use")
+        self._primary_device = st.devices[np.arange(len(st.primary_slot)), st.primary_slot].astype(np.int64)
+
+    def _fresh_devices(self, k: int) -> np.ndarray:
+        ids = np.arange(self._next_device, self._next_device + k, dtype=np.int64)
+        self._next_device += k
+        return ids
 
     def _problem(self, a: int) -> Problem:
         ring = self.rings[self.agents.ring[a]]
@@ -419,12 +508,11 @@ class Campaign:
         kinds = np.array([RING_KINDS[self.rings[r].spec.kind] for r in ag.ring[agent_of]])
         fraud_type = np.where(kinds > 0, kinds, self.prep.templates_type[ag.template[agent_of]]).astype(np.int8)
         ev = realise(self.world, day, self.names, X, np.concatenate(customer), np.concatenate(device), ts,
-                     self.rng_time, fraud_type=fraud_type)
+                     self.rng_time, fraud_type=fraud_type, fresh_devices=self._fresh_devices)
         return ev, agent_of
 
     def _poison_events(self, r: int, day: int) -> tuple[list[pl.DataFrame], list[int]]:
         frames, ring_ids = [], []
-        st = self.world.state
         for ring in self.rings:
             ps = ring.spec.poison
             if ps is None or r < ps.start_round or ps.per_day == 0:
@@ -442,26 +530,34 @@ class Campaign:
             X0 = rows.copy()
             U, Z, V = rng.random(rows.shape), rng.standard_normal(rows.shape), rng.random(n)
             X = self.kernels.mutate(rows, X0, np.arange(n, dtype=np.int64), U, Z, V, np.full(n, 0.05),
-                                    np.full(n, 0.2), 0, self.sa)
+                                    np.full(n, 0.2), MODE_LOCAL, self.sa)
             mule = ring.mules[rng.integers(0, len(ring.mules), size=n)]
-            own_device = st.devices[mule, st.primary_slot[mule]].astype(np.int64)
+            own_device = self._primary_device[mule]
             hours = X[:, self.idx["hour"]] if "hour" in self.idx else rng.integers(0, 24, n)
             ts = day * 86_400 + np.clip(np.round(hours), 0, 23).astype(np.int64) * 3600 + rng.integers(0, 3600, n)
-            frames.append(realise(self.world, day, self.names, X, mule, own_device, ts, rng, fraud_type=fraud_type))
+            frames.append(realise(self.world, day, self.names, X, mule, own_device, ts, rng, fraud_type=fraud_type,
+                                  fresh_devices=self._fresh_devices))
             ring_ids.append(ring.id)
         return frames, ring_ids
 
     def play(self, r: int) -> None:
         day = self.world.day
         ag, cards = self.agents, self.cards
+        clock = time.perf_counter()
         self.oracle.new_day()
         chunks = self._plan()
         probes, agent_of = self._probe_events(chunks, day)
         poison_frames, poison_rings = self._poison_events(r, day)
         parts = ([probes] if probes.height else []) + poison_frames
         extra = pl.concat(parts) if parts else None
+        clock = self._tick("attackers", clock)
         frame, rows = self.world.step_injected(extra)
+        self._snapshot_world()
+        if r < self.R:
+            self.world.prefetch()  # the next day's own traffic, simulated while this one is scored and stored
+        clock = self._tick("world", clock)
         n = frame.height
+        self.transactions += n
         n_probe = len(agent_of)
         probe_rows = rows[:n_probe]
         is_probe = np.zeros(n, bool)
@@ -496,6 +592,7 @@ class Campaign:
         decision, reason, approved = decide(score, feats, detected, blocked, fraud_type, self.deployed.bands, self.dfc,
                                             self.rng_review)
         defence_s = time.perf_counter() - t1
+        clock = self._tick("scoring_and_defence", clock)
 
         # -- feedback, cards, playbooks -------------------------------------------------------------------------
         X_real = X[probe_rows]
@@ -551,6 +648,7 @@ class Campaign:
                 ag.active[a] = False  # goal reached: the agent cashes out and leaves
         self._restock()
 
+        clock = self._tick("feedback", clock)
         # -- labels, measures, store ----------------------------------------------------------------------------
         ld = label_days(day, fraud_type, amount, self.dfc, self.rng_labels)
         self.prep.stream.add(DayData(day, frame["transaction_id"].to_numpy(), X.astype(np.float32), ld))
@@ -561,6 +659,7 @@ class Campaign:
         ring_poison = np.bincount(ring_id[(ring_id >= 0) & ~is_probe], minlength=len(self.rings))
         self._write_round(r, day, frame, score, decision, approved, is_probe, ring_id, detected, fraud_type,
                           psi_feat, psi_score, burned_round, scoring_s, defence_s)
+        clock = self._tick("store", clock)
         # -- evolution ------------------------------------------------------------------------------------------
         stats, ring_rows = [], []
         for ring in self.rings:
@@ -590,13 +689,21 @@ class Campaign:
                                                      "cards_burned", "poison", "playbook_size", "mean_gap_minutes",
                                                      "mean_amount_scale", "mean_cards_per_day",
                                                      "mean_features_touched"))
+        clock = self._tick("evolution", clock)
         rt = self.dfc.retrain
         if rt.every and r % rt.every == 0 and r < self.R:
             self._retrain(r, day)
+        self._tick("retrain", clock)
+
+    def _tick(self, phase: str, since: float) -> float:
+        """Wall-clock seconds per phase of a round (for benchmarks; never stored in the run's tables)."""
+        now = time.perf_counter()
+        self.phase_s[phase] = self.phase_s.get(phase, 0.0) + now - since
+        return now
 
     def _restock(self) -> None:
         """New stolen cards for the agents (Poisson, ``restock_per_day``), from customers no agent holds."""
-        ag, cards, st = self.agents, self.cards, self.world.state
+        ag, cards = self.agents, self.cards
         rates = np.array([self.rings[r].spec.restock_per_day for r in ag.ring])
         k = self.rng_setup.poisson(rates) * ag.active
         total = int(k.sum())
@@ -613,8 +720,7 @@ class Campaign:
         own = np.array([self._agent_devices[a][(held_by[a] + i) % len(self._agent_devices[a])]
                         for i, a in enumerate(agent)], np.int64)
         share = np.array([self.rings[ag.ring[a]].spec.known_device_share for a in agent])
-        victim = st.devices[cust, st.primary_slot[cust]].astype(np.int64)
-        device = np.where(self.rng_setup.random(len(cust)) < share, victim, own)
+        device = np.where(self.rng_setup.random(len(cust)) < share, self._primary_device[cust], own)
         self.cards = Cards(agent=np.concatenate([cards.agent, agent.astype(np.int32)]),
                            customer=np.concatenate([cards.customer, cust]),
                            device=np.concatenate([cards.device, device]),
@@ -818,13 +924,16 @@ class Campaign:
     def write_targets(self) -> None:
         """One ``targets`` row per (strategy, template), from the query log (as a single-round attack writes them)."""
         prep = self.prep
-        uniq, first = np.unique(self.agents.template, return_index=True)
+        if isinstance(self.store, BackgroundWriter):
+            self.store.drain()
+        store = self.store.store if isinstance(self.store, BackgroundWriter) else self.store
+        uniq = np.unique(self.agents.template)
         tbl = {"target_id": prep.templates_id[uniq], "original_score": prep.templates_score[uniq]}
         tbl.update({f: prep.templates_X[uniq, j] for j, f in enumerate(self.names)})
-        self.store.con.register("_originals", pa.table(tbl))
+        store.con.register("_originals", pa.table(tbl))
         feats = "".join(f", any_value(o.{_ident(f)})" for f in self.names)
         try:
-            self.store.execute(f"""
+            store.execute(f"""
 INSERT INTO targets
 SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
   min(q.query_index) FILTER (WHERE q.evaded), arg_min(q.cost, q.query_index) FILTER (WHERE q.evaded),
@@ -834,7 +943,7 @@ FROM queries q JOIN _originals o ON o.target_id = q.target_id
 WHERE q.run_id = ?
 GROUP BY q.run_id, q.strategy, q.target_id ORDER BY q.strategy, q.target_id""", [self.run_id])
         finally:
-            self.store.con.unregister("_originals")
+            store.con.unregister("_originals")
 
 
 ROUND_COLUMNS = ("run_id", "round", "day", "model_version", "transactions", "legit", "fraud", "probes",
@@ -865,6 +974,7 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
     path = Path(output) if output is not None else sc.output_path()
     run_id = campaign_run_id(prep)
     store = Store(path, prep.names)
+    writer = BackgroundWriter(store)
     try:
         timings = dict(prep.timings)
         rings = prep.adversaries.rings
@@ -873,7 +983,7 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
         store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                       [run_id, sc.name, sc.seed, _now(), str(prep.model.path) if prep.model.path else None,
                        prep.model.sha256, prep.model.kind, prep.threshold, feedback, budget, sc.to_yaml(), __version__])
-        camp = Campaign(prep, store, run_id, progress)
+        camp = Campaign(prep, writer, run_id, progress)
         camp._record_fit(prep.fit)
         t0 = time.perf_counter()
         camp.write_history()
@@ -893,9 +1003,19 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
         camp.log.flush()
         camp.write_targets()
         timings["campaign_s"] = time.perf_counter() - t1
+        timings["campaign_transactions"] = camp.transactions
+        timings.update({f"round_{k}_s": v for k, v in camp.phase_s.items()})
+        writer.close()
         store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?", [_now(), run_id])
+        from ..report.views import create_views
+
+        create_views(store.con)
         path = store.finish()
     except BaseException as exc:
+        try:
+            writer.close()
+        except BaseException:
+            pass  # the first error is the one to report
         try:
             store.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
                           [f"{type(exc).__name__}: {exc}"[:2000], run_id])

@@ -9,7 +9,7 @@ A probe is a real transaction: the agent picks what it controls, the stream deci
 * ``distance_km`` and ``country_mismatch``: online, the buyer appears at that distance from the cardholder's home,
   in a direction that gives the asked country (match or mismatch); in person, at a shop in the city whose distance
   and country fit best.
-* ``new_device``: 1 uses a fresh device; 0 uses the device the agent keeps for that card (the victim's own when
+* ``new_device``: 1 uses a device never seen before; 0 uses the device the agent keeps for that card (the victim's own when
   the agent has it; else its own, which the stream learns after its first use, so the first such probe still
   shows a new device).
 * velocities, the amount ratio, account age and credit limit are not chosen: they come from the stream and the
@@ -38,10 +38,12 @@ N_ANGLES = 16
 
 
 def realise(world, day: int, names, X: np.ndarray, customer: np.ndarray, card_device: np.ndarray,
-            timestamp: np.ndarray, rng: np.random.Generator, *, fraud_type: np.ndarray | int = 1) -> pl.DataFrame:
+            timestamp: np.ndarray, rng: np.random.Generator, *, fraud_type: np.ndarray | int = 1,
+            fresh_devices=None) -> pl.DataFrame:
     """Raw events (the ``extra`` of :meth:`World.step`) for candidate rows ``X`` on cards ``customer``.
 
-    ``card_device`` is the device the agent uses on that card when the candidate asks for a known device."""
+    ``card_device`` is the device the agent uses on that card when the candidate asks for a known device;
+    ``fresh_devices(k)`` hands out never-seen device ids (default: the world's own counter)."""
     n = len(X)
     idx = {f: j for j, f in enumerate(names)}
     customers, merchants = world.customers, world.merchants
@@ -69,9 +71,9 @@ def realise(world, day: int, names, X: np.ndarray, customer: np.ndarray, card_de
 
     merchant = pick_merchant(merchants, card_present.astype(np.int8), city, category, rng.random(n), by_risk=True)
 
-    # Online: a point at the asked distance, the first of N_ANGLES directions (random start) giving the asked
-    # country; failing that, the direction whose point lands closest to the asked distance with the right country
-    # is not available, so fall back to a foreign city (mismatch asked) or home (match asked).
+    # Online: a point at the asked distance from home, in the one of N_ANGLES directions (random start) whose
+    # point, once kept on the map, is in the asked country and nearest the asked distance; when no direction gives
+    # the asked country, the nearest foreign city (mismatch asked) or home (match asked).
     start = rng.random(n) * 2 * np.pi
     angles = start[:, None] + np.arange(N_ANGLES)[None, :] * (2 * np.pi / N_ANGLES)
     px = np.clip(home[:, 0:1] + distance[:, None] * np.cos(angles), 0.0, cat.MAP_WIDTH_KM)
@@ -88,7 +90,8 @@ def realise(world, day: int, names, X: np.ndarray, customer: np.ndarray, card_de
     loc_y = np.where(card_present, merchants.xy[merchant, 1], loc_y)
 
     fresh = col("new_device", 1.0) >= 0.5
-    device = np.where(fresh, world.state.allocate_devices(n).astype(np.int64), np.asarray(card_device, np.int64))
+    fresh_ids = (fresh_devices or world.state.allocate_devices)(n)
+    device = np.where(fresh, np.asarray(fresh_ids, np.int64), np.asarray(card_device, np.int64))
     device = np.where(card_present, NO_DEVICE, device)
     return pl.DataFrame({
         "customer_id": pl.Series(customer, dtype=pl.Int32),

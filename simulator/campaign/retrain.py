@@ -14,13 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..target import TargetModel
-from ..target.train import LGBM_PARAMS, LGBM_ROUNDS, XGB_PARAMS, XGB_ROUNDS, threshold_at_fpr
+from ..target.train import (
+    LGBM_PARAMS,
+    LGBM_ROUNDS,
+    XGB_PARAMS,
+    XGB_ROUNDS,
+    threshold_at_fpr,
+)
 from .defence import Bands, DriftReference, auc
 
 MAX_REFERENCE_ROWS = 200_000
 #: Training threads. One: on shared cores, OpenMP workers spin-waiting for a busy sibling made two threads up to ten
 #: times slower than one in our measurements; scoring keeps every core (it does not suffer the same way).
 TRAIN_THREADS = 1
+PREDICT_THREADS = 0  # all cores: scoring, unlike training, did not suffer from shared cores
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +77,7 @@ def train_booster(X: np.ndarray, y: np.ndarray, names, *, kind: str, seed: int, 
 
         params = dict(XGB_PARAMS, seed=seed, nthread=threads)
         booster = xgb.train(params, xgb.DMatrix(X, label=y, feature_names=names), XGB_ROUNDS)
-        booster.set_param({"nthread": 0})
+        booster.set_param({"nthread": PREDICT_THREADS})
         rounds = XGB_ROUNDS
     elif kind == "lightgbm":
         import lightgbm as lgb

@@ -6,6 +6,7 @@ attack step, and with ``parallel=True`` for large batches where threads pay for 
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -153,7 +154,12 @@ def _mutate(base, X0, origin, U, Z, V, step, p, mode, mut_idx, kind, lo, hi, mut
 
 
 def _compile(fn):
-    return (njit(cache=True, nogil=True)(fn), njit(cache=True, nogil=True, parallel=True)(fn))
+    # Numba names a function's on-disk cache after its qualified name and line, not its compile options, so the
+    # serial and parallel builds of one function would share (and overwrite) one cache entry, and a later process
+    # could load the serial machine code for the parallel dispatcher. The parallel build gets its own name.
+    par = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
+    par.__qualname__ = fn.__qualname__ + "_parallel"
+    return (njit(cache=True, nogil=True)(fn), njit(cache=True, nogil=True, parallel=True)(par))
 
 
 _project_s, _project_p = _compile(_project)

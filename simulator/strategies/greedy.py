@@ -54,6 +54,9 @@ class Greedy(Strategy):
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
         self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
         self.max_evaded_margin = -np.inf  # the threshold lies above every evaded score
+        self._segment_end: np.ndarray | None = None
+        self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
+        self._segment_ts = np.empty(0)
 
     # -- what was learnt -----------------------------------------------------------------------------------------
     def _gains(self, j: int) -> list[tuple[float, float]]:
@@ -104,8 +107,7 @@ class Greedy(Strategy):
                 if base is None and v in self.singles[j]:
                     continue
                 x = b.copy()
-                x[j] = v
-                x = project_rows(self.problem, x)[0]
+                x[j] = v  # grid values are valid for this feature whatever the base, as the base is valid
                 if x in self.seen:
                     continue
                 rows.append(x)
@@ -139,6 +141,17 @@ class Greedy(Strategy):
             rows.append(x)
         return rows
 
+    def _segment(self, n: int) -> list[np.ndarray]:
+        """Points between the original and the first evasion (every feature moved back by the same fraction),
+        bracketing the fraction where the decision flips; two rounds of ``n`` points."""
+        if self._segment_end is None:
+            self._segment_end, self._segment_lo, self._segment_hi = self.best_x.copy(), 0.0, 1.0
+        self._segment_rounds += 1
+        lo, hi = self._segment_lo, self._segment_hi
+        ts = lo + (hi - lo) * np.arange(1, n + 1) / (n + 1)
+        self._segment_ts = ts
+        return list(self.x0[None, :] + ts[:, None] * (self._segment_end - self.x0)[None, :])
+
     # -- protocol ------------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
         out: list[np.ndarray] = []
@@ -162,9 +175,15 @@ class Greedy(Strategy):
             take(self._line_search(n, base=self.lowest_score_x), n - len(out))
         else:
             self.reducer.set_incumbent(self.best_x)
+            if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
+                take(self._segment(n), n)
             take(self.reducer.propose(n // 2, self.seen), n // 2)
-            take(self._knapsack(n), max(1, n // 4))
-            take(self._line_search(max(1, n // 4)), max(1, n // 4) if len(out) < n else 0)
+            take(self._knapsack(n), max(1, n // 5))
+            if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
+                c = cost_rows(self.problem, self.opening)
+                take(self.opening[np.argsort(c, kind="stable")][np.sort(c) < self.best_cost], max(1, n // 5))
+            take(self.pull_back(self.best_x, n), max(1, n // 5))
+            take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
             take(self.reducer.propose(n - len(out), self.seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
@@ -193,3 +212,13 @@ class Greedy(Strategy):
         if fb.evaded.any():
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)
+        if self._segment_end is not None and len(self._segment_ts):  # narrow the segment's bracket
+            P = project_rows(self.problem, self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
+            for t, p in zip(self._segment_ts, P):
+                hit = np.flatnonzero((X == p).all(axis=1))
+                if len(hit):
+                    if fb.evaded[hit[0]]:
+                        self._segment_hi = min(self._segment_hi, float(t))
+                    elif t < self._segment_hi:
+                        self._segment_lo = max(self._segment_lo, float(t))
+            self._segment_ts = np.empty(0)

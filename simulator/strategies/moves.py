@@ -150,6 +150,10 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
     mut = np.flatnonzero(sa.mutable)
     order = mut[np.argsort(-prior.atypicality[mut], kind="stable")]
     rows = [prior.typical.copy()]
+    approved = np.empty((0, len(x0)))
+    if problem.approved_examples is not None and len(problem.approved_examples):
+        P = unique_rows(project_rows(problem, problem.approved_examples[:1000]))
+        approved = P[np.argsort(cost_rows(problem, P), kind="stable")[:20]]
     for j in order:
         x = x0.copy()
         x[j] = prior.typical[j]
@@ -173,9 +177,7 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
                 x = x0.copy()
                 x[j] = v
                 rows.append(x)
-    if problem.approved_examples is not None and len(problem.approved_examples):
-        P = project_rows(problem, problem.approved_examples[:1000])
-        rows.extend(P[np.argsort(cost_rows(problem, P), kind="stable")[:20]])
+    rows.extend(approved)
     X = project_rows(problem, np.array(rows))
     return unique_rows(X[(X != x0[None, :]).any(axis=1)])
 

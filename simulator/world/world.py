@@ -137,6 +137,8 @@ class World:
         )
         self._day = 0
         self._next_transaction_id = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._prefetched = None  # (day, future of that day's own raw events), see prefetch()
 
     @property
     def day(self) -> int:
@@ -188,17 +190,39 @@ class World:
             rows[:] = position[len(order) - n_injected :]
         return self._finish_day(events), rows
 
+    def prefetch(self) -> None:
+        """Start simulating the next day's own events (customers' shopping, fraudsters' attacks) on a worker
+        thread; the next :meth:`step` or :meth:`step_injected` picks them up. The output is the same as without
+        prefetching. Until that step, the caller must not touch ``state`` (the worker advances it) and must not
+        allocate devices from it."""
+        if self._prefetched is not None:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="world-prefetch")
+        self._prefetched = (self._day, self._pool.submit(self._native_events, self._day))
+
     def _simulate_day(self, day: int, injected: RawEvents | None) -> RawEvents:
         """Raw events of ``day`` in time order (advances the world state and the behaviour generators)."""
         return self._simulate_day_order(day, injected)[0]
 
-    def _simulate_day_order(self, day: int, injected: RawEvents | None) -> tuple[RawEvents, np.ndarray]:
+    def _native_events(self, day: int) -> RawEvents:
         advance_lifecycle(self.state, self.customers, day, self._lifecycle_rng)
         legit = legit_events(self.customers, self.merchants, self.state, day, self._legit_rng)
         scale = self.config.fraud_rate_scale
         mark_friendly_fraud(legit, self.customers, self.fraudsters, self._fraud_rng, scale)
         fraud = fraud_events(self.customers, self.merchants, self.fraudsters, self.state, day, self._fraud_rng, scale)
-        events = RawEvents.concat([legit, fraud] if injected is None else [legit, fraud, injected])
+        return RawEvents.concat([legit, fraud])
+
+    def _simulate_day_order(self, day: int, injected: RawEvents | None) -> tuple[RawEvents, np.ndarray]:
+        if self._prefetched is not None:
+            prefetched_day, future = self._prefetched
+            self._prefetched = None
+            if prefetched_day != day:  # cannot happen through the public methods
+                raise RuntimeError(f"prefetched day {prefetched_day} but simulating day {day}")
+            native = future.result()
+        else:
+            native = self._native_events(day)
+        events = native if injected is None else RawEvents.concat([native, injected])
         # Time order; ties broken by customer, then by generation order (legit, fraud, injected).
         order = np.argsort((events.timestamp << 32) | events.customer.astype(np.int64), kind="stable")
         return events.take(order), order
