@@ -293,12 +293,14 @@ class BackgroundWriter:
     :meth:`drain`; at most ``max_pending`` writes wait, so memory stays bounded."""
 
     def __init__(self, store: Store, max_pending: int = 16):
+        import threading
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         self.store, self.feature_names, self.max_pending = store, store.feature_names, max_pending
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="campaign-store")
         self._pending: deque = deque()
+        self._lock = threading.Lock()  # writes may come from another thread too (a query log's own writer)
 
     def append(self, table: str, data) -> None:
         self._submit(self.store.append, table, data)
@@ -307,13 +309,15 @@ class BackgroundWriter:
         self._submit(self.store.execute, sql, params)
 
     def _submit(self, fn, *args) -> None:
-        self._pending.append(self._pool.submit(fn, *args))
-        while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
-            self._pending.popleft().result()  # re-raises a failed write here, in the campaign's thread
+        with self._lock:
+            self._pending.append(self._pool.submit(fn, *args))
+            while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
+                self._pending.popleft().result()  # re-raises a failed write here, in the caller's thread
 
     def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
+        with self._lock:
+            while self._pending:
+                self._pending.popleft().result()
 
     def close(self) -> None:
         try:
