@@ -77,8 +77,10 @@ def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_o
     """Load and check everything; for a world scenario, build the world and train the baseline model.
 
     With ``validate_only`` a world scenario stops after checking its configuration (no world, no training)."""
-    kernels_ok = get_kernels(scenario.attack.backend)  # fails early for backend: gpu without a GPU
-    del kernels_ok
+    try:
+        get_kernels(scenario.attack.backend)  # fails early for backend: gpu without a GPU
+    except ScenarioError as exc:
+        raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
     if scenario.adversaries is not None:  # a campaign: rounds of rings against the defence (simulator/campaign)
         from .campaign import prepare_campaign
 

@@ -142,3 +142,14 @@ def test_malformed_gate_is_bad_input(team_files, write_scenario):
     raw = scenario_dict(team_files)
     raw["gates"] = ["success_rate_at_100 <=< 0.05"]
     one_line_error(invoke("validate", write_scenario(raw, "badgate.yaml")), "gates.0")
+
+
+def test_gpu_backend_without_a_gpu_fails_before_any_query(tmp_path):
+    from simulator.kernels import gpu
+
+    if gpu.available():
+        pytest.skip("this machine has a GPU")
+    path = tmp_path / "gpu.yaml"
+    path.write_text("name: g\nworld: {customers: 1000, days: 4}\nattack: {backend: gpu}\n")
+    one_line_error(invoke("run", path, "-o", tmp_path / "g.duckdb"), "gpu.yaml", "attack.backend", "needs CuPy")
+    assert not (tmp_path / "g.duckdb").exists()
