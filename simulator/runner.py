@@ -388,11 +388,7 @@ def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = 
     try:
         return _execute(prep, store, run_id, progress)
     except BaseException as exc:
-        try:
-            store.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
-                          [f"{type(exc).__name__}: {exc}"[:2000], run_id])
-        finally:
-            store.abandon()
+        store.fail(run_id, exc)
         raise
 
 

@@ -133,6 +133,14 @@ class Store:
         os.replace(self.partial, self.path)
         return self.path
 
+    def fail(self, run_id: str, exc: BaseException) -> None:
+        """Mark the run failed with its error, then drop the partial file (see :meth:`abandon`)."""
+        try:
+            self.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
+                         [f"{type(exc).__name__}: {exc}"[:2000], run_id])
+        finally:
+            self.abandon()
+
     def abandon(self) -> None:
         """Drop the partial file of a failed run; an older finished file at ``path`` stays untouched."""
         try:

@@ -1020,11 +1020,7 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
             writer.close()
         except BaseException:
             pass  # the first error is the one to report
-        try:
-            store.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
-                          [f"{type(exc).__name__}: {exc}"[:2000], run_id])
-        finally:
-            store.abandon()
+        store.fail(run_id, exc)
         raise
     return CampaignResult(path=path, run_id=run_id, scenario=sc, timings=timings)
 
