@@ -95,3 +95,30 @@ def test_world_scenario_trains_its_own_model(tmp_path):
     tx = res.sql("SELECT split, count(*) AS n, sum(is_fraud) AS f FROM transactions GROUP BY split ORDER BY split")
     assert tx["split"].to_list() == ["test", "train"] and (tx["f"] > 0).all()
     assert res.summary()["targets"][0] == 4
+
+
+def test_a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one(tmp_path):
+    """A strategy that breaks after some queries: the error surfaces, the earlier finished file is untouched."""
+    from simulator.strategies import REGISTRY, Strategy, register
+
+    sc = fs.Scenario.from_dict({"name": "f", "seed": 1, "world": {"customers": 1500, "days": 6},
+                                "attack": {"limit": 3, "budget": 20, "strategies": ["random"]}})
+    out = tmp_path / "f.duckdb"
+    fs.run(sc, output=out)
+    before = out.read_bytes()
+
+    @register("breaks_midway")
+    class BreaksMidway(Strategy):
+        def _ask(self, n):
+            if self.n_told >= 10:
+                raise RuntimeError("strategy crashed")
+            return self.mutate(self._X0.repeat(n, axis=0), step=0.1, p=0.5)
+
+    try:
+        bad = sc.replace(attack={"limit": 3, "budget": 20, "strategies": ["random", "breaks_midway"]})
+        with pytest.raises(RuntimeError, match="strategy crashed"):
+            fs.run(bad, output=out)
+    finally:
+        del REGISTRY["breaks_midway"]
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob("*.partial*"))
