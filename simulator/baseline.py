@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import polars as pl
 
 from .schema import frame_to_matrix
@@ -14,9 +13,11 @@ from .world import FEATURES, LABEL, World, WorldConfig
 TRAIN_FRACTION = 0.6
 
 
-def split_world(frame: pl.DataFrame, days: int, train_fraction: float = TRAIN_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_world(frame: pl.DataFrame, days: int,
+                train_fraction: float = TRAIN_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Training days ``[0, cut)`` and test days ``[cut, days)``; returns both frames and ``cut``."""
     cut = max(1, int(round(days * train_fraction)))
-    return frame.filter(pl.col("day") < cut), frame.filter(pl.col("day") >= cut)
+    return frame.filter(pl.col("day") < cut), frame.filter(pl.col("day") >= cut), cut
 
 
 def train_baselines(out_dir: Path, *, customers: int = 20_000, days: int = 30, seed: int = 0, fpr: float = 0.01,
@@ -25,7 +26,7 @@ def train_baselines(out_dir: Path, *, customers: int = 20_000, days: int = 30, s
     trained on) as Parquet, small enough to ship as a data sample."""
     cfg = WorldConfig(customers=customers, days=days)
     frame = World(cfg, seed=seed).generate()
-    train, test = split_world(frame, days)
+    train, test, cut = split_world(frame, days)
     names = list(FEATURES)
     Xtr, ytr = frame_to_matrix(train, names), train.get_column(LABEL).to_numpy()
     Xte, yte = frame_to_matrix(test, names), test.get_column(LABEL).to_numpy()
@@ -36,7 +37,6 @@ def train_baselines(out_dir: Path, *, customers: int = 20_000, days: int = 30, s
     for kind, fname in (("xgboost", "xgb_baseline.json"), ("lightgbm", "lgbm_baseline.txt")):
         trained = train_model(Xtr, ytr, Xte, yte, names, kind=kind, seed=seed, fpr=fpr,
                               provenance={"world": cfg.__dict__, "world_seed": seed,
-                                          "train_days": f"0..{int(np.ceil(days * TRAIN_FRACTION)) - 1}",
-                                          "test_days": "the rest"})
+                                          "train_days": [0, cut - 1], "test_days": [cut, days - 1]})
         path = save_model(trained, Path(out_dir) / fname)
         yield path, trained.card

@@ -202,9 +202,9 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) 
         advance(1)
     stream = pl.concat(days)
     timings["world_s"] = time.perf_counter() - t0
-    cut = max(1, int(round(ws.days * ws.train_fraction)))
-    train = stream.filter(pl.col("day") < cut)
-    test = stream.filter(pl.col("day") >= cut)
+    from .baseline import split_world
+
+    train, test, cut = split_world(stream, ws.days, ws.train_fraction)
     if test.height == 0 or train.height == 0:
         raise ScenarioError("the world is too small to split into training and attack days", file=scenario.source, field="world.days")
     t1 = time.perf_counter()
