@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ModelError
-from . import http as _http  # noqa: F401  (registers the adapters; each imports its library lazily)
-from . import lightgbm as _lightgbm  # noqa: F401
-from . import onnx as _onnx  # noqa: F401
-from . import xgboost as _xgboost  # noqa: F401
+# the adapters register themselves in this order (each imports its library lazily)
+from . import xgboost as _xgboost  # noqa: F401  # isort: skip
+from . import lightgbm as _lightgbm  # noqa: F401  # isort: skip
+from . import onnx as _onnx  # noqa: F401  # isort: skip
+from . import http as _http  # noqa: F401  # isort: skip
 from .base import TargetModel, card_path_for, file_sha256, read_card, resolve_features
 from .registry import ADAPTERS, detect_kind, detect_object, get_adapter, kinds, register_adapter
 

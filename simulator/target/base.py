@@ -155,11 +155,12 @@ def is_placeholder(names: Sequence[str] | None) -> bool:
 
 
 def resolve_features(file_names: Sequence[str] | None, n_inputs: int | None, given: Sequence[str] | None, *,
-                     source: str | None) -> tuple[str, ...]:
+                     source: str | None, saved_as=None) -> tuple[str, ...]:
     """The model's input order: the file's own names, or ``model.features`` for a file saved without names.
 
-    With both, they must agree (the error names the first difference); with neither, the error says to add
-    ``model.features``."""
+    With both, they must agree (the error names the first difference) and the given names are kept (a library
+    may have rewritten them when saving: ``saved_as(name)`` says how, e.g. LightGBM's spaces to underscores);
+    with neither, the error says to add ``model.features``."""
     field = "model.features"
     if given is not None:
         given = [str(g) for g in given]
@@ -171,6 +172,8 @@ def resolve_features(file_names: Sequence[str] | None, n_inputs: int | None, giv
     named = file_names is not None and len(file_names) > 0 and not is_placeholder(file_names)
     if named:
         names = [str(n) for n in file_names]  # type: ignore[union-attr]
+        if given is not None and saved_as is not None and [saved_as(g) for g in given] == names:
+            return tuple(given)
         if given is not None and given != names:
             if len(given) != len(names):
                 raise ModelError(f"model.features has {len(given)} names but the model file has {len(names)} "

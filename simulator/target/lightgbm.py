@@ -4,6 +4,7 @@ Files saved without feature names (LightGBM writes ``Column_0…``) need ``model
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +18,11 @@ PARAMS = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 31, "min_da
           "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1,
           "deterministic": True, "force_row_wise": True}
 ROUNDS = 150
+
+
+def saved_name(name: str) -> str:
+    """The name LightGBM writes for a feature (it turns whitespace into underscores)."""
+    return re.sub(r"\s", "_", name)
 
 
 def _objective_of(text_lines) -> str | None:
@@ -57,8 +63,13 @@ class LightGBMModel(TargetModel):
         except Exception as exc:  # LightGBMError for corrupt files
             raise ModelError(f"cannot be read as a lightgbm model ({first_line(exc)})", file=str(path),
                              field="model.path") from None
-        return cls._wrap(booster, features, source=str(path), path=path, sha256=file_sha256(path),
-                         card=read_card(path))
+        card = read_card(path)
+        if features is None and card and isinstance(card.get("feature_names"), list):
+            # a model fraudsim trained and saved: its card keeps the names LightGBM rewrote
+            names = [str(n) for n in card["feature_names"]]
+            if [saved_name(n) for n in names] == booster.feature_name():
+                features = names
+        return cls._wrap(booster, features, source=str(path), path=path, sha256=file_sha256(path), card=card)
 
     @classmethod
     def accepts(cls, obj: Any) -> bool:
@@ -78,7 +89,8 @@ class LightGBMModel(TargetModel):
 
     @classmethod
     def _wrap(cls, booster, features, *, source, path, sha256, card) -> "LightGBMModel":
-        names = resolve_features(booster.feature_name(), booster.num_feature(), features, source=source)
+        names = resolve_features(booster.feature_name(), booster.num_feature(), features, source=source,
+                                 saved_as=saved_name)
         return cls(booster, names, source=source, path=path, sha256=sha256, card=card)
 
     def predict_score(self, X: np.ndarray) -> np.ndarray:
@@ -105,7 +117,8 @@ class LightGBMModel(TargetModel):
     def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, weight: np.ndarray | None = None,
             seed: int = 0, params: dict | None = None, threads: int | None = None,
             predict_threads: int = 0) -> tuple["LightGBMModel", dict]:
-        """Train with :data:`PARAMS` (``params`` override them; ``rounds`` sets the number of trees)."""
+        """Train with :data:`PARAMS` (``params`` override them; ``rounds`` sets the number of trees;
+        ``monotone_constraints`` may be a list in input order or a ``{feature: +1/-1}`` dict)."""
         import lightgbm as lgb
 
         p = {**PARAMS, "seed": seed, **(params or {})}
@@ -113,5 +126,11 @@ class LightGBMModel(TargetModel):
         if threads is not None:
             p["num_threads"] = threads
         names = list(feature_names)
+        mono = p.get("monotone_constraints")
+        if isinstance(mono, dict):  # {feature: +1/-1}, the neutral form; LightGBM wants a list in input order
+            p["monotone_constraints"] = [int(mono.get(n, 0)) for n in names]
+        elif isinstance(mono, (tuple, str)):
+            p["monotone_constraints"] = [int(v) for v in str(mono).strip("()").split(",")] if isinstance(mono, str) \
+                else list(mono)
         booster = lgb.train(p, lgb.Dataset(X, label=y, weight=weight, feature_name=names), rounds)
         return cls(booster, names, sha256=bytes_sha256(booster.model_to_string().encode())), dict(p, rounds=rounds)

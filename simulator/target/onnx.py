@@ -65,7 +65,7 @@ class ONNXModel(TargetModel):
     @classmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
         # a ModelProto starts with field 1 (ir_version, varint): byte 0x08
-        return head.startswith(b"\x08") or path.suffix.lower() == ".onnx"
+        return head.startswith(b"\x08")
 
     @classmethod
     def from_path(cls, path: Path, *, features: Sequence[str] | None = None) -> "ONNXModel":

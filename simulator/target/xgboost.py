@@ -99,7 +99,8 @@ class XGBoostModel(TargetModel):
     def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, weight: np.ndarray | None = None,
             seed: int = 0, params: dict | None = None, threads: int | None = None,
             predict_threads: int = 0) -> tuple["XGBoostModel", dict]:
-        """Train with :data:`PARAMS` (``params`` override them; ``rounds`` sets the number of trees)."""
+        """Train with :data:`PARAMS` (``params`` override them; ``rounds`` sets the number of trees;
+        ``monotone_constraints`` may be a list in input order or a ``{feature: +1/-1}`` dict)."""
         import xgboost as xgb
 
         p = {**PARAMS, "seed": seed, **(params or {})}
@@ -107,6 +108,11 @@ class XGBoostModel(TargetModel):
         if threads is not None:
             p["nthread"] = threads
         names = list(feature_names)
+        mono = p.get("monotone_constraints")
+        if isinstance(mono, dict):  # {feature: +1/-1}, the neutral form; XGBoost wants a tuple in input order
+            mono = [int(mono.get(n, 0)) for n in names]
+        if isinstance(mono, list):
+            p["monotone_constraints"] = tuple(int(v) for v in mono)
         booster = xgb.train(p, xgb.DMatrix(X, label=y, weight=weight, feature_names=names), rounds)
         booster.set_param({"nthread": predict_threads})
         raw = bytes(booster.save_raw("ubj"))
