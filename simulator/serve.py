@@ -174,7 +174,10 @@ def _handler(server: ScoringServer):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout): nothing to do
+                self.close_connection = True
 
         def do_GET(self):
             if self.path in ("/ping", "/health", "/v2/health/ready", "/v2/health/live", "/"):

@@ -41,6 +41,8 @@ class TargetModel:
     trainable: ClassVar[bool] = False
     #: scores come over the network (validation makes one test call; scoring costs real requests)
     remote: ClassVar[bool] = False
+    #: the scenario key that locates the model, for error messages
+    location_field: ClassVar[str] = "model.path"
 
     feature_names: tuple[str, ...]
     sha256: str | None
@@ -102,11 +104,11 @@ class TargetModel:
         """Scores as float64 (n,), or a one-line :class:`ModelError` when their shape or range is wrong."""
         out = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(out) != n:
-            raise ModelError(f"returned {len(out)} scores for {n} rows", file=self.source, field="model")
+            raise ModelError(f"returned {len(out)} scores for {n} rows", file=self.source, field=self.location_field)
         bad = ~((out >= 0) & (out <= 1))
         if bad.any():
-            raise ModelError(f"returned a score outside [0, 1] ({out[np.flatnonzero(bad)[0]]!r}); the model must "
-                             "give P(fraud)", file=self.source, field="model")
+            raise ModelError(f"returned a score outside [0, 1] ({float(out[np.flatnonzero(bad)[0]])!r}); the model "
+                             "must give P(fraud)", file=self.source, field=self.location_field)
         return out
 
 

@@ -56,6 +56,7 @@ class RateLimiter:
 @register_adapter("http")
 class HTTPModel(TargetModel):
     remote = True
+    location_field = "model.url"
 
     def __init__(self, url: str, protocol: str, feature_names: Sequence[str], *, timeout: float = 30.0,
                  retries: int = 3, batch_size: int = 1000, concurrency: int = 1, max_rps: float | None = None,
