@@ -41,7 +41,7 @@ def synthetic_model(seed: int = 0) -> tuple[TargetModel, np.ndarray]:
     logit = np.log(X[:, 0]) / 2 + X[:, 8] + X[:, 9] - X[:, 7] + X[:, 4] / 2 + (X[:, 1] < 6) - 5
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     booster = xgb.train(dict(XGB_PARAMS, seed=seed), xgb.DMatrix(X, label=y, feature_names=list(FEATURES)), XGB_ROUNDS)
-    return TargetModel(kind="xgboost", feature_names=FEATURES, booster=booster), X
+    return load_model(booster), X
 
 
 def main(argv=None) -> int:

@@ -73,10 +73,15 @@ def read_data(path: Path, *, field_name: str = "data.path") -> pl.DataFrame:
                         f"({str(exc).splitlines()[0][:160]})", file=str(path), field=field_name) from None
 
 
-def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False) -> Prepared:
+def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False,
+            data: Any = None, model: Any = None) -> Prepared:
     """Load and check everything; for a world scenario, build the world and train the baseline model.
 
-    With ``validate_only`` a world scenario stops after checking its configuration (no world, no training)."""
+    With ``validate_only`` a world scenario stops after checking its configuration (no world, no training); the
+    model, when one is given, is loaded and makes one test scoring call (an endpoint must answer, in shape).
+
+    ``data`` (a Polars or pandas DataFrame, or a path) and ``model`` (a model object, a path or a URL) stand in
+    for the scenario's ``data`` and ``model`` sections (the notebook API)."""
     try:
         get_kernels(scenario.attack.backend)  # fails early for backend: gpu without a GPU
     except ScenarioError as exc:
@@ -85,9 +90,37 @@ def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_o
         from .campaign import prepare_campaign
 
         return prepare_campaign(scenario, progress=progress, validate_only=validate_only)
-    if scenario.uses_world:
-        return _prepare_world(scenario, progress, validate_only)
-    return _prepare_data(scenario, progress)
+    if scenario.uses_world and data is None:
+        return _prepare_world(scenario, progress, validate_only, model)
+    return _prepare_data(scenario, progress, validate_only, data, model)
+
+
+def load_target(scenario: Scenario, model: Any = None) -> TargetModel:
+    """The scenario's model (``model.path`` or ``model.url``), or ``model`` (an object, path or URL) instead,
+    with ``model.features`` as the input order of a model saved without names."""
+    src = model if model is not None else scenario.model
+    return load_model(src, features=scenario.model.features, source=scenario.source)
+
+
+def probe(model: TargetModel, X: np.ndarray) -> None:
+    """One test scoring call through the adapter (``fraudsim validate``): the model answers, in shape."""
+    rows = np.asarray(X[:2], dtype=np.float64)
+    model.check_scores(model.predict_score(rows), len(rows))
+
+
+def frame_from(data: Any) -> tuple[pl.DataFrame, str]:
+    """A data argument of the notebook API as a Polars frame, and a name for messages."""
+    if isinstance(data, pl.DataFrame):
+        return data, "<DataFrame>"
+    if isinstance(data, (str, Path)):
+        return read_data(Path(data)), str(data)
+    if type(data).__module__.startswith("pandas"):
+        try:
+            return pl.from_pandas(data), "<pandas DataFrame>"
+        except Exception as exc:  # pyarrow/polars conversion errors of odd column types
+            raise DataError(f"cannot convert the pandas DataFrame ({str(exc).splitlines()[0][:160]})",
+                            field="data") from None
+    raise DataError(f"data must be a Polars or pandas DataFrame or a file path, not {type(data).__name__}", field="data")
 
 
 def _threshold_for(scenario: Scenario, model: TargetModel) -> tuple[float, str]:
@@ -109,7 +142,7 @@ def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default
     clash = [n for n in model.feature_names if n in RESERVED_COLUMNS]
     if clash:
         raise ModelError(f"feature name {clash[0]!r} clashes with a fraudsim column; rename it in the model",
-                         file=str(model.path), field="model.path")
+                         file=model.source, field="model.path")
     if not schema.mutable_names:
         raise ScenarioError("no mutable feature: list at least one feature the attacker can change",
                             file=scenario.source, field="features")
@@ -154,18 +187,25 @@ def _labels(frame: pl.DataFrame, label: str, source: str, needed: bool) -> np.nd
     return y.astype(np.int8)
 
 
-def _prepare_data(scenario: Scenario, progress: Progress) -> Prepared:
+def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = False, data: Any = None,
+                  model_obj: Any = None) -> Prepared:
     t0 = time.perf_counter()
-    assert scenario.data is not None and scenario.model.path is not None
-    model = load_model(scenario.model.path, scenario.model.kind)
+    model = load_target(scenario, model_obj)
     threshold, rule = _threshold_for(scenario, model)
-    src = str(scenario.data.path)
-    frame = read_data(scenario.data.path)
+    if data is not None:
+        frame, src = frame_from(data)
+    else:
+        assert scenario.data is not None
+        src = str(scenario.data.path)
+        frame = read_data(scenario.data.path)
     model.check_columns(frame.columns, source=src)
     schema = _schema(scenario, model, frame)
     schema.validate_frame(frame, source=src)
-    labels = _labels(frame, scenario.data.label, src, needed=scenario.attack.targets != "declined")
+    label = scenario.data.label if scenario.data is not None else "is_fraud"
+    labels = _labels(frame, label, src, needed=scenario.attack.targets != "declined")
     X = frame_to_matrix(frame, model.feature_names)
+    if validate_only:
+        probe(model, X)
     scores = model.predict_score(X)
     rows = _select_targets(scenario, labels, scores, threshold)
     return Prepared(scenario=scenario, model=model, threshold=threshold, threshold_rule=rule, schema=schema,
@@ -173,7 +213,7 @@ def _prepare_data(scenario: Scenario, progress: Progress) -> Prepared:
                     target_rows=rows, model_card=dict(model.card or {}), timings={"prepare_s": time.perf_counter() - t0})
 
 
-def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) -> Prepared | None:
+def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, model_obj: Any = None) -> Prepared | None:
     from .world import FEATURES, LABEL, World, WorldConfig, default_feature_specs
 
     ws = scenario.world_spec
@@ -183,9 +223,10 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) 
             raise ScenarioError(f"the world has no feature {unknown[0]!r} (features: {', '.join(FEATURES)})",
                                 file=scenario.source, field=f"features.{unknown[0]}")
     if validate_only:
-        if scenario.model.path is not None:
-            model = load_model(scenario.model.path, scenario.model.kind)
+        if scenario.model.given or model_obj is not None:
+            model = load_target(scenario, model_obj)
             model.check_columns(FEATURES, source="<world>")
+            probe(model, np.zeros((2, len(model.feature_names))))
         return None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -211,8 +252,8 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool) 
     names = list(FEATURES)
     X_test = frame_to_matrix(test, names)
     y_test = test.get_column(LABEL).to_numpy().astype(np.int8)
-    if scenario.model.path is not None:
-        model = load_model(scenario.model.path, scenario.model.kind)
+    if scenario.model.given or model_obj is not None:
+        model = load_target(scenario, model_obj)
         model.check_columns(test.columns, source="<world>")
         X_test = frame_to_matrix(test, model.feature_names)
         threshold, rule = _threshold_for(scenario, model)
@@ -454,9 +495,12 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
     return RunResult(path=path, run_id=run_id, scenario=sc, timings=timings)
 
 
-def run(scenario: Scenario | str | Path | None = None, *, output: str | Path | None = None,
-        progress: Progress | bool = False) -> RunResult:
-    """Run a scenario (an object, a YAML path, or ``None`` for the built-in default) and return the result.
+def run(scenario: Scenario | dict | str | Path | None = None, *, output: str | Path | None = None,
+        progress: Progress | bool = False, data: Any = None, model: Any = None) -> RunResult:
+    """Run a scenario (an object, a dict, a YAML path, or ``None`` for the built-in default) and return the result.
+
+    ``data`` (a Polars or pandas DataFrame) and ``model`` (an XGBoost/LightGBM booster or classifier, an
+    ``onnxruntime.InferenceSession``, a model file or a URL) stand in for the scenario's ``data`` and ``model``.
 
     Examples
     --------
@@ -469,14 +513,16 @@ def run(scenario: Scenario | str | Path | None = None, *, output: str | Path | N
     """
     if scenario is None:
         scenario = Scenario.default()
+    elif isinstance(scenario, dict):
+        scenario = Scenario.from_dict(scenario, base_dir=Path.cwd(), source="<dict>")
     elif not isinstance(scenario, Scenario):
         scenario = Scenario.from_yaml(scenario)
     if progress is True:
         from .progress import rich_progress
 
         with rich_progress() as prog:
-            prep = prepare(scenario, progress=prog)
+            prep = prepare(scenario, progress=prog, data=data, model=model)
             return execute(prep, output=Path(output) if output else None, progress=prog)
     prog = progress or _no_progress
-    prep = prepare(scenario, progress=prog)
+    prep = prepare(scenario, progress=prog, data=data, model=model)
     return execute(prep, output=Path(output) if output else None, progress=prog)

@@ -51,10 +51,57 @@ class DataSpec(Section):
 
 
 class ModelSpec(Section):
-    path: Path | None = None  # XGBoost JSON/UBJ or LightGBM text; None with a world: train a baseline
-    kind: Literal["xgboost", "lightgbm"] | None = None
+    """The model under attack: a file (``path``), a scoring endpoint (``url``) or, with a world, none (a baseline
+    is trained). ``features`` gives the input order of a model saved without feature names (and must equal the
+    names of one saved with them); an endpoint always needs it."""
+
+    path: Path | None = None  # XGBoost JSON/UBJ, LightGBM text or ONNX; None with a world: train a baseline
+    kind: str | None = None  # detected from the file when not given (see simulator.target.registry)
+    features: list[str] | None = Field(None, description="input order for models saved without names; required for url")
     threshold: float | None = Field(None, ge=0, le=1)  # decline when score >= threshold
     threshold_fpr: float = Field(0.01, gt=0, lt=1, description="false-positive rate that sets the threshold of a trained model")
+    # a live scoring endpoint (simulator/target/http.py)
+    url: str | None = Field(None, pattern=r"^https?://", description="scoring endpoint, e.g. http://host:5001/invocations")
+    protocol: Literal["mlflow", "kserve_v2"] = "mlflow"
+    model_name: str | None = Field(None, description="kserve_v2: builds URL/v2/models/NAME/infer from a base url")
+    input_name: str = Field("input-0", description="kserve_v2: the name of the input tensor")
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for one answer")
+    retries: int = Field(3, ge=0, le=20, description="retries of a batch on connection errors and 5xx answers")
+    batch_size: int = Field(1000, gt=0, le=1_000_000, description="rows per request")
+    concurrency: int = Field(1, gt=0, le=256, description="requests in flight at once")
+    max_rps: float | None = Field(None, gt=0, description="at most this many requests per second")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v):
+        from .target.registry import ADAPTERS
+
+        if v is not None and ADAPTERS and v not in ADAPTERS:
+            raise ValueError(f"unknown model kind {v!r}; known: {', '.join(ADAPTERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.path is not None and self.url is not None:
+            raise ValueError("give model.path or model.url, not both")
+        if self.url is not None and not self.features:
+            raise ScenarioError("an endpoint needs model.features: the names of its inputs, in order",
+                                field="model.features")
+        if self.url is None:
+            http_only = [k for k in ("model_name", "max_rps") if getattr(self, k) is not None]
+            if http_only:
+                raise ScenarioError(f"model.{http_only[0]} applies to an endpoint (model.url) only",
+                                    field=f"model.{http_only[0]}")
+        return self
+
+    @property
+    def given(self) -> bool:
+        """A model file or an endpoint is given (otherwise a world scenario trains one)."""
+        return self.path is not None or self.url is not None
+
+    @property
+    def location(self) -> str | None:
+        return str(self.path) if self.path is not None else self.url
 
 
 class FeatureSpecModel(Section):
@@ -168,8 +215,9 @@ class Scenario(Section):
     def _sources(self):
         if self.world is not None and self.data is not None:
             raise ScenarioError("give either 'world' or 'data', not both", field="data")
-        if self.data is not None and self.model.path is None:
-            raise ScenarioError("a scenario on a team's data needs the model file to attack", field="model.path")
+        if self.data is not None and not self.model.given:
+            raise ScenarioError("a scenario on a team's data needs the model to attack: model.path (a file) or "
+                                "model.url (an endpoint)", field="model.path")
         check_campaign(self)
         from .report.gates import validate_gates
 

@@ -10,7 +10,7 @@ from simulator.oracle import Oracle
 from simulator.schema import FeatureSchema
 from simulator.strategies import REGISTRY, Problem, Strategy, register
 from simulator.strategies.base import NEEDS
-from simulator.target import TargetModel
+from simulator.target import load_model
 
 SPECS = {
     "amount": {"type": "continuous", "min": 0.0, "max": 1000.0, "cost": 1.0},
@@ -43,7 +43,7 @@ def world():
     X, y = _synthetic(rng, 4000)
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1, "seed": 0},
                         xgb.DMatrix(X, label=y, feature_names=NAMES), 30)
-    model = TargetModel(kind="xgboost", feature_names=tuple(NAMES), booster=booster)
+    model = load_model(booster)
     import polars as pl
 
     sa = FeatureSchema.from_mapping(NAMES, SPECS).with_bounds_from(pl.DataFrame({"velocity": [0.0, 20.0]})).arrays()
@@ -185,7 +185,7 @@ def test_tree_search_reads_lightgbm_and_xgboost_alike(world):
     X, y = _synthetic(np.random.default_rng(1), 3000)
     booster = lgb.train({"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1, "seed": 0},
                         lgb.Dataset(X, y, feature_name=NAMES), 20)
-    model = TargetModel(kind="lightgbm", feature_names=tuple(NAMES), booster=booster)
+    model = load_model(booster)
     x0 = world["targets"][0]
     splits = reachable_splits(model, x0, world["sa"].mutable)
     assert splits and all(world["sa"].mutable[s.feature] for s in splits)

@@ -161,10 +161,17 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
         raise ScenarioError(f"the rings need {needed} cards and mule accounts but the world has {ws.customers} "
                             "customers", file=scenario.source, field="adversaries.rings")
     model_given = None
-    if scenario.model.path is not None:
-        model_given = load_model(scenario.model.path, scenario.model.kind)
+    if scenario.model.given:
+        model_given = load_model(scenario.model, source=scenario.source)
         model_given.check_columns(FEATURES, source="<world>")
+        if dfc.retrain.every and not model_given.trainable:
+            raise ScenarioError(f"retraining needs a model fraudsim can train (xgboost or lightgbm), not a "
+                                f"{model_given.kind} model; set defence.retrain.every: 0",
+                                file=scenario.source, field="defence.retrain.every")
     if validate_only:
+        if model_given is not None:  # one test scoring call: an endpoint answers, in shape
+            rows = np.zeros((2, len(model_given.feature_names)))
+            model_given.check_scores(model_given.predict_score(rows), len(rows))
         return None
 
     timings: dict[str, float] = {}
@@ -787,9 +794,7 @@ class Campaign:
     # -- store ------------------------------------------------------------------------------------------------------
     def _record_fit(self, fit: Fit) -> None:
         model = fit.model
-        raw = bytes(model.booster.save_raw("ubj")) if model.kind == "xgboost" else \
-            model.booster.model_to_string().encode()
-        sha = model.sha256 if model.path is not None else hashlib.sha256(raw).hexdigest()
+        sha = model.sha256 if model.sha256 is not None else hashlib.sha256(model.to_bytes()).hexdigest()
         self.store.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [self.run_id, fit.version, model.kind, str(model.path) if model.path else None, sha,
                             fit.bands.decline, str(model.card.get("threshold_rule", "")), fit.validation_auc,

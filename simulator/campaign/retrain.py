@@ -14,13 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..target import TargetModel
-from ..target.train import (
-    LGBM_PARAMS,
-    LGBM_ROUNDS,
-    XGB_PARAMS,
-    XGB_ROUNDS,
-    threshold_at_fpr,
-)
+from ..target.train import fit_model, threshold_at_fpr
 from .defence import Bands, DriftReference, auc
 
 MAX_REFERENCE_ROWS = 200_000
@@ -69,27 +63,15 @@ class Fit:
     labels: dict[str, np.ndarray]  # transaction_id, role, label of every label the fit used
 
 
-def train_booster(X: np.ndarray, y: np.ndarray, names, *, kind: str, seed: int, threads: int = TRAIN_THREADS) -> TargetModel:
+def train_booster(X: np.ndarray, y: np.ndarray, names, *, kind: str, seed: int, threads: int = TRAIN_THREADS,
+                  params: dict | None = None) -> TargetModel:
     """The baseline's learner and parameters (:mod:`simulator.target.train`), on ``threads`` threads."""
     names = list(names)
-    if kind == "xgboost":
-        import xgboost as xgb
-
-        params = dict(XGB_PARAMS, seed=seed, nthread=threads)
-        booster = xgb.train(params, xgb.DMatrix(X, label=y, feature_names=names), XGB_ROUNDS)
-        booster.set_param({"nthread": PREDICT_THREADS})
-        rounds = XGB_ROUNDS
-    elif kind == "lightgbm":
-        import lightgbm as lgb
-
-        params = dict(LGBM_PARAMS, seed=seed, num_threads=threads)
-        booster = lgb.train(params, lgb.Dataset(X, label=y, feature_name=names), LGBM_ROUNDS)
-        rounds = LGBM_ROUNDS
-    else:
-        raise ValueError(f"unknown model kind {kind!r}")
-    card = {"kind": kind, "feature_names": names, "train_rows": int(len(y)), "train_positives": int(np.sum(y)),
-            "seed": seed, "params": dict(params, rounds=rounds)}
-    return TargetModel(kind=kind, feature_names=tuple(names), booster=booster, card=card)
+    model, used = fit_model(X, y, names, kind=kind, seed=seed, params=params, threads=threads,
+                            predict_threads=PREDICT_THREADS)
+    model.card = {"kind": kind, "feature_names": names, "train_rows": int(len(y)), "train_positives": int(np.sum(y)),
+                  "seed": seed, "params": used}
+    return model
 
 
 def _stack(days: list[DayData], as_of: int):

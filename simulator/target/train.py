@@ -1,4 +1,6 @@
-"""Baseline models trained on the world: XGBoost or LightGBM, saved natively with a JSON card beside them."""
+"""Training through the adapter layer: :func:`train_model` (the facade: threshold, test AUC, card) over per-kind
+trainers (:func:`fit_model`, which calls the ``fit`` class method of a trainable adapter: XGBoost, LightGBM).
+Models are saved natively with a JSON card beside them."""
 from __future__ import annotations
 
 import json
@@ -8,15 +10,30 @@ from typing import Sequence
 
 import numpy as np
 
-from . import TargetModel, card_path_for, file_sha256
+from ..errors import ModelError
+from .base import TargetModel, card_path_for
+from .lightgbm import PARAMS as LGBM_PARAMS
+from .lightgbm import ROUNDS as LGBM_ROUNDS
+from .registry import ADAPTERS, get_adapter
+from .xgboost import PARAMS as XGB_PARAMS
+from .xgboost import ROUNDS as XGB_ROUNDS
 
-XGB_PARAMS = {"objective": "binary:logistic", "eval_metric": "auc", "max_depth": 5, "eta": 0.1, "subsample": 0.8,
-              "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "nthread": 0}
-XGB_ROUNDS = 150
-LGBM_PARAMS = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 40,
-               "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1,
-               "deterministic": True, "force_row_wise": True}
-LGBM_ROUNDS = 150
+
+def trainable_kinds() -> tuple[str, ...]:
+    return tuple(k for k, cls in ADAPTERS.items() if cls.trainable)
+
+
+def fit_model(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, kind: str = "xgboost", seed: int = 0,
+              weight: np.ndarray | None = None, params: dict | None = None, threads: int | None = None,
+              predict_threads: int = 0) -> tuple[TargetModel, dict]:
+    """Train one model of ``kind`` with its adapter's default parameters (``params`` override them; ``rounds``
+    sets the number of trees); returns the model and the parameters used."""
+    cls = get_adapter(kind)
+    if not cls.trainable:
+        raise ModelError(f"fraudsim cannot train a {kind} model; trainable kinds: {', '.join(trainable_kinds())}",
+                         field="model.kind")
+    return cls.fit(X, y, feature_names, weight=weight, seed=seed, params=params, threads=threads,
+                   predict_threads=predict_threads)
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -59,33 +76,19 @@ class TrainedModel:
 
 def train_model(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
                 feature_names: Sequence[str], *, kind: str = "xgboost", seed: int = 0, fpr: float = 0.01,
-                legit_fraction: float = 0.2, provenance: dict | None = None) -> TrainedModel:
+                legit_fraction: float = 0.2, provenance: dict | None = None, params: dict | None = None) -> TrainedModel:
     """Train on ``train``, pick the threshold at ``fpr`` false-positive rate on ``test`` legit rows, measure
     test AUC. ``provenance`` (e.g. the world config and seed) goes into the card.
 
     As fraud teams do, only ``legit_fraction`` of the legitimate training rows are kept (all fraud is), weighted
-    by its inverse so scores stay calibrated: the same AUC in a fraction of the time."""
+    by its inverse so scores stay calibrated: the same AUC in a fraction of the time. ``params`` override the
+    learner's defaults (e.g. ``{"monotone_constraints": "(1,0)", "rounds": 50}``)."""
     names = list(feature_names)
     y_train = np.asarray(y_train)
     keep = (y_train == 1) | (np.random.default_rng(seed).random(len(y_train)) < legit_fraction)
     weight = np.where(y_train[keep] == 1, 1.0, 1.0 / legit_fraction)
     X_train, y_train = X_train[keep], y_train[keep]
-    if kind == "xgboost":
-        import xgboost as xgb
-
-        params = dict(XGB_PARAMS, seed=seed)
-        booster = xgb.train(params, xgb.DMatrix(X_train, label=y_train, weight=weight, feature_names=names), XGB_ROUNDS)
-        booster.set_param({"nthread": 0})
-        params_used = dict(params, rounds=XGB_ROUNDS)
-    elif kind == "lightgbm":
-        import lightgbm as lgb
-
-        params = dict(LGBM_PARAMS, seed=seed)
-        booster = lgb.train(params, lgb.Dataset(X_train, label=y_train, weight=weight, feature_name=names), LGBM_ROUNDS)
-        params_used = dict(params, rounds=LGBM_ROUNDS)
-    else:
-        raise ValueError(f"unknown model kind {kind!r}")
-    model = TargetModel(kind=kind, feature_names=tuple(names), booster=booster)
+    model, params_used = fit_model(X_train, y_train, names, kind=kind, seed=seed, weight=weight, params=params)
     test_score = model.predict_score(X_test)
     threshold = threshold_at_fpr(y_test, test_score, fpr)
     declined = test_score >= threshold
@@ -112,8 +115,7 @@ def save_model(trained: TrainedModel, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = trained.model
-    model.booster.save_model(str(path))  # both libraries pick the native format from the call
-    model.path, model.sha256 = path, file_sha256(path)
+    model.save(path)  # natively: the adapter picks the format (XGBoost by suffix: .json or .ubj)
     card = dict(trained.card, file=path.name, sha256=model.sha256)
     card_path_for(path).write_text(json.dumps(card, indent=2) + "\n")
     return path
