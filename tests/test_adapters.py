@@ -254,7 +254,7 @@ def test_trainers_take_param_overrides_and_round_trip(data, tmp_path, kind):
 
 def test_untrainable_kind_is_one_error(data):
     X, y, _ = data
-    with pytest.raises(ModelError, match="fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm \(or give model.path"):
+    with pytest.raises(ModelError, match=r"fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm \(or give model.path"):
         fit_model(X, y, NAMES, kind="onnx")
 
 
