@@ -1,18 +1,29 @@
-"""Oracle throughput: queries per second through :class:`simulator.oracle.Oracle` (budget checks, constraint
-checks, scoring, feedback, logging into a real DuckDB store) against raw batched ``model.predict_score`` on the
-very same rows, and the ratio (target >= 0.7).
+"""Oracle throughput per model adapter: queries per second through :class:`simulator.oracle.Oracle` (budget checks,
+constraint checks, scoring through the adapter, feedback, logging into a real DuckDB store) against the model
+library's own batched predict on the very same rows, and the ratio.
+
+Rows: XGBoost (``inplace_predict``), LightGBM (``Booster.predict``), ONNX (``InferenceSession.run`` on an
+onnxmltools export of the same XGBoost model; goal for all three >= 0.8), and HTTP: the oracle against a model
+served by ``python -m simulator.serve`` (MLflow protocol, its own process) versus a plain httpx loop posting the
+same batches to the same server (goal >= 0.9).
 
 The candidate rows are generated up front (as a batch strategy would ask them: ``--targets`` targets times
 ``--batch`` candidates per step), so both sides time only the door to the model, not the search.
 
-usage: python benchmarks/bench_oracle.py [--targets 40] [--batch 10] [--steps 400] [--model m.json]
+usage: python benchmarks/bench_oracle.py [--targets 40] [--batch 10] [--steps 400] [--http-steps 60]
+       [--model m.json] [--only xgboost,lightgbm,onnx,http]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -26,76 +37,85 @@ FEATURES = ("amount", "hour", "merchant_cat", "distance_km", "txn_count_1h", "tx
             "card_present", "new_device", "country_mismatch", "account_age_days", "credit_limit")
 
 
-def synthetic_model(seed: int = 0) -> tuple[TargetModel, np.ndarray]:
-    """An XGBoost model the size of the default scenario's (150 trees of depth 5) on world-shaped features."""
-    import xgboost as xgb
-
-    from simulator.target.train import XGB_PARAMS, XGB_ROUNDS
-
+def synthetic_data(seed: int = 0, n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    n = 20_000
     X = np.column_stack([rng.lognormal(4, 1.5, n).clip(0.5, 20000), rng.integers(0, 24, n), rng.integers(0, 10, n),
                          rng.exponential(100, n).clip(0, 5000), rng.poisson(1, n), rng.poisson(3, n),
                          rng.lognormal(0, 1, n), rng.integers(0, 2, n), rng.integers(0, 2, n), rng.integers(0, 2, n),
                          rng.integers(0, 9000, n), rng.choice([300, 1000, 5000, 20000], n)]).astype(np.float64)
     logit = np.log(X[:, 0]) / 2 + X[:, 8] + X[:, 9] - X[:, 7] + X[:, 4] / 2 + (X[:, 1] < 6) - 5
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    booster = xgb.train(dict(XGB_PARAMS, seed=seed), xgb.DMatrix(X, label=y, feature_names=list(FEATURES)), XGB_ROUNDS)
-    return load_model(booster), X
+    return X, y
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", help="XGBoost/LightGBM model file (default: a synthetic model of the default's size)")
-    ap.add_argument("--targets", type=int, default=40)
-    ap.add_argument("--batch", type=int, default=10, help="candidates per target per step")
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--repeat", type=int, default=3, help="best of N timings on each side")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+def synthetic_model(seed: int = 0, kind: str = "xgboost") -> tuple[TargetModel, np.ndarray]:
+    """A model the size of the default scenario's (150 trees) on world-shaped features."""
+    from simulator.target.train import fit_model
 
-    if args.model:
-        model = load_model(args.model)
-        rng = np.random.default_rng(args.seed)
-        X_pool = rng.random((1000, len(model.feature_names)))
-    else:
-        model, X_pool = synthetic_model(args.seed)
+    X, y = synthetic_data(seed)
+    model, _ = fit_model(X, y, list(FEATURES), kind=kind, seed=seed)
+    return model, X
+
+
+def onnx_export(xgb_model: TargetModel, path: Path) -> TargetModel | None:
+    try:
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    except ImportError:
+        return None
+    booster = xgb_model.booster.copy()  # the benchmark builds its models itself, so it may use the library here
+    booster.feature_names = None
+    onx = onnxmltools.convert_xgboost(booster, initial_types=[("features", FloatTensorType([None, len(FEATURES)]))],
+                                      target_opset=15)
+    path.write_bytes(onx.SerializeToString())
+    return load_model(path, features=list(FEATURES))
+
+
+def library_predict(model: TargetModel) -> Callable[[np.ndarray], np.ndarray]:
+    """The library's own batched predict, as a user would call it on float32 rows."""
+    if model.kind == "xgboost":
+        return lambda X: model.booster.inplace_predict(X.astype(np.float32), validate_features=False)
+    if model.kind == "lightgbm":
+        return lambda X: model.booster.predict(X.astype(np.float32), num_threads=0)
+    if model.kind == "onnx":
+        sess, name = model.session, model.input_names[0]
+        return lambda X: sess.run([model.output_name], {name: X.astype(np.float32)})[0]
+    raise ValueError(model.kind)
+
+
+def httpx_loop(url: str, names: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """A plain httpx client posting each batch in MLflow's format and reading the predictions."""
+    import httpx
+
+    client = httpx.Client(timeout=60)
+
+    def post(X: np.ndarray) -> np.ndarray:
+        body = json.dumps({"dataframe_split": {"columns": names, "data": X.tolist()}}).encode()
+        r = client.post(url, content=body, headers={"content-type": "application/json"})
+        r.raise_for_status()
+        return np.asarray(r.json()["predictions"], dtype=np.float64)
+
+    return post
+
+
+def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], origin: np.ndarray,
+            originals: np.ndarray, sa, kernels, budget: int, repeat: int) -> dict:
+    baseline(steps[0])
+    model.predict_score(steps[0])  # warm up (thread pools, connections, JIT of the kernels)
+    Oracle(model, threshold=0.5, feedback="score", budget=10**9, originals=originals, schema_arrays=sa,
+           kernels=kernels, strategy="bench").query(origin, steps[0])
     names = list(model.feature_names)
-    specs = {"amount": {"min": 0.5, "max": 20000}, "hour": {"type": "integer", "min": 0, "max": 23},
-             "distance_km": {"min": 0, "max": 5000}, "new_device": {"type": "binary", "direction": "decrease"}}
-    specs = {k: v for k, v in specs.items() if k in names} or {names[0]: {"min": float(X_pool[:, 0].min()),
-                                                                          "max": float(X_pool[:, 0].max())}}
-    import polars as pl
-
-    sa = FeatureSchema.from_mapping(names, specs).with_bounds_from(pl.DataFrame(X_pool, schema=names)).arrays()
-    kernels = get_kernels("cpu")
-    rng = np.random.default_rng(args.seed)
-    originals = np.ascontiguousarray(X_pool[rng.choice(len(X_pool), args.targets, replace=False)])
-    n_step = args.targets * args.batch
-    origin = np.repeat(np.arange(args.targets), args.batch)
-    steps = []
-    for _ in range(args.steps):
-        U, Z, V = rng.random((n_step, len(names))), rng.standard_normal((n_step, len(names))), rng.random(n_step)
-        steps.append(kernels.mutate(originals[origin], originals, origin, U, Z, V, np.zeros(n_step),
-                                    np.full(n_step, 0.4), MODE_UNIFORM, sa))
-    total = n_step * args.steps
-
-    model.predict_score(steps[0])  # warm up (thread pools, JIT of the kernels)
-    oracle_warm = Oracle(model, threshold=0.5, feedback="score", budget=10**9, originals=originals, schema_arrays=sa,
-                         kernels=kernels, strategy="bench")
-    oracle_warm.query(origin, steps[0])
-
+    total = len(origin) * len(steps)
     raw_times, oracle_times, flush_times = [], [], []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         t0 = time.perf_counter()
         for X in steps:
-            model.predict_score(X)
+            baseline(X)
         raw_times.append(time.perf_counter() - t0)
-
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "bench.duckdb", names)
             log = QueryLog(store, "bench-run")
-            oracle = Oracle(model, threshold=0.5, feedback="score", budget=args.steps * args.batch, originals=originals,
+            oracle = Oracle(model, threshold=0.5, feedback="score", budget=budget, originals=originals,
                             schema_arrays=sa, kernels=kernels, strategy="bench", log=log)
             t0 = time.perf_counter()
             for X in steps:
@@ -107,16 +127,105 @@ def main(argv=None) -> int:
             rows = store.con.execute("SELECT count(*) FROM queries").fetchall()[0][0]
             store.abandon()
             assert rows == total, (rows, total)
-
-    raw_qps, oracle_qps = total / min(raw_times), total / min(oracle_times)
-    print(f"{args.targets} targets x {args.batch} candidates per step, {args.steps} steps = {total:,} queries "
-          f"({len(names)} features, {model.kind}); best of {args.repeat}")
-    print(f"{'path':<44}{'queries/s':>14}{'seconds':>10}")
-    print(f"{'raw model.predict_score (baseline)':<44}{raw_qps:>14,.0f}{min(raw_times):>10.3f}")
-    print(f"{'Oracle.query + DuckDB query log':<44}{oracle_qps:>14,.0f}{min(oracle_times):>10.3f}")
     k = int(np.argmin(oracle_times))
-    print(f"{'  of which the DuckDB append (log.flush)':<44}{'':>14}{flush_times[k]:>10.3f}")
-    print(f"{'ratio oracle / raw (target >= 0.7)':<44}{oracle_qps / raw_qps:>14.2f}")
+    return {"raw_qps": total / min(raw_times), "oracle_qps": total / min(oracle_times), "flush_s": flush_times[k],
+            "no_flush_qps": total / (oracle_times[k] - flush_times[k]), "total": total}
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="XGBoost/LightGBM/ONNX model file for the first row (default: synthetic models "
+                                    "of the default scenario's size)")
+    ap.add_argument("--targets", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=10, help="candidates per target per step")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--http-steps", type=int, default=60, help="steps for the HTTP row (each step is one request)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N timings on each side")
+    ap.add_argument("--only", default="xgboost,lightgbm,onnx,http", help="comma-separated rows to run")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+
+    import polars as pl
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="bench_oracle_"))
+    if args.model:
+        first = load_model(args.model)
+        X_pool = np.random.default_rng(args.seed).random((1000, len(first.feature_names)))
+        models = {first.kind: first}
+    else:
+        xgb_model, X_pool = synthetic_model(args.seed, "xgboost")
+        models = {"xgboost": xgb_model}
+        if "lightgbm" in only:
+            models["lightgbm"] = synthetic_model(args.seed, "lightgbm")[0]
+        if "onnx" in only:
+            onnx_model = onnx_export(xgb_model, tmpdir / "model.onnx")
+            if onnx_model is None:
+                print("onnx: skipped (onnxmltools is not installed: pip install -e '.[test]')")
+            else:
+                models["onnx"] = onnx_model
+    names = list(next(iter(models.values())).feature_names)
+    specs = {"amount": {"min": 0.5, "max": 20000}, "hour": {"type": "integer", "min": 0, "max": 23},
+             "distance_km": {"min": 0, "max": 5000}, "new_device": {"type": "binary", "direction": "decrease"}}
+    specs = {k: v for k, v in specs.items() if k in names} or {names[0]: {"min": float(X_pool[:, 0].min()),
+                                                                          "max": float(X_pool[:, 0].max())}}
+    sa = FeatureSchema.from_mapping(names, specs).with_bounds_from(pl.DataFrame(X_pool, schema=names)).arrays()
+    kernels = get_kernels("cpu")
+    rng = np.random.default_rng(args.seed)
+    originals = np.ascontiguousarray(X_pool[rng.choice(len(X_pool), args.targets, replace=False)])
+    n_step = args.targets * args.batch
+    origin = np.repeat(np.arange(args.targets), args.batch)
+    steps = []
+    for _ in range(args.steps):
+        U, Z, V = rng.random((n_step, len(names))), rng.standard_normal((n_step, len(names))), rng.random(n_step)
+        steps.append(kernels.mutate(originals[origin], originals, origin, U, Z, V, np.zeros(n_step),
+                                    np.full(n_step, 0.4), MODE_UNIFORM, sa))
+
+    results = []
+    for kind, model in models.items():
+        if kind not in only:
+            continue
+        r = measure(model, library_predict(model), steps, origin, originals, sa, kernels, args.steps * args.batch,
+                    args.repeat)
+        results.append((kind, "library's batched predict", 0.8, r))
+
+    if "http" in only and not args.model:
+        model_file = tmpdir / "served.json"
+        models["xgboost"].save(model_file)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "simulator.serve", str(model_file), "--protocol", "mlflow",
+                                   "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            server.stdout.readline()  # "serving ... at URL" once it listens
+            url = f"http://127.0.0.1:{port}/invocations"
+            http_model = load_model({"url": url, "features": names, "batch_size": n_step})
+            http_steps = steps[: args.http_steps]
+            r = measure(http_model, httpx_loop(url, names), http_steps, origin, originals, sa, kernels,
+                        len(http_steps) * args.batch, args.repeat)
+            results.append(("http (mlflow)", "plain httpx loop, same batches", 0.9, r))
+            http_model.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    print(f"{args.targets} targets x {args.batch} candidates per step = {n_step} rows per call, "
+          f"{len(names)} features, 150-tree models; best of {args.repeat}")
+    print(f"{'adapter':<16}{'baseline':<32}{'baseline q/s':>14}{'oracle q/s':>13}{'flush s':>9}{'ratio':>8}"
+          f"{'goal':>8}{'ratio w/o flush':>17}")
+    for kind, base, goal, r in results:
+        ratio = r["oracle_qps"] / r["raw_qps"]
+        print(f"{kind:<16}{base:<32}{r['raw_qps']:>14,.0f}{r['oracle_qps']:>13,.0f}{r['flush_s']:>9.3f}"
+              f"{ratio:>8.2f}{'>= ' + format(goal, '.1f'):>8}{r['no_flush_qps'] / r['raw_qps']:>17.2f}")
+    print("ratio: oracle (checks, scoring through the adapter, feedback, DuckDB query log) / baseline; "
+          "'w/o flush' leaves out the final DuckDB append of the log")
     return 0
 
 

@@ -227,6 +227,10 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, 
             model = load_target(scenario, model_obj)
             model.check_columns(FEATURES, source="<world>")
             probe(model, np.zeros((2, len(model.feature_names))))
+        else:
+            from .target.train import check_trainable
+
+            check_trainable(scenario.model.kind or "xgboost", source=scenario.source)
         return None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -254,7 +254,7 @@ def test_trainers_take_param_overrides_and_round_trip(data, tmp_path, kind):
 
 def test_untrainable_kind_is_one_error(data):
     X, y, _ = data
-    with pytest.raises(ModelError, match="fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm"):
+    with pytest.raises(ModelError, match=r"fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm \(or give model.path"):
         fit_model(X, y, NAMES, kind="onnx")
 
 
@@ -292,3 +292,27 @@ def test_unknown_objects_and_kinds(tmp_path):
         load_model({"not": "a model"}.items())
     with pytest.raises(ModelError, match="unknown model kind 'catboost'"):
         load_model(tmp_path, kind="catboost") if False else get_adapter("catboost")
+
+
+def test_onnx_one_input_per_feature_is_named_by_its_inputs(tmp_path):
+    """A hand-built graph: one [N, 1] input per column (as ColumnTransformer exports have); sigmoid(X @ w)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[0.8], [-1.5]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["txn_amt_usd", "chan"], ["x"], axis=1),
+         helper.make_node("MatMul", ["x", "w"], ["z"]), helper.make_node("Sigmoid", ["z"], ["fraud_probability"])],
+        "two_inputs",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in ("txn_amt_usd", "chan")],
+        [helper.make_tensor_value_info("fraud_probability", TensorProto.FLOAT, [None, 1])],
+        [numpy_helper.from_array(w, "w")])
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    path = _onnx_file(tmp_path, "two.onnx", onx)
+    m = load_model(path)
+    assert m.feature_names == ("txn_amt_usd", "chan")
+    X = np.array([[1.0, 0.0], [0.5, 2.0], [-1.0, 1.0]])
+    _close(m.predict_score(X), 1 / (1 + np.exp(-(X @ w.astype(np.float64)).ravel())), tol=1e-6)
+    with pytest.raises(ModelError, match="position 1: 'chan' in the scenario, 'txn_amt_usd' in the model"):
+        load_model(path, features=["chan", "txn_amt_usd"])
+    live = load_model(onx)  # an onnx.ModelProto in memory
+    assert live.sha256 == __import__("hashlib").sha256(path.read_bytes()).hexdigest()

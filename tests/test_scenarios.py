@@ -36,7 +36,20 @@ def test_there_are_example_scenarios():
 def test_scenario_runs_small(path, tmp_path):
     fs.Scenario.from_yaml(path)  # the file as shipped is valid
     sc_path = small(path, tmp_path)
-    res = fs.run(sc_path)
+    model = yaml.safe_load(sc_path.read_text()).get("model") or {}
+    if model.get("url"):  # an endpoint example: serve the baseline model as its comments say, on a free port
+        from simulator.serve import ScoringServer
+        from simulator.target import load_model
+
+        with ScoringServer(load_model(ROOT / "models" / "xgb_baseline.json"), model.get("protocol", "mlflow"),
+                           model_name=model.get("model_name") or "fraud") as srv:
+            raw = yaml.safe_load(sc_path.read_text())
+            raw["model"]["url"] = srv.url
+            sc_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+            res = fs.run(sc_path)
+            assert srv.rows_scored > 0
+    else:
+        res = fs.run(sc_path)
     assert res.path.exists() and res.summary().height >= 1
     if "data" in yaml.safe_load(path.read_text()) and CHECKER.exists():
         p = subprocess.run([sys.executable, str(CHECKER), str(sc_path), str(res.path)], capture_output=True, text=True,

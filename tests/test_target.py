@@ -39,7 +39,7 @@ def test_bad_model_files(tmp_path):
     with pytest.raises(ModelError, match="file not found"):
         load_model(tmp_path / "nope.json")
     (tmp_path / "model.pkl").write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(ModelError, match="not a model file fraudsim reads: XGBoost JSON/UBJ, LightGBM text or ONNX"):
+    with pytest.raises(ModelError, match="neither an XGBoost JSON/UBJ model nor a LightGBM text model"):
         load_model(tmp_path / "model.pkl")
     (tmp_path / "broken.json").write_text('{"learner": ')
     with pytest.raises(ModelError, match="broken.json: model.path: cannot be read as a xgboost model"):

@@ -129,3 +129,15 @@ def test_notebook_api_with_dataframes_and_live_models(team, tmp_path):
                model=sess, output=tmp_path / "c.duckdb")
     assert c.sql("SELECT model_kind FROM runs")["model_kind"].to_list() == ["onnx"]
     assert c.summary()["targets"].to_list() == [3]
+
+
+def test_a_world_cannot_train_an_onnx_or_endpoint_model(tmp_path):
+    path = tmp_path / "world_onnx.yaml"
+    path.write_text(yaml.safe_dump({"name": "w", "world": {"customers": 500, "days": 4}, "model": {"kind": "onnx"},
+                                    "attack": {"limit": 2, "budget": 10, "strategies": ["random"]}}))
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "model.kind: fraudsim cannot train a onnx model" in res.stderr, res.output
+    path.write_text(yaml.safe_dump({"name": "w", "model": {"kind": "catboost"}}))
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "model.kind: unknown model kind 'catboost'; known: xgboost, lightgbm, onnx, http" \
+        in res.stderr, res.output

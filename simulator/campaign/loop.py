@@ -172,6 +172,10 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
         if model_given is not None:  # one test scoring call: an endpoint answers, in shape
             rows = np.zeros((2, len(model_given.feature_names)))
             model_given.check_scores(model_given.predict_score(rows), len(rows))
+        else:
+            from ..target.train import check_trainable
+
+            check_trainable(scenario.model.kind or "xgboost", source=scenario.source)
         return None
 
     timings: dict[str, float] = {}

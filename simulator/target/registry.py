@@ -57,8 +57,8 @@ def detect_kind(path: Path) -> str:
         sniff = getattr(ADAPTERS[kind], "sniff", None)
         if sniff is not None and sniff(head, path):
             return kind
-    raise ModelError("not a model file fraudsim reads: XGBoost JSON/UBJ, LightGBM text or ONNX (pickles are never "
-                     "loaded)", file=str(path), field="model.path")
+    raise ModelError("neither an XGBoost JSON/UBJ model nor a LightGBM text model nor an ONNX model (pickles are "
+                     "never loaded)", file=str(path), field="model.path")
 
 
 def detect_object(obj: Any) -> str:

@@ -23,16 +23,20 @@ def trainable_kinds() -> tuple[str, ...]:
     return tuple(k for k, cls in ADAPTERS.items() if cls.trainable)
 
 
+def check_trainable(kind: str, *, source: str | None = None) -> None:
+    """A one-line :class:`ModelError` unless fraudsim can train models of ``kind``."""
+    if not get_adapter(kind, source=source).trainable:
+        raise ModelError(f"fraudsim cannot train a {kind} model; trainable kinds: {', '.join(trainable_kinds())} "
+                         "(or give model.path / model.url)", file=source, field="model.kind")
+
+
 def fit_model(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, kind: str = "xgboost", seed: int = 0,
               weight: np.ndarray | None = None, params: dict | None = None, threads: int | None = None,
               predict_threads: int = 0) -> tuple[TargetModel, dict]:
     """Train one model of ``kind`` with its adapter's default parameters (``params`` override them; ``rounds``
     sets the number of trees); returns the model and the parameters used."""
-    cls = get_adapter(kind)
-    if not cls.trainable:
-        raise ModelError(f"fraudsim cannot train a {kind} model; trainable kinds: {', '.join(trainable_kinds())}",
-                         field="model.kind")
-    return cls.fit(X, y, feature_names, weight=weight, seed=seed, params=params, threads=threads,
+    check_trainable(kind)
+    return get_adapter(kind).fit(X, y, feature_names, weight=weight, seed=seed, params=params, threads=threads,
                    predict_threads=predict_threads)
 
 
