@@ -69,11 +69,26 @@ def read_data(path: Path, *, field_name: str = "data.path") -> pl.DataFrame:
         raise DataError("the file is empty (no header, no rows)", file=str(path), field=field_name)
     try:
         if path.suffix.lower() in (".csv", ".tsv"):
-            return pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",")
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            return _csv_header_names(pl.read_csv(path, separator=sep), path, sep)
         return pl.read_parquet(path)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DataError(f"cannot be read as {'CSV' if path.suffix.lower() in ('.csv', '.tsv') else 'Parquet'} "
                         f"({str(exc).splitlines()[0][:160]})", file=str(path), field=field_name) from None
+
+
+def _csv_header_names(frame: pl.DataFrame, path: Path, sep: str) -> pl.DataFrame:
+    """Column names as the CSV standard reads the header (Polars keeps a quoted name's doubled quotes: ``"a""b"``)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh, delimiter=sep))
+    except (OSError, UnicodeDecodeError, StopIteration, csv.Error):
+        return frame
+    if len(header) == frame.width and len(set(header)) == len(header) and header != frame.columns:
+        frame = frame.rename(dict(zip(frame.columns, header)))
+    return frame
 
 
 def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False) -> Prepared:
@@ -381,8 +396,9 @@ def _transactions_table(prep: Prepared, run_id: str, columns: tuple[str, ...]) -
         n = frame.height
         cols: dict[str, Any] = {
             "run_id": pl.Series([run_id]).cast(pl.Categorical).extend_constant(run_id, n - 1) if n else pl.Series([], dtype=pl.Utf8),
-            "transaction_id": frame.get_column("transaction_id").cast(pl.Int64) if "transaction_id" in frame.columns
-            else pl.int_range(0, n, eager=True, dtype=pl.Int64),
+            # the ids targets are known by (row numbers of a team's file, whatever its own columns are called)
+            "transaction_id": pl.Series(prep.ids, dtype=pl.Int64) if frame is prep.frame
+            else frame.get_column("transaction_id").cast(pl.Int64),
             "is_fraud": (pl.Series(prep.labels) if frame is prep.frame and prep.labels is not None else
                          frame.get_column("is_fraud") if "is_fraud" in frame.columns else pl.Series([None] * n)).cast(pl.Int32),
             "score": pl.Series(scores),
