@@ -3,7 +3,7 @@
 Builds a synthetic run through the real :class:`simulator.store.Store` and :class:`~simulator.store.QueryLog` (so the
 schema, dtypes and batching are the runner's): targets × strategies × budget queries whose scores walk down
 towards the threshold, a transaction stream with labels, one model version with its card, the targets table derived
-by SQL from the query log, and the views (:func:`simulator.report.create_views`, as the runner calls it). Then it
+by SQL from the query log, and the views (:func:`simulator.report.install_views`, as the runner calls it). Then it
 times, on that file:
 
 * the baseline: a plain full scan, ``SELECT count(*), avg(score) FROM queries``, on a fresh read-only connection;
@@ -31,8 +31,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from simulator.report import create_views, write_report
-from simulator.store import CHEAP_COST, QueryLog, Store
+from simulator.report import install_views, write_report
+from simulator.store import CHEAP_COST, QueryLog, Store, _ident
 
 FEATURES = ("amount", "hour", "merchant_cat", "distance_km", "txn_count_1h", "txn_count_24h", "amount_ratio_30d",
             "card_present", "new_device", "country_mismatch", "account_age_days", "credit_limit")
@@ -85,14 +85,14 @@ def build(path: Path, *, queries: int, n_targets: int, n_strategies: int, n_tran
           "decision": np.where(score >= THRESHOLD, "decline", "approve"), "model_version": np.ones(n, np.int32),
           "split": np.where(np.arange(n) < int(n * 0.6), "train", "test"), "day": (np.arange(n) * 30 // n).astype(np.int32),
           "fraud_type": np.where(is_fraud == 1, rng.integers(1, 5, n), 0).astype(np.int32)}
-    tx.update({f: X[:, j] for j, f in enumerate(FEATURES)})
+    tx.update(store.feature_table(X))
     store.append("transactions", tx)
 
     # targets: caught frauds of the test split; each strategy walks every target's score down over its budget
     caught = np.flatnonzero((is_fraud == 1) & (score >= THRESHOLD) & (np.arange(n) >= int(n * 0.6)))
     rows = rng.choice(caught, n_targets, replace=len(caught) < n_targets)
     target_ids, X0, s0 = rows.astype(np.int64), X[rows], score[rows]
-    orig = {"target_id": target_ids, "original_score": s0} | {f: X0[:, j] for j, f in enumerate(FEATURES)}
+    orig = {"target_id": target_ids, "original_score": s0} | store.feature_table(X0)
     store.con.register("_originals", pa.table(orig))
     log = QueryLog(store, run_id)
     step = 50
@@ -113,7 +113,7 @@ def build(path: Path, *, queries: int, n_targets: int, n_strategies: int, n_tran
             log.add(round_=0, agent_id=None, strategy=name, target_id=tid, query_index=qi, score=sc,
                     decision=(~evaded).astype(np.int8), evaded=evaded, cost=cost, X=Xq)
         log.flush()
-    feats = "".join(f', any_value(o."{f}")' for f in FEATURES)
+    feats = "".join(f", any_value(o.{_ident(c)})" for c in store.columns)
     store.execute(f"""INSERT INTO targets
         SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
           min(q.query_index) FILTER (WHERE q.evaded), arg_min(q.cost, q.query_index) FILTER (WHERE q.evaded),
@@ -122,8 +122,8 @@ def build(path: Path, *, queries: int, n_targets: int, n_strategies: int, n_tran
         FROM queries q JOIN _originals o ON o.target_id = q.target_id
         GROUP BY q.run_id, q.strategy, q.target_id""")
     store.con.unregister("_originals")
-    create_views(store.con)  # what the runner does before it finishes
     store.finish()
+    install_views(path)  # what the runner does once the file is in place
     return run_id
 
 

@@ -98,7 +98,11 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
                   + (f", test AUC {auc:.3f}" if isinstance(auc, float) else ""), highlight=False)
         out.print(f"{len(prep.target_rows)} targets ({sc.attack.targets}), budget {sc.attack.budget} queries each, "
                   f"feedback: {sc.attack.feedback}", highlight=False)
-        out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
+        try:  # derived from the finished file: a failure here is a warning, the run is safe on disk
+            out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
+        except Exception as exc:
+            err.print(f"warning: {res.path}: summary not shown ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                      highlight=False, markup=False, soft_wrap=True)
         out.print(f"results: [bold]{res.path}[/] (DuckDB: runs, queries, targets, transactions, model_versions)",
                   highlight=False)
     if sc.gates or junit is not None:

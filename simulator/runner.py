@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,12 +21,12 @@ import pyarrow as pa
 
 from . import __version__
 from .attack import run_strategy, target_rng
-from .errors import DataError, ModelError, ScenarioError
+from .errors import DataError, ScenarioError
 from .kernels import get_kernels
 from .oracle import Oracle
 from .scenario import Scenario
 from .schema import FeatureSchema, frame_to_matrix
-from .store import CHEAP_COST, RESERVED_COLUMNS, QueryLog, Store, _ident
+from .store import CHEAP_COST, QueryLog, Store, _ident
 from .strategies import Problem, get_strategy
 from .target import TargetModel, load_model
 from .target.train import roc_auc, train_model
@@ -64,13 +65,30 @@ def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
 def read_data(path: Path, *, field_name: str = "data.path") -> pl.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=str(path), field=field_name)
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty (no header, no rows)", file=str(path), field=field_name)
     try:
         if path.suffix.lower() in (".csv", ".tsv"):
-            return pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",")
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            return _csv_header_names(pl.read_csv(path, separator=sep), path, sep)
         return pl.read_parquet(path)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DataError(f"cannot be read as {'CSV' if path.suffix.lower() in ('.csv', '.tsv') else 'Parquet'} "
                         f"({str(exc).splitlines()[0][:160]})", file=str(path), field=field_name) from None
+
+
+def _csv_header_names(frame: pl.DataFrame, path: Path, sep: str) -> pl.DataFrame:
+    """Column names as the CSV standard reads the header (Polars keeps a quoted name's doubled quotes: ``"a""b"``)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh, delimiter=sep))
+    except (OSError, UnicodeDecodeError, StopIteration, csv.Error):
+        return frame
+    if len(header) == frame.width and len(set(header)) == len(header) and header != frame.columns:
+        frame = frame.rename(dict(zip(frame.columns, header)))
+    return frame
 
 
 def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False,
@@ -139,13 +157,13 @@ def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default
         schema = FeatureSchema.from_mapping(model.feature_names, specs).with_bounds_from(frame)
     except ScenarioError as exc:
         raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
-    clash = [n for n in model.feature_names if n in RESERVED_COLUMNS]
-    if clash:
-        raise ModelError(f"feature name {clash[0]!r} clashes with a fraudsim column; rename it in the model",
-                         file=model.source, field="model.path")
     if not schema.mutable_names:
         raise ScenarioError("no mutable feature: list at least one feature the attacker can change",
                             file=scenario.source, field="features")
+    try:
+        schema.arrays()  # what the kernels get: fails here, not after the first query, on a missing min/max
+    except ScenarioError as exc:
+        raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
     return schema
 
 
@@ -179,11 +197,20 @@ def _labels(frame: pl.DataFrame, label: str, source: str, needed: bool) -> np.nd
             raise DataError(f"label column {label!r} is missing", file=source, field="data.label")
         return None
     col = frame.get_column(label)
-    if not (col.dtype.is_numeric() or col.dtype == pl.Boolean) or col.null_count():
-        raise DataError("the label must be 0/1 without nulls", file=source, field=label)
+    where = f"data.label ({label})"
+    if not (col.dtype.is_numeric() or col.dtype == pl.Boolean):
+        raise DataError(f"the label column must be 0/1, got {col.dtype} values such as {col.drop_nulls().head(1).to_list()}",
+                        file=source, field=where)
+    if col.null_count():
+        i = int(np.argmax(col.is_null().to_numpy()))
+        raise DataError(f"the label column must be 0/1 without missing values ({col.null_count()} missing, first at row {i})",
+                        file=source, field=where)
     y = col.cast(pl.Float64).to_numpy()
-    if not np.isin(y, [0.0, 1.0]).all():
-        raise DataError("the label must be 0/1", file=source, field=label)
+    bad = ~np.isin(y, [0.0, 1.0])
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"the label column must be 0/1 ({int(bad.sum())} rows are not; first: row {i}, value {y[i]:g})",
+                        file=source, field=where)
     return y.astype(np.int8)
 
 
@@ -198,6 +225,8 @@ def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = 
         assert scenario.data is not None
         src = str(scenario.data.path)
         frame = read_data(scenario.data.path)
+    if frame.height == 0:
+        raise DataError("the file has no rows (only a header): nothing to attack", file=src, field="data.path")
     model.check_columns(frame.columns, source=src)
     schema = _schema(scenario, model, frame)
     schema.validate_frame(frame, source=src)
@@ -223,6 +252,11 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, 
             raise ScenarioError(f"the world has no feature {unknown[0]!r} (features: {', '.join(FEATURES)})",
                                 file=scenario.source, field=f"features.{unknown[0]}")
     if validate_only:
+        if scenario.features is not None:  # the specs themselves (bounds come from the world when it runs)
+            try:
+                FeatureSchema.from_mapping(list(FEATURES), {k: v.as_dict() for k, v in scenario.features.items()})
+            except ScenarioError as exc:
+                raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
         if scenario.model.given or model_obj is not None:
             model = load_target(scenario, model_obj)
             model.check_columns(FEATURES, source="<world>")
@@ -302,6 +336,7 @@ class RunResult:
     run_id: str
     scenario: Scenario
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # derived steps that failed (the run itself is complete)
 
     @contextlib.contextmanager
     def _con(self) -> Iterator[Any]:
@@ -375,8 +410,9 @@ def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
         con.close()
 
 
-def _targets_sql(feature_names) -> str:
-    feats = "".join(f", any_value(o.{_ident(f)})" for f in feature_names)
+def _targets_sql(columns) -> str:
+    """One ``targets`` row per target of a strategy; ``columns`` are the stored feature columns (Store.columns)."""
+    feats = "".join(f", any_value(o.{_ident(c)})" for c in columns)
     return f"""
 INSERT INTO targets
 SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
@@ -391,7 +427,11 @@ GROUP BY q.run_id, q.strategy, q.target_id
 ORDER BY q.target_id"""
 
 
-def _transactions_table(prep: Prepared, run_id: str) -> pa.Table:
+WORLD_COLUMN_TYPES = {"timestamp": pl.Int64, "day": pl.Int32, "customer_id": pl.Int32, "merchant_id": pl.Int32,
+                      "device_id": pl.Int32, "fraud_type": pl.Int32}
+
+
+def _transactions_table(prep: Prepared, run_id: str, columns: tuple[str, ...]) -> pa.Table:
     parts = []
     for split, frame in (("train", prep.train_frame), ("test", prep.frame)):
         if frame is None:
@@ -401,8 +441,9 @@ def _transactions_table(prep: Prepared, run_id: str) -> pa.Table:
         n = frame.height
         cols: dict[str, Any] = {
             "run_id": pl.Series([run_id]).cast(pl.Categorical).extend_constant(run_id, n - 1) if n else pl.Series([], dtype=pl.Utf8),
-            "transaction_id": frame.get_column("transaction_id").cast(pl.Int64) if "transaction_id" in frame.columns
-            else pl.int_range(0, n, eager=True, dtype=pl.Int64),
+            # the ids targets are known by (row numbers of a team's file, whatever its own columns are called)
+            "transaction_id": pl.Series(prep.ids, dtype=pl.Int64) if frame is prep.frame
+            else frame.get_column("transaction_id").cast(pl.Int64),
             "is_fraud": (pl.Series(prep.labels) if frame is prep.frame and prep.labels is not None else
                          frame.get_column("is_fraud") if "is_fraud" in frame.columns else pl.Series([None] * n)).cast(pl.Int32),
             "score": pl.Series(scores),
@@ -410,17 +451,21 @@ def _transactions_table(prep: Prepared, run_id: str) -> pa.Table:
             "model_version": pl.repeat(1, n, dtype=pl.Int32, eager=True),
             "split": pl.repeat(split, n, eager=True).cast(pl.Categorical),
         }
-        for c in WORLD_COLUMNS:
+        for c in WORLD_COLUMNS:  # a team's file may have a column of that name meaning something else: NULL then
             if c in frame.columns:
-                cols[c] = frame.get_column(c)
-        for j, f in enumerate(prep.model.feature_names):
-            cols[f] = pl.Series(X[:, j])
+                cols[c] = frame.get_column(c).cast(WORLD_COLUMN_TYPES[c], strict=False) \
+                    if frame.get_column(c).dtype.is_numeric() else pl.repeat(None, n, dtype=WORLD_COLUMN_TYPES[c], eager=True)
+        for j, c in enumerate(columns):
+            cols[c] = pl.Series(X[:, j])
         parts.append(pl.DataFrame(cols))
     return pl.concat(parts, how="vertical_relaxed").to_arrow()
 
 
 def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = _no_progress) -> RunResult:
-    """Run every strategy against every target and write the run; ``prepare`` must have succeeded."""
+    """Run every strategy against every target and write the run; ``prepare`` must have succeeded.
+
+    The run's own tables are committed, the run marked finished and the file moved into place before any step
+    derived from them (:func:`derive`), so a failure there never costs the attack."""
     if getattr(prep, "is_campaign", False):
         from .campaign import execute_campaign
 
@@ -431,15 +476,32 @@ def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = 
     run_id = run_id_for(prep)
     store = Store(path, names)
     try:
-        return _execute(prep, store, run_id, progress)
+        result = _execute(prep, store, run_id, progress)
     except BaseException as exc:
         store.fail(run_id, exc)
         raise
+    result.warnings.extend(derive(result.path))
+    return result
+
+
+def derive(path: Path) -> list[str]:
+    """The steps derived from a finished run file (today: writing its views in). A failure is one warning line on
+    stderr naming the file and the step, and the file stays as it is (readers fall back to temporary views)."""
+    from .report.views import install_views
+
+    warnings = []
+    for step, fn in (("views", install_views),):
+        try:
+            fn(path)
+        except Exception as exc:  # any failure here is reported and survived: the run itself is safe on disk
+            msg = f"warning: {path}: {step} not written ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            print(msg, file=sys.stderr, flush=True)
+            warnings.append(msg)
+    return warnings
 
 
 def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> RunResult:
     sc = prep.scenario
-    names = prep.model.feature_names
     timings = dict(prep.timings)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -453,14 +515,14 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
                   [run_id, prep.model.kind, str(prep.model.path) if prep.model.path else None, prep.model.sha256,
                    prep.threshold, prep.threshold_rule, auc, json.dumps(prep.model_card, default=str), started])
     t0 = time.perf_counter()
-    store.append("transactions", _transactions_table(prep, run_id))
+    store.append("transactions", _transactions_table(prep, run_id, store.columns))
     timings["transactions_s"] = time.perf_counter() - t0
 
     rows = prep.target_rows
     originals = np.ascontiguousarray(prep.X[rows])
     target_ids = prep.ids[rows]
     orig_tbl = {"target_id": target_ids, "original_score": prep.scores[rows]}
-    orig_tbl.update({f: originals[:, j] for j, f in enumerate(names)})
+    orig_tbl.update(store.feature_table(originals))
     store.con.register("_originals", pa.table(orig_tbl))
 
     kernels = get_kernels(sc.attack.backend)
@@ -487,14 +549,11 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
                                               "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
         advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
         log.flush()
-        store.execute(_targets_sql(names), [run_id, sname])
+        store.execute(_targets_sql(store.columns), [run_id, sname])
         timings[f"attack_{sname}_s"] = time.perf_counter() - t1
     store.con.unregister("_originals")
     store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?",
                   [datetime.now(timezone.utc).replace(tzinfo=None), run_id])
-    from .report.views import create_views
-
-    create_views(store.con)
     path = store.finish()
     return RunResult(path=path, run_id=run_id, scenario=sc, timings=timings)
 

@@ -175,13 +175,20 @@ class FeatureSchema:
         return tuple(s.name for s in self.specs if s.mutable)
 
     def with_bounds_from(self, frame: pl.DataFrame) -> "FeatureSchema":
-        """Fill missing min/max from the data's range (frozen features too, so every array is finite)."""
+        """Fill missing min/max from the data's range, ignoring missing values (frozen features too, so every
+        array is finite). A frozen feature with no value at all gets [0, 0]; a mutable one needs its min/max."""
         specs = []
         for s in self.specs:
             if s.lo is None or s.hi is None:
-                col = frame.get_column(s.name).cast(pl.Float64) if s.name in frame.columns else pl.Series([0.0, 1.0])
-                lo = s.lo if s.lo is not None else float(col.min())
-                hi = s.hi if s.hi is not None else float(col.max())
+                col = frame.get_column(s.name).cast(pl.Float64, strict=False) if s.name in frame.columns \
+                    else pl.Series([0.0, 1.0])
+                v = col.to_numpy()
+                v = v[np.isfinite(v)]
+                if len(v) == 0 and s.mutable:
+                    raise ScenarioError(f"no min/max for {s.name!r} and the data has no value to take them from; "
+                                        "give min and max in the scenario", field=f"features.{s.name}")
+                lo = s.lo if s.lo is not None else (float(v.min()) if len(v) else 0.0)
+                hi = s.hi if s.hi is not None else (float(v.max()) if len(v) else lo)
                 if s.kind == Kind.INTEGER:
                     lo, hi = math.floor(lo), math.ceil(hi)
                 s = replace(s, lo=lo, hi=max(lo, hi))
@@ -216,8 +223,9 @@ class FeatureSchema:
         return a
 
     def validate_frame(self, frame: pl.DataFrame, *, source: str | None = None, constraints: bool = True) -> None:
-        """Raise :class:`DataError` unless every model feature is a numeric, finite column and, for mutable
-        features, every value satisfies its spec (bounds, integrality, categories, binary)."""
+        """Raise :class:`DataError` unless every model feature is a numeric column without infinities and, for
+        mutable features, every present value satisfies its spec (bounds, integrality, categories, binary).
+        Missing values (null or NaN) are data: the model scores them as its library does."""
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
             raise DataError(f"column {missing[0]!r} is missing: the model needs {', '.join(self.names)}",
@@ -227,13 +235,13 @@ class FeatureSchema:
             if not (col.dtype.is_numeric() or col.dtype == pl.Boolean):
                 raise DataError(f"non-numeric column ({col.dtype}); encode it as numbers", file=source, field=s.name)
             v = col.cast(pl.Float64).to_numpy()
-            bad = ~np.isfinite(v)
+            bad = np.isinf(v)
             if bad.any():
-                raise DataError(f"{int(bad.sum())} null/NaN/inf values (first at row {int(np.argmax(bad))})",
-                                file=source, field=s.name)
+                raise DataError(f"{int(bad.sum())} infinite values (first at row {int(np.argmax(bad))}); "
+                                "missing values are fine as null or NaN", file=source, field=s.name)
             if not constraints or not s.mutable:
                 continue
-            viol = _violations(s, v)
+            viol = _violations(s, v) & ~np.isnan(v)
             if viol.any():
                 i = int(np.argmax(viol))
                 raise DataError(f"{int(viol.sum())} rows break the feature spec {s.describe()} (first: row {i}, value {v[i]:g})",

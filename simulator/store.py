@@ -8,6 +8,7 @@ Tables (a contract; see the README): ``runs``, ``queries``, ``targets``, ``trans
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -18,13 +19,19 @@ import pyarrow as pa
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 2  # 2: campaign tables and columns (README, migration notes)
+SCHEMA_VERSION = 3  # 2: campaign tables and columns; 3: feature_columns (README, migration notes)
 QUERY_FIXED_COLUMNS = ("run_id", "round", "agent_id", "strategy", "target_id", "query_index", "score", "decision",
                        "evaded", "cost")
 TARGET_FIXED_COLUMNS = ("run_id", "strategy", "target_id", "original_score", "queries_used", "evaded",
                         "queries_to_first_evasion", "first_evasion_cost", "min_cost", "cheap_evaded",
                         "queries_to_first_cheap_evasion")
-RESERVED_COLUMNS = frozenset(QUERY_FIXED_COLUMNS + TARGET_FIXED_COLUMNS)
+TRANSACTION_FIXED_COLUMNS = ("run_id", "transaction_id", "is_fraud", "score", "decision", "model_version", "split",
+                             "timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type", "round",
+                             "is_probe", "ring_id", "agent_id", "approved", "reason", "label_day")
+#: Columns a feature column may not be named (case-insensitively: DuckDB identifiers are): the fixed columns of the
+#: tables that carry features, and the columns the views put beside them (``best_evasions.cheap``).
+RESERVED_COLUMNS = frozenset(c.lower() for c in QUERY_FIXED_COLUMNS + TARGET_FIXED_COLUMNS + TRANSACTION_FIXED_COLUMNS
+                             + ("cheap",))
 CHEAP_COST = 1.0  # an evasion is "cheap" when its cost is at most this (one flag plus small moves)
 
 
@@ -32,10 +39,58 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def feature_columns(feature_names: Sequence[str]) -> tuple[str, ...]:
+    """The stored column name of each feature (same order) in ``queries``, ``targets`` and ``transactions``.
+
+    A feature's column is named as the feature unless that name collides, case-insensitively (DuckDB identifiers
+    are case-insensitive), with a fixed column of those tables or with an earlier feature's column; then it is
+    ``feature_<name>`` (``_2``, ``_3``, ... appended until unique). The mapping is stored in each run file's
+    ``feature_columns`` table; readers use :func:`read_feature_columns`, never this function.
+
+    Examples
+    --------
+    >>> feature_columns(["amount", "score", "Amount", "select", "feature_score"])
+    ('amount', 'feature_score_2', 'feature_Amount', 'select', 'feature_score')
+    """
+    names = [str(n) for n in feature_names]
+    taken = set(RESERVED_COLUMNS)
+    out: list[str | None] = [None] * len(names)
+    for j, n in enumerate(names):  # first pass: every name that can stay itself does
+        if n and n.lower() not in taken:
+            out[j] = n
+            taken.add(n.lower())
+    for j, n in enumerate(names):
+        if out[j] is None:
+            base = f"feature_{n}"
+            col, k = base, 1
+            while col.lower() in taken:
+                k += 1
+                col = f"{base}_{k}"
+            out[j] = col
+            taken.add(col.lower())
+    return tuple(c for c in out if c is not None)
+
+
+def read_feature_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(feature, stored column) pairs in model order, from a run file's ``feature_columns`` table; files older than
+    schema version 3 (no such table) stored every feature under its own name after the fixed ``targets`` columns."""
+    def cols(table: str) -> list[str]:
+        return [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_catalog = "
+            "current_database() ORDER BY ordinal_position", [table]).fetchall()]
+
+    if cols("feature_columns"):
+        return [(f, c) for f, c in con.execute(
+            "SELECT feature, column_name FROM feature_columns ORDER BY position").fetchall()]
+    query_cols = set(cols("queries"))
+    return [(c, c) for c in cols("targets") if c not in TARGET_FIXED_COLUMNS and c in query_cols]
+
+
 def _ddl(feature_names: Sequence[str]) -> list[str]:
-    feats = "".join(f", {_ident(f)} DOUBLE" for f in feature_names)
+    feats = "".join(f", {_ident(c)} DOUBLE" for c in feature_columns(feature_names))
     return [
         "CREATE TABLE IF NOT EXISTS fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS feature_columns (position INTEGER, feature VARCHAR, column_name VARCHAR)",
         """CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR PRIMARY KEY, scenario VARCHAR, seed BIGINT,
             started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR, model_path VARCHAR, model_sha256 VARCHAR,
             model_kind VARCHAR, threshold DOUBLE, feedback VARCHAR, budget BIGINT, scenario_yaml VARCHAR,
@@ -98,6 +153,7 @@ class Store:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.feature_names = tuple(feature_names)
+        self.columns = feature_columns(self.feature_names)  # stored column of each feature
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
             stale.unlink(missing_ok=True)
@@ -108,7 +164,15 @@ class Store:
         for stmt in _ddl(self.feature_names):
             self.con.execute(stmt)
         self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
-                         [str(SCHEMA_VERSION), ",".join(self.feature_names)])
+                         [str(SCHEMA_VERSION), json.dumps(list(self.feature_names), ensure_ascii=False)])
+        self.con.execute("DELETE FROM feature_columns")
+        if self.feature_names:
+            self.con.executemany("INSERT INTO feature_columns VALUES (?, ?, ?)",
+                                 [[j, f, c] for j, (f, c) in enumerate(zip(self.feature_names, self.columns))])
+
+    def feature_table(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Feature columns of a batch (rows of ``X`` in model order) keyed by their stored column names."""
+        return {c: X[:, j] for j, c in enumerate(self.columns)}
 
     def append(self, table: str, data: pa.Table | dict) -> None:
         """Append a whole batch (Arrow table, or a dict of equal-length arrays) in one statement."""
@@ -127,7 +191,10 @@ class Store:
         self.con.execute(sql, params or []).fetchall()
 
     def finish(self) -> Path:
-        """Close and move the finished file into place (replacing an older run file at that path)."""
+        """Close and move the finished file into place (replacing an older run file at that path).
+
+        Call it as soon as the run's own tables are written and the run is marked finished: steps derived from them
+        (views, summary, report) run on the finished file, so their failure never costs the run."""
         self.con.execute("CHECKPOINT")
         self.con.close()
         os.replace(self.partial, self.path)
@@ -206,8 +273,7 @@ class QueryLog:
             "evaded": np.concatenate([c["evaded"] for c in ch]).astype(bool),
             "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64),
         }
-        for j, f in enumerate(self.store.feature_names):
-            cols[f] = X[:, j]
+        cols.update(self.store.feature_table(X))
         self.store.append("queries", pa.table(cols))
         self._chunks, self._rows = [], 0
 

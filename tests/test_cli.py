@@ -74,14 +74,60 @@ def test_bad_data_files(team_files, write_scenario, tmp_path):
     frame = pl.read_parquet(team_files["data"])
     cases = {
         "no_hour.parquet": (frame.drop("hour"), ["no_hour.parquet", "hour", "missing model feature 'hour'"]),
-        "nan.parquet": (frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("credit_limit")).alias("credit_limit")),
-                        ["nan.parquet", "credit_limit", "null/NaN"]),
+        "inf.parquet": (frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(float("inf")).otherwise(pl.col("credit_limit")).alias("credit_limit")),
+                        ["inf.parquet", "credit_limit", "1 infinite values"]),
         "text.parquet": (frame.with_columns(pl.col("amount").cast(pl.Utf8)), ["text.parquet", "amount", "non-numeric"]),
     }
     for name, (bad, fragments) in cases.items():
         bad.write_parquet(team_files["dir"] / name)
         raw = _edit(scenario_dict(team_files), "data.path", name)
         one_line_error(invoke("validate", write_scenario(raw, "bad_data.yaml")), *fragments)
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_empty_data_and_bad_labels_are_one_line_exit_2_no_run_file(command, team_files, write_scenario, tmp_path):
+    """Issue 8's bad input: an empty data file, a header-only CSV, a label column that is not 0/1."""
+    import polars as pl
+
+    d = team_files["dir"]
+    frame = pl.read_parquet(team_files["data"]).head(300)
+    (d / "empty.csv").write_bytes(b"")
+    frame.head(0).write_csv(d / "header_only.csv")
+    frame.head(0).write_parquet(d / "no_rows.parquet")
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(2).otherwise(pl.col("is_fraud")).alias("is_fraud")) \
+        .write_parquet(d / "label_2.parquet")
+    frame.with_columns(pl.when(pl.col("is_fraud") == 1).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("is_fraud")) \
+        .write_parquet(d / "label_text.parquet")
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("is_fraud")).alias("is_fraud")) \
+        .write_parquet(d / "label_null.parquet")
+    cases = {
+        "empty.csv": ["empty.csv", "data.path", "the file is empty"],
+        "header_only.csv": ["header_only.csv", "data.path", "no rows"],
+        "no_rows.parquet": ["no_rows.parquet", "data.path", "no rows"],
+        "label_2.parquet": ["label_2.parquet", "data.label (is_fraud)", "must be 0/1", "row 7, value 2"],
+        "label_text.parquet": ["label_text.parquet", "data.label (is_fraud)", "must be 0/1", "String"],
+        "label_null.parquet": ["label_null.parquet", "data.label (is_fraud)", "missing values", "row 5"],
+    }
+    out = tmp_path / "never.duckdb"
+    for name, fragments in cases.items():
+        raw = _edit(scenario_dict(team_files), "data.path", name)
+        raw["attack"]["targets"] = "declined"  # the label is checked even when the targets do not need it
+        one_line_error(invoke(command, write_scenario(raw, f"bad_{name}.yaml"), *(["-o", out] if command == "run" else [])),
+                       *fragments)
+        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_missing_values_in_a_teams_data_are_scored_not_refused(team_files, write_scenario, tmp_path):
+    import polars as pl
+
+    frame = pl.read_parquet(team_files["data"])
+    holes = pl.int_range(pl.len()) % 5 == 0
+    frame.with_columns(pl.when(holes).then(None).otherwise(pl.col("credit_limit")).alias("credit_limit"),
+                       pl.when(holes).then(float("nan")).otherwise(pl.col("amount")).alias("amount")) \
+        .write_parquet(team_files["dir"] / "holes.parquet")
+    raw = _edit(scenario_dict(team_files), "data.path", "holes.parquet")
+    r = invoke("validate", write_scenario(raw, "holes.yaml"))
+    assert r.exit_code == 0, r.output
 
 
 def test_model_that_is_neither_xgboost_nor_lightgbm(team_files, write_scenario):

@@ -18,6 +18,7 @@ import pytest
 
 import simulator as fs
 from simulator.errors import ScenarioError, StoreError
+from simulator.report.views import VIEWS_VERSION
 from simulator.report import (
     VIEW_NAMES,
     build_report,
@@ -110,7 +111,7 @@ def test_create_views_is_idempotent_and_persists(copy):
         con.close()
     persisted = raw(copy, "SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"].to_list()
     assert sorted(persisted) == sorted(VIEW_NAMES)
-    assert raw(copy, "SELECT value FROM fraudsim_meta WHERE key = 'views_version'")["value"].to_list() == ["1"]
+    assert raw(copy, "SELECT value FROM fraudsim_meta WHERE key = 'views_version'")["value"].to_list() == [VIEWS_VERSION]
     # a plain read-only connection (no helper) sees the same numbers as the temporary views
     a = raw(copy, "SELECT * FROM success_by_budget ORDER BY strategy, budget")
     b = sql(copy, "SELECT * FROM success_by_budget ORDER BY strategy, budget")
@@ -171,7 +172,7 @@ def test_queries_to_evasion_and_cost_distribution(run):
 
 
 def test_best_evasions_are_the_cheapest_and_feature_changes_match(run):
-    names = raw(run.path, "SELECT value FROM fraudsim_meta WHERE key = 'features'")["value"][0].split(",")
+    names = json.loads(raw(run.path, "SELECT value FROM fraudsim_meta WHERE key = 'features'")["value"][0])
     best = sql(run.path, "SELECT * FROM best_evasions")
     fe = first_evasions(run.path).drop_nulls("best")
     assert best.height == fe.height  # one row per evaded (strategy, target)

@@ -33,7 +33,7 @@ from ..kernels import MODE_LOCAL, get_kernels
 from ..oracle import Feedback
 from ..runner import RunResult
 from ..schema import FeatureSchema, frame_to_matrix
-from ..store import QueryLog, Store, _ident
+from ..store import QueryLog, Store, _ident, feature_columns
 from ..strategies import Problem, get_strategy
 from ..target import TargetModel, load_model
 from ..target.train import threshold_at_fpr
@@ -309,6 +309,7 @@ class BackgroundWriter:
         from concurrent.futures import ThreadPoolExecutor
 
         self.store, self.feature_names, self.max_pending = store, store.feature_names, max_pending
+        self.columns, self.feature_table = store.columns, store.feature_table
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="campaign-store")
         self._pending: deque = deque()
         self._lock = threading.Lock()  # writes may come from another thread too (a query log's own writer)
@@ -354,6 +355,7 @@ class Campaign:
         sc = prep.scenario
         self.adv, self.dfc, self.R = prep.adversaries, prep.defence, prep.rounds
         self.world, self.names = prep.world, prep.names
+        self.columns = feature_columns(self.names)  # stored column of each feature (store.py)
         self.idx = {f: j for j, f in enumerate(self.names)}
         self.kernels = get_kernels("cpu")
         self.sa = prep.schema.arrays()
@@ -848,8 +850,8 @@ class Campaign:
         }
         for c in ("timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type"):
             cols[c] = frame[c].to_numpy()
-        for f in self.names:
-            cols[f] = frame[f].to_numpy()
+        for f, c in zip(self.names, self.columns):
+            cols[c] = frame[f].to_numpy()
         cols["round"] = pa.array(np.full(n, -1 if r is None else r, np.int32), mask=np.full(n, r is None))
         cols["is_probe"] = is_probe
         cols["ring_id"] = pa.array(ring_id, mask=ring_id < 0)
@@ -942,9 +944,9 @@ class Campaign:
         store = self.store.store if isinstance(self.store, BackgroundWriter) else self.store
         uniq = np.unique(self.agents.template)
         tbl = {"target_id": prep.templates_id[uniq], "original_score": prep.templates_score[uniq]}
-        tbl.update({f: prep.templates_X[uniq, j] for j, f in enumerate(self.names)})
+        tbl.update(store.feature_table(prep.templates_X[uniq]))
         store.con.register("_originals", pa.table(tbl))
-        feats = "".join(f", any_value(o.{_ident(f)})" for f in self.names)
+        feats = "".join(f", any_value(o.{_ident(c)})" for c in store.columns)
         try:
             store.execute(f"""
 INSERT INTO targets
@@ -1020,10 +1022,7 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
         timings.update({f"round_{k}_s": v for k, v in camp.phase_s.items()})
         writer.close()
         store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?", [_now(), run_id])
-        from ..report.views import create_views
-
-        create_views(store.con)
-        path = store.finish()
+        path = store.finish()  # the run is safe on disk before anything derived from it (runner.derive)
     except BaseException as exc:
         try:
             writer.close()
@@ -1031,7 +1030,9 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
             pass  # the first error is the one to report
         store.fail(run_id, exc)
         raise
-    return CampaignResult(path=path, run_id=run_id, scenario=sc, timings=timings)
+    from ..runner import derive
+
+    return CampaignResult(path=path, run_id=run_id, scenario=sc, timings=timings, warnings=derive(path))
 
 
 class CampaignResult(RunResult):

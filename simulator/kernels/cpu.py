@@ -19,6 +19,8 @@ PARALLEL_MIN_ROWS = 8192
 def _project_value(v, x0, j, kind, lo, hi, direction, cats, ncats):
     if not math.isfinite(v):
         v = x0
+    if math.isnan(v):  # the original is missing and the candidate leaves it so
+        return v
     k = kind[j]
     if k == INTEGER:
         v = math.floor(v + 0.5)
@@ -35,6 +37,8 @@ def _project_value(v, x0, j, kind, lo, hi, direction, cats, ncats):
                 bd = dd
                 best = cats[j, c]
         v = best
+    if math.isnan(x0):  # no direction from a missing original
+        return v
     if direction[j] == 1 and v < x0:
         v = x0
     elif direction[j] == -1 and v > x0:
@@ -61,7 +65,13 @@ def _cost(X, X0, origin, kind, lo, hi, weight, out):
         o = origin[i]
         s = 0.0
         for j in range(d):
-            diff = X[i, j] - X0[o, j]
+            a = X[i, j]
+            b = X0[o, j]
+            if math.isnan(a) or math.isnan(b):
+                if math.isnan(a) != math.isnan(b):  # a missing value given a value, or the reverse
+                    s += weight[j]
+                continue
+            diff = a - b
             if diff == 0.0:
                 continue
             k = kind[j]
@@ -82,7 +92,9 @@ def _violations(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, ou
         for j in range(d):
             v = X[i, j]
             x0 = X0[o, j]
-            if not math.isfinite(v):
+            if math.isnan(v) and math.isnan(x0):  # missing and left missing: unchanged
+                bad = False
+            elif not math.isfinite(v):
                 bad = True
             elif not mutable[j]:
                 bad = v != x0
@@ -129,7 +141,14 @@ def _mutate(base, X0, origin, U, Z, V, step, p, mode, mut_idx, kind, lo, hi, mut
                 u = (uu - pi) / max(1.0 - pi, 1e-12)
             u = min(max(u, 0.0), 1.0 - 1e-12)
             k = kind[j]
-            if k == BINARY:
+            if math.isnan(b) and k != CATEGORICAL:  # a missing value takes a uniform value within the bounds
+                if k == BINARY:
+                    v = 1.0 if u >= 0.5 else 0.0
+                elif k == INTEGER:
+                    v = min(math.floor(lo[j] + u * (hi[j] - lo[j] + 1.0)), hi[j])
+                else:
+                    v = lo[j] + u * (hi[j] - lo[j])
+            elif k == BINARY:
                 v = 1.0 - b
             elif k == CATEGORICAL:
                 nc = ncats[j]
@@ -143,8 +162,8 @@ def _mutate(base, X0, origin, U, Z, V, step, p, mode, mut_idx, kind, lo, hi, mut
                     delta = 1.0 if Z[i, j] >= 0 else -1.0
                 v = b + delta
             else:
-                a = x0 if direction[j] == 1 else lo[j]
-                bb = x0 if direction[j] == -1 else hi[j]
+                a = x0 if direction[j] == 1 and not math.isnan(x0) else lo[j]
+                bb = x0 if direction[j] == -1 and not math.isnan(x0) else hi[j]
                 if k == INTEGER:
                     v = min(math.floor(a + u * (bb - a + 1.0)), bb)
                 else:

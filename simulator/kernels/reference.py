@@ -31,56 +31,70 @@ def _snap_categorical(out, sa, xp):
     for j in np.nonzero(np.asarray(sa.kind) == CATEGORICAL)[0]:
         k = int(sa.n_categories[j])
         cats = cats_all[j, :k]
-        idx = xp.argmin(xp.abs(out[:, j, None] - cats[None, :]), axis=1)  # ties: first (smaller) category
-        out[:, j] = cats[idx]
+        idx = xp.argmin(xp.abs(xp.nan_to_num(out[:, j, None]) - cats[None, :]), axis=1)  # ties: first (smaller) one
+        out[:, j] = xp.where(xp.isnan(out[:, j]), out[:, j], cats[idx])  # a missing value stays missing
     return out
 
 
 def project(X, X0, origin, sa, xp=np):
     """Nearest valid candidate: frozen features reset to the original, integers rounded (half up), bounds clipped,
-    binaries snapped at 0.5, categoricals snapped to the nearest category, then the allowed direction enforced."""
+    binaries snapped at 0.5, categoricals snapped to the nearest category, then the allowed direction enforced.
+
+    Missing values (NaN) are data: a non-finite candidate value becomes the original (so stays NaN where the
+    original is NaN); a frozen NaN stays NaN; directions do not apply where the original is NaN."""
     kind, lo, hi, mutable, direction = _consts(sa, xp)
     x0 = X0[origin]
     out = xp.where(xp.isfinite(X), X, x0)
+    missing = xp.isnan(out)
     out = xp.where(kind == INTEGER, xp.floor(out + 0.5), out)
     out = xp.where((kind == CONTINUOUS) | (kind == INTEGER), xp.minimum(xp.maximum(out, lo), hi), out)
     out = xp.where(kind == BINARY, (out >= 0.5).astype(out.dtype), out)
+    out = xp.where(missing, xp.nan, out)
     out = _snap_categorical(out, sa, xp)
-    out = xp.where(direction == 1, xp.maximum(out, x0), out)
-    out = xp.where(direction == -1, xp.minimum(out, x0), out)
+    present = ~xp.isnan(x0)
+    out = xp.where((direction == 1) & present, xp.maximum(out, x0), out)
+    out = xp.where((direction == -1) & present, xp.minimum(out, x0), out)
     return xp.where(mutable, out, x0)
 
 
 def cost(X, X0, origin, sa, xp=np):
     """Sum over changed features of ``cost * |delta| / (max - min)`` (continuous, integer) or ``cost`` (binary,
-    categorical)."""
+    categorical). A missing value given a value (or the reverse) costs the feature's full ``cost``; NaN to NaN is
+    unchanged."""
     kind, lo, hi, _, _ = _consts(sa, xp)
     w = xp.asarray(sa.cost)[None, :]
-    diff = X - X0[origin]
+    x0 = X0[origin]
+    nan_x, nan_0 = xp.isnan(X), xp.isnan(x0)
+    diff = xp.where(nan_x | nan_0, 0.0, X - x0)
     span = hi - lo
     numeric = w * xp.abs(diff) / xp.where(span > 0, span, 1.0)
     numeric = xp.where(span > 0, numeric, w * (diff != 0))
     flag = w * (diff != 0)
     per = xp.where((kind == CONTINUOUS) | (kind == INTEGER), numeric, flag)
+    per = xp.where(nan_x != nan_0, w, per)
     return per.sum(axis=1)
 
 
 def violations(X, X0, origin, sa, xp=np):
-    """Per candidate: True when it breaks any constraint (what the oracle refuses to score)."""
+    """Per candidate: True when it breaks any constraint (what the oracle refuses to score). NaN equals NaN: a
+    missing original may stay missing (frozen or mutable) or, if mutable, take any valid value (its direction does
+    not apply); turning a present value into NaN, or any infinity, is a violation."""
     kind, lo, hi, mutable, direction = _consts(sa, xp)
     x0 = X0[origin]
-    bad = ~xp.isfinite(X)
-    bad |= (~mutable) & (X != x0)
+    nan_x, nan_0 = xp.isnan(X), xp.isnan(x0)
+    both_nan = nan_x & nan_0
+    bad = ~xp.isfinite(X) & ~both_nan
+    bad |= (~mutable) & (X != x0) & ~both_nan
     numeric = (kind == CONTINUOUS) | (kind == INTEGER)
     bad |= mutable & numeric & ((X < lo) | (X > hi))
-    bad |= mutable & (kind == INTEGER) & (X != xp.floor(X))
-    bad |= mutable & (kind == BINARY) & (X != 0) & (X != 1)
+    bad |= mutable & (kind == INTEGER) & ~nan_x & (X != xp.floor(X))
+    bad |= mutable & (kind == BINARY) & ~nan_x & (X != 0) & (X != 1)
     bad |= mutable & (direction == 1) & (X < x0)
     bad |= mutable & (direction == -1) & (X > x0)
     cats_all = xp.asarray(sa.categories)
     for j in np.nonzero((np.asarray(sa.kind) == CATEGORICAL) & np.asarray(sa.mutable))[0]:
         k = int(sa.n_categories[j])
-        bad[:, j] |= ~(X[:, j, None] == cats_all[j, None, :k]).any(axis=1)
+        bad[:, j] |= ~nan_x[:, j] & ~(X[:, j, None] == cats_all[j, None, :k]).any(axis=1)
     return bad.any(axis=1)
 
 
@@ -90,7 +104,8 @@ def mutate(base, X0, origin, U, Z, V, step, p, mode, sa, xp=np):
     ``Z * step[i] * (max - min)`` (integers at least one unit), binaries flip, categoricals jump to another
     category. ``mode`` 1 (uniform): continuous/integer take a uniform value in the interval the direction allows
     around the original. The uniform number deciding whether a feature moves is reused, rescaled, to pick the
-    new category or uniform value."""
+    new category or uniform value. A missing (NaN) value that moves takes a uniform value within the bounds (a
+    binary: 1 when that number is at least 0.5)."""
     kind, lo, hi, mutable, direction = _consts(sa, xp)
     n, d = base.shape
     mut_idx = np.nonzero(np.asarray(sa.mutable))[0]
@@ -104,15 +119,20 @@ def mutate(base, X0, origin, U, Z, V, step, p, mode, sa, xp=np):
     sel = (hit | forced) & mutable
     u = xp.where(hit, U / xp.maximum(p_, _TINY), (U - p_) / xp.maximum(1.0 - p_, _TINY))
     u = xp.minimum(xp.maximum(u, 0.0), 1.0 - 1e-12)
+    present = ~xp.isnan(x0)
     if mode == MODE_LOCAL:
         delta = Z * step[:, None] * (hi - lo)
         int_delta = xp.where(xp.abs(delta) < 1.0, xp.where(Z >= 0, 1.0, -1.0), delta)
         numeric = base + xp.where(kind == INTEGER, int_delta, delta)
     else:
-        a = xp.where(direction == 1, x0, lo)
-        b = xp.where(direction == -1, x0, hi)
+        a = xp.where((direction == 1) & present, x0, lo)
+        b = xp.where((direction == -1) & present, x0, hi)
         numeric = xp.where(kind == INTEGER, xp.minimum(xp.floor(a + u * (b - a + 1.0)), b), a + u * (b - a))
-    value = xp.where(kind == BINARY, 1.0 - base, numeric)
+    # a missing value that moves takes a uniform value within the bounds
+    missing = xp.isnan(base)
+    uniform = xp.where(kind == INTEGER, xp.minimum(xp.floor(lo + u * (hi - lo + 1.0)), hi), lo + u * (hi - lo))
+    numeric = xp.where(missing, uniform, numeric)
+    value = xp.where(kind == BINARY, xp.where(missing, (u >= 0.5).astype(base.dtype), 1.0 - base), numeric)
     cats_all = xp.asarray(sa.categories)
     for j in np.nonzero(np.asarray(sa.kind) == CATEGORICAL)[0]:
         k = int(sa.n_categories[j])

@@ -56,7 +56,7 @@ def _num(v: float | None) -> str:
     if isinstance(v, float) and math.isinf(v):
         return "∞"
     if isinstance(v, float) and math.isnan(v):
-        return "–"
+        return "missing"
     if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
         return f"{int(v):,}"
     return f"{v:.4g}"
@@ -396,6 +396,11 @@ def _rounds_table(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     return f"<details><summary>Per-round numbers ({len(rows)} rounds)</summary>{_table(head, body)}</details>"
 
 
+def _change_text(delta: float | None) -> str:
+    """A change; ``None`` where there is no difference to show: a missing value given one (or the reverse)."""
+    return "filled in" if delta is None or (isinstance(delta, float) and math.isnan(delta)) else f"{delta:+.4g}"
+
+
 def _features_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     table = plots.feature_change_table(con, run_id)
     feats, strategies, by = table
@@ -408,7 +413,7 @@ def _features_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
             if not r or not r["changed"]:
                 cells.append('<span class="muted">–</span>')
             else:
-                cells.append(esc(f"{r['median_delta']:+.4g}") + (f' <span class="muted">({r["mean_relative_delta"]:+.0%} rel.)'
+                cells.append(esc(_change_text(r["median_delta"])) + (f' <span class="muted">({r["mean_relative_delta"]:+.0%} rel.)'
                              "</span>" if r.get("mean_relative_delta") is not None else ""))
         rows.append(cells)
     table = _table([("feature", False)] + [(f"median change · {s}", True) for s in strategies], rows) if rows else ""
@@ -465,7 +470,7 @@ def _worst_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
         changes = [c for c in all_changes if c["strategy"] == p["strategy"] and c["target_id"] == p["target_id"]]
         shown = changes if len(changes) <= MAX_FEATURES_SIDE_BY_SIDE else [c for c in changes if c["changed"]]
         body = [[f"<code>{esc(c['feature'])}</code>", esc(_num(c["original_value"])), esc(_num(c["evading_value"])),
-                 esc(f"{c['delta']:+.4g}") if c["changed"] else '<span class="muted">=</span>'] for c in shown]
+                 esc(_change_text(c["delta"])) if c["changed"] else '<span class="muted">=</span>'] for c in shown]
         classes = ["changed" if c["changed"] else "" for c in shown]
         n_changed = sum(bool(c["changed"]) for c in changes)
         hidden = len(changes) - len(shown)

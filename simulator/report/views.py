@@ -27,9 +27,9 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
-from ..store import CHEAP_COST, TARGET_FIXED_COLUMNS, _ident, open_readonly
+from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
 
-VIEWS_VERSION = "1"
+VIEWS_VERSION = "2"  # 2: features by their stored columns (feature_columns); success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
 AMOUNT_BANDS = (10, 50, 200, 1000, 5000)  # upper edges of the amount bands; the last band is open
 VIEW_NAMES = ("run_summary", "success_by_budget", "queries_to_evasion", "cost_distribution", "best_evasions",
@@ -49,9 +49,8 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def feature_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The model's features, as stored: the columns of ``targets`` after the fixed ones (also in ``queries``)."""
-    query_cols = set(_columns(con, "queries"))
-    return [c for c in _columns(con, "targets") if c not in TARGET_FIXED_COLUMNS and c in query_cols]
+    """The model's features (their real names, in model order)."""
+    return [f for f, _ in read_feature_columns(con)]
 
 
 def _list(items) -> str:
@@ -64,7 +63,9 @@ def _lit(s: str) -> str:
 
 def view_definitions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The ``SELECT`` behind each view, built for this file (its features, and the optional tables it has)."""
-    feats = feature_names(con)
+    pairs = read_feature_columns(con)
+    feats = [f for f, _ in pairs]  # real names, what the views show in their ``feature`` columns
+    cols = [c for _, c in pairs]  # stored columns, what SQL reads
     cheap = f"{CHEAP_COST!r}"
     defs: dict[str, str] = {}
 
@@ -138,13 +139,13 @@ WITH b AS (
   SELECT unnest(arg_min(q, (q.cost, q.query_index, q.round))) FROM queries q WHERE q.evaded
   GROUP BY q.run_id, q.strategy, q.target_id)
 SELECT b.run_id, b.strategy, b.target_id, t.original_score, b.round, b.query_index, b.score, b.cost,
-  b.cost <= {cheap} AS cheap{"".join(f", b.{_ident(f)}" for f in feats)}
+  b.cost <= {cheap} AS cheap{"".join(f", b.{_ident(c)}" for c in cols)}
 FROM b JOIN targets t USING (run_id, strategy, target_id)"""
 
     if feats:
         names = _list(_lit(f) for f in feats)
-        orig = _list(f"t.{_ident(f)}::DOUBLE" for f in feats)
-        best = _list(f"b.{_ident(f)}::DOUBLE" for f in feats)
+        orig = _list(f"t.{_ident(c)}::DOUBLE" for c in cols)
+        best = _list(f"b.{_ident(c)}::DOUBLE" for c in cols)
         defs["evasion_feature_changes"] = f"""
 WITH pairs AS (
   SELECT b.run_id, b.strategy, b.target_id, b.cost,
@@ -152,8 +153,9 @@ WITH pairs AS (
     unnest({orig}) AS original_value, unnest({best}) AS evading_value
   FROM best_evasions b JOIN targets t USING (run_id, strategy, target_id))
 SELECT run_id, strategy, target_id, feature, feature_order, original_value, evading_value,
-  evading_value - original_value AS delta,
-  coalesce(abs(evading_value - original_value) > 1e-9 * greatest(1.0, abs(original_value)),
+  CASE WHEN NOT (isnan(original_value) OR isnan(evading_value)) THEN evading_value - original_value END AS delta,
+  coalesce(CASE WHEN isnan(original_value) OR isnan(evading_value) THEN isnan(original_value) <> isnan(evading_value)
+                ELSE abs(evading_value - original_value) > 1e-9 * greatest(1.0, abs(original_value)) END,
            (evading_value IS NULL) <> (original_value IS NULL)) AS changed,
   cost AS evasion_cost
 FROM pairs"""
@@ -172,7 +174,7 @@ SELECT run_id, strategy, feature, min(feature_order) AS feature_order, count(*) 
   avg(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS mean_relative_delta
 FROM evasion_feature_changes GROUP BY run_id, strategy, feature"""
 
-    defs["success_by_segment"] = _segments_sql(con, feats)
+    defs["success_by_segment"] = _segments_sql(con, dict(pairs))
     defs["round_measures"] = _rounds_sql(con)
     defs["round_strategy_measures"] = _round_strategy_sql()
     defs["model_performance"] = """
@@ -203,47 +205,54 @@ LEFT JOIN model_versions m ON m.run_id = r.run_id AND m.version = r.model_versio
 
 def _amount_band_sql(col: str) -> str:
     edges = AMOUNT_BANDS
-    parts = [f"WHEN {col} < {edges[0]} THEN '< {edges[0]:,}'"]
+    parts = [f"WHEN isnan({col}) THEN 'missing'", f"WHEN {col} < {edges[0]} THEN '< {edges[0]:,}'"]
     parts += [f"WHEN {col} < {hi} THEN '{lo:,}–{hi:,}'" for lo, hi in zip(edges, edges[1:])]
     return "CASE " + " ".join(parts) + f" WHEN {col} >= {edges[-1]} THEN '≥ {edges[-1]:,}' END"
 
 
-def _segments_sql(con: duckdb.DuckDBPyConnection, feats: list[str]) -> str:
-    """Success per segment; each kind of segment is added only when the file has the column it needs."""
+def _segments_sql(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> str:
+    """Success per segment; each kind of segment is added only when the file has the column it needs (the world's
+    ``merchant_cat`` and ``amount`` features, ``fraud_type`` and ``ring_id``). Every branch names its columns, so any
+    branch can come first."""
     tcols = set(_columns(con, "targets"))
     xcols = set(_columns(con, "transactions"))
+    names = ("run_id", "strategy", "target_id", "segment", "value", "value_order", "queries_to_first_evasion",
+             "evaded", "cheap_evaded")
+
+    def branch(segment: str, value: str, order: str, source: str = "targets", p: str = "") -> str:
+        exprs = (f"{p}run_id", f"{p}strategy", f"{p}target_id", _lit(segment), value, order,
+                 f"{p}queries_to_first_evasion", f"{p}evaded", f"{p}cheap_evaded")
+        return "SELECT " + ", ".join(f"{e} AS {n}" for e, n in zip(exprs, names)) + f" FROM {source}"
+
     parts = []
-    if "merchant_cat" in feats:
-        parts.append("SELECT run_id, strategy, target_id, 'merchant_cat' AS segment, "
-                     "CAST(CAST(merchant_cat AS BIGINT) AS VARCHAR) AS value, merchant_cat::DOUBLE AS value_order, "
-                     "queries_to_first_evasion, evaded, cheap_evaded FROM targets")
-    if "amount" in feats:
-        order = "CASE " + " ".join(f"WHEN amount < {e} THEN {i}" for i, e in enumerate(AMOUNT_BANDS)) + \
-                f" ELSE {len(AMOUNT_BANDS)} END"
-        parts.append(f"SELECT run_id, strategy, target_id, 'amount_band', {_amount_band_sql('amount')}, ({order})::DOUBLE, "
-                     "queries_to_first_evasion, evaded, cheap_evaded FROM targets")
+    if "merchant_cat" in columns:
+        mc = _ident(columns["merchant_cat"])
+        parts.append(branch("merchant_cat", f"coalesce(CAST(TRY_CAST({mc} AS BIGINT) AS VARCHAR), 'unknown')",
+                            f"{mc}::DOUBLE"))
+    if "amount" in columns:
+        amt = _ident(columns["amount"])
+        order = f"CASE WHEN isnan({amt}) THEN NULL " + " ".join(f"WHEN {amt} < {e} THEN {i}" for i, e in enumerate(AMOUNT_BANDS)) + \
+                f" WHEN {amt} >= {AMOUNT_BANDS[-1]} THEN {len(AMOUNT_BANDS)} END"
+        parts.append(branch("amount_band", f"coalesce({_amount_band_sql(amt)}, 'unknown')", f"({order})::DOUBLE"))
 
     def joined(col: str, label: str) -> str:
         # the target's own transaction in the world's stream (target ids are transaction ids there)
-        return (f"SELECT t.run_id, t.strategy, t.target_id, '{label}', coalesce(CAST(x.{col} AS VARCHAR), 'unknown'), "
-                f"TRY_CAST(x.{col} AS DOUBLE), t.queries_to_first_evasion, t.evaded, t.cheap_evaded FROM targets t "
-                f"LEFT JOIN (SELECT x.run_id, x.transaction_id, arg_max(x.{col}, x.model_version) AS {col} FROM transactions x "
-                f"SEMI JOIN targets g ON g.run_id = x.run_id AND g.target_id = x.transaction_id "
-                f"GROUP BY x.run_id, x.transaction_id) x "
-                f"ON x.run_id = t.run_id AND x.transaction_id = t.target_id")
+        source = (f"targets t LEFT JOIN (SELECT x.run_id, x.transaction_id, arg_max(x.{col}, x.model_version) AS {col} "
+                  f"FROM transactions x SEMI JOIN targets g ON g.run_id = x.run_id AND g.target_id = x.transaction_id "
+                  f"GROUP BY x.run_id, x.transaction_id) x ON x.run_id = t.run_id AND x.transaction_id = t.target_id")
+        return branch(label, f"coalesce(CAST(x.{col} AS VARCHAR), 'unknown')", f"TRY_CAST(x.{col} AS DOUBLE)",
+                      source, "t.")
 
     if "fraud_type" in xcols and _fetch(con, "SELECT count(x.fraud_type) FROM transactions x SEMI JOIN targets g "
                                              "ON g.run_id = x.run_id AND g.target_id = x.transaction_id")[0][0]:
         parts.append(joined("fraud_type", "fraud_type"))
     if "ring_id" in tcols and _fetch(con, "SELECT count(ring_id) FROM targets")[0][0]:
-        parts.append("SELECT run_id, strategy, target_id, 'ring', coalesce(CAST(ring_id AS VARCHAR), 'none'), "
-                     "TRY_CAST(ring_id AS DOUBLE), queries_to_first_evasion, evaded, cheap_evaded FROM targets")
+        parts.append(branch("ring", "coalesce(CAST(ring_id AS VARCHAR), 'none')", "TRY_CAST(ring_id AS DOUBLE)"))
     elif "ring_id" in xcols and _fetch(con, "SELECT count(x.ring_id) FROM transactions x SEMI JOIN targets g "
                                             "ON g.run_id = x.run_id AND g.target_id = x.transaction_id")[0][0]:
         parts.append(joined("ring_id", "ring"))
     if not parts:
-        parts.append("SELECT run_id, strategy, target_id, 'all', 'all', 0.0, queries_to_first_evasion, evaded, "
-                     "cheap_evaded FROM targets")
+        parts.append(branch("all", "'all'", "0.0::DOUBLE"))
     union = "\n  UNION ALL ".join(parts)
     return f"""
 WITH s AS (
