@@ -126,6 +126,16 @@ class Strategy:
         in the ``strategy_metrics`` table. Called once, after the strategy's last ``tell``."""
         return {}
 
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Rows this strategy keeps for its target in tables of its own, ``{table: {column: value}}`` (the runner
+        adds run_id, strategy and target_id and appends them). Called once, after the last ``tell``."""
+        return {}
+
+    @classmethod
+    def infeasible_record(cls) -> dict[str, dict[str, Any]]:
+        """:meth:`records` for a target no candidate can reach (its relations cannot be met): no instance exists."""
+        return {}
+
     def _ask(self, n: int) -> np.ndarray:
         raise NotImplementedError
 

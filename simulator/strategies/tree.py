@@ -126,6 +126,7 @@ class TreeSearch(Strategy):
             X = np.repeat(self._X0, grids[0].size, axis=0)
             for j, g in zip(feats, grids):
                 X[:, j] = g.ravel()
+            X = project_rows(self.problem, X)  # relations between features may move some values
             S = np.concatenate([self._score(X[i : i + 50_000]) for i in range(0, len(X), 50_000)])
         else:
             self.method = "beam"
@@ -157,7 +158,7 @@ class TreeSearch(Strategy):
                 kids.append(K)
             if not kids:
                 break
-            K = np.unique(np.vstack(kids), axis=0)
+            K = np.unique(project_rows(self.problem, np.vstack(kids)), axis=0)
             s = self._score(K)
             allX.append(K)
             allS.append(s)
@@ -184,7 +185,7 @@ class TreeSearch(Strategy):
                 y[j] = self.x0[j]
                 rows.append(y)
         if rows:
-            R = np.array(rows)
+            R = project_rows(self.problem, np.array(rows))
             X, S = np.vstack([X, R]), np.concatenate([S, self._score(R)])
         return X, S
 
