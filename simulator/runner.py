@@ -488,6 +488,7 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
         problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
                             feedback=sc.attack.feedback, approved_examples=approved,
                             model=prep.model if sc.attack.grant_model else None, relations=ra,
+                            threshold=prep.threshold if sc.attack.grant_model else None,
                             extras=None if extras is None else extras[i]) for i in range(len(rows))]
         rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
         advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)

@@ -62,6 +62,7 @@ class Problem:
     model: Any = None  # the target model, only when the scenario grants it
     relations: Any = None  # simulator.relations.RelationArrays, or None: relations between features
     extras: np.ndarray | None = None  # (e,) the extra data columns the relations read, for this target
+    threshold: float | None = None  # the decision threshold, given with the model when the scenario grants it
 
     def repair(self, X: np.ndarray) -> np.ndarray:
         """Apply the relations to rows already projected onto the bounds (a no-op without relations)."""
