@@ -333,7 +333,11 @@ class RunResult:
         return f"<b>fraudsim run</b> {self.run_id} → <code>{self.path}</code><br>" + self.summary()._repr_html_()
 
 
-def summary_sql(budgets: tuple[int, ...]) -> str:
+def summary_sql(budgets: tuple[int, ...], *, exact: bool = False) -> str:
+    """Per strategy: success within each budget, medians; with ``exact``, the ratio of its best cost to the exact
+    minimum (median and 90th percentile over targets)."""
+    from .report.views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN
+
     cols = ",\n  ".join(
         f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS success_at_{b}" for b in budgets)
     cheap = ",\n  ".join(
@@ -344,8 +348,8 @@ SELECT strategy, count(*) AS targets,
   {cheap},
   median(queries_to_first_evasion) AS median_queries_to_evasion,
   median(first_evasion_cost) AS median_first_cost,
-  median(min_cost) AS median_best_cost
-FROM targets WHERE run_id = ? GROUP BY strategy ORDER BY strategy"""
+  median(min_cost) AS median_best_cost{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
+FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY strategy ORDER BY strategy"""
 
 
 def budgets_for(budget: int) -> tuple[int, ...]:
@@ -360,9 +364,15 @@ def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
         if run_id is None:
             run_id = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
         budget = con.execute("SELECT budget FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
-        return con.sql(summary_sql(budgets_for(int(budget))), params=[run_id]).pl()
+        return con.sql(summary_sql(budgets_for(int(budget)), exact=has_exact(con, run_id)), params=[run_id]).pl()
     finally:
         con.close()
+
+
+def has_exact(con, run_id: str) -> bool:
+    """Whether the run has results of the exact strategy (table ``exact_bounds``)."""
+    n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'exact_bounds'").fetchall()[0][0]
+    return bool(n) and bool(con.execute("SELECT count(*) FROM exact_bounds WHERE run_id = ?", [run_id]).fetchall()[0][0])
 
 
 def _strategy_tables(done, target_ids, feasible, cls, run_id: str, sname: str) -> dict[str, dict]:

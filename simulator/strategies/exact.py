@@ -85,29 +85,45 @@ class _MILP:
         elif lo > 1e-9 or hi < -1e-9:
             self.rows.append(({}, lo, hi))  # infeasible constant row: remembered as infeasibility
 
-    def solve(self, time_limit: float, gap: float):
+    def solve(self, time_limit: float, gap: float) -> "_Solved":
+        """HiGHS through ``scipy.optimize.milp``: the status, the best solution found and the proven dual bound.
+        (highspy's own build was about twice as slow on these models, measured on release_check's.)"""
         from scipy.optimize import Bounds, LinearConstraint, milp
         from scipy.sparse import csr_matrix
 
         if any(not t for t, _, _ in self.rows):
-            return None
+            return _Solved("infeasible")
         n = len(self.lb)
-        data, ri, ci, lo, hi = [], [], [], [], []
-        for r, (terms, a, b) in enumerate(self.rows):
+        data, ri, ci = [], [], []
+        for r, (terms, _, _) in enumerate(self.rows):
             for k, v in terms.items():
                 ri.append(r)
                 ci.append(k)
                 data.append(v)
-            lo.append(a)
-            hi.append(b)
         cons = []
         if self.rows:
             A = csr_matrix((data, (ri, ci)), shape=(len(self.rows), n))
-            cons = [LinearConstraint(A, np.array(lo), np.array(hi))]
-        return milp(np.array(self.c), constraints=cons, integrality=np.array(self.integ),
-                    bounds=Bounds(np.array(self.lb), np.array(self.ub)),
-                    options={"time_limit": float(time_limit), "mip_rel_gap": float(gap), "disp": False,
-                             "presolve": True})
+            cons = [LinearConstraint(A, np.array([r[1] for r in self.rows]), np.array([r[2] for r in self.rows]))]
+        res = milp(np.array(self.c), constraints=cons, integrality=np.array(self.integ),
+                   bounds=Bounds(np.array(self.lb), np.array(self.ub)),
+                   options={"time_limit": float(time_limit), "mip_rel_gap": float(gap), "disp": False,
+                            "presolve": True})
+        dual = getattr(res, "mip_dual_bound", None)
+        dual = float(dual) + self.const if dual is not None and math.isfinite(float(dual)) else None
+        x_obj = float(res.fun) + self.const if res.x is not None else float("nan")
+        if res.status == 0:
+            return _Solved("optimal", res.x, x_obj, dual)
+        if res.status == 2:
+            return _Solved("infeasible")
+        return _Solved("time_limit", res.x, x_obj, dual)
+
+
+@dataclass
+class _Solved:
+    status: str
+    x: np.ndarray | None = None
+    objective: float = float("nan")
+    dual: float | None = None
 
 
 Lin = tuple  # (dict var -> coef, const)
@@ -142,6 +158,8 @@ class _Num:
     hi: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)  # sorted cuts inside (a, b]
     x: int | None = None  # value variable
+    w: int | None = None  # clip binary of a derived min/max: 1 when clipped
+    clip_at: float = float("nan")
 
     def add_cut(self, c: float, below: float) -> None:
         if self.integer:
@@ -170,7 +188,16 @@ class _Cat:
 @dataclass
 class _Bin:
     j: int
-    x: int
+    x: int  # the flip variable: 1 when the flag changes
+    x0: float
+
+    @property
+    def value(self) -> Lin:
+        return ({self.x: 1.0 - 2.0 * self.x0}, self.x0)
+
+    def is_(self, v: float) -> Lin:
+        """1 when the flag takes value ``v`` (0 or 1)."""
+        return ({self.x: 1.0}, 0.0) if v != self.x0 else ({self.x: -1.0}, 1.0)
 
 
 def _cond_cuts(num: _Num, op: int, vals) -> None:
@@ -192,7 +219,7 @@ def _holds(v: float, op: int, vals) -> bool:
     return bool(rk._holds(np, np.array([v]), op, np.asarray(vals, np.float64), len(vals))[0])
 
 
-def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.0, mip_rel_gap: float = 1e-6,
+def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.0, mip_rel_gap: float = 1e-4,
                            margin_tol: float = 1e-4) -> ExactResult:
     """The MILP of one target (see the module docstring); never raises for an infeasible target."""
     t0 = time.perf_counter()
@@ -239,14 +266,10 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
         a, b = domain(j)
         w = float(sa.cost[j])
         if k == BINARY:
-            x = m.var(a, b, integer=True)
-            if x0[j] >= 0.5:
-                m.c[x] -= w
-                m.const += w
-            else:
-                m.c[x] += w
-            feats[j] = _Bin(j, x)
-            lins[j] = ({x: 1.0}, 0.0)
+            other = 1.0 - x0[j]
+            flip = m.var(0, 1 if a <= other <= b else 0, cost=w, integer=True)  # 1: the flag changes
+            feats[j] = _Bin(j, flip, float(x0[j]))
+            lins[j] = feats[j].value
         elif k == CATEGORICAL:
             cats = [float(c) for c in sa.categories[j, : sa.n_categories[j]] if a <= c <= b]
             y = {c: m.var(0, 1, cost=0.0 if c == x0[j] else w, integer=True) for c in cats}
@@ -324,12 +347,16 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             if not derived[j] and w > 0:
                 dp, dm = m.var(0, np.inf, cost=w), m.var(0, np.inf, cost=w)
                 m.row({f.x: 1.0, dp: -1.0, dm: 1.0}, x0[j], x0[j])
+                # the move is at least the chosen interval's distance from the original (tightens the relaxation)
+                dist = {z: max(lo - x0[j], x0[j] - hi, 0.0) for z, lo, hi in zip(f.z, f.lo, f.hi) if lo <= hi}
+                m.row({dp: 1.0, dm: 1.0, **{z: -v for z, v in dist.items() if v > 0}}, 0.0, np.inf)
             if not derived[j]:
                 lins[j] = ({f.x: 1.0}, 0.0)
     for t, clip in clips.items():  # derived value variable = its (clipped) linear form
         f = feats[t]
         form = lins[t]
-        _link_derived(m, f.x, form, clip, f.a, f.b, feats, domain, lins)
+        f.w = _link_derived(m, f.x, form, clip, f.a, f.b, feats, domain, lins)
+        f.clip_at = float("nan") if clip is None else float(clip[1])
         lins[t] = ({f.x: 1.0}, 0.0)
 
     def pred(kk: int) -> Lin | bool:
@@ -340,7 +367,7 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
         if isinstance(f, _Num):
             return f.left(ens.left_cut(kk))
         if isinstance(f, _Bin):
-            vals = {0.0: ({f.x: -1.0}, 1.0), 1.0: ({f.x: 1.0}, 0.0)}
+            vals = {0.0: f.is_(0.0), 1.0: f.is_(1.0)}
             opts = [0.0, 1.0]
             def is_left(v):
                 return ens.go_left(kk, v)
@@ -441,23 +468,33 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             else:  # A <= B
                 m.row(_lin_add(A, B, -1.0)[0], -np.inf, B[1] - A[1])
 
-    # 7. solve
+    # 7. solve; a greedy solution over the same regions stands in when the solver finds none in time
     res = m.solve(max(time_limit - (time.perf_counter() - t0), 0.1), mip_rel_gap)
-    solve_s = time.perf_counter() - t0
     n_vars, n_rows = len(m.lb), len(m.rows)
-    if res is None or res.status == 2:
-        return ExactResult("infeasible", float("nan"), float("nan"), None, solve_s, n_vars, n_rows)
+    if res.status == "infeasible":
+        return ExactResult("infeasible", float("nan"), float("nan"), None, time.perf_counter() - t0, n_vars, n_rows)
+    bound = max(res.dual, 0.0) if res.dual is not None else 0.0  # costs are >= 0: 0 is always a bound
     if res.x is None:
-        if res.status == 1:  # time limit without any solution: only the bound
-            bound = float(getattr(res, "mip_dual_bound", np.nan)) + m.const
+        x = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
+        solve_s = time.perf_counter() - t0
+        if x is None:
             return ExactResult("time_limit", bound, float("nan"), None, solve_s, n_vars, n_rows)
-        return ExactResult("infeasible", float("nan"), float("nan"), None, solve_s, n_vars, n_rows,
-                           {"message": res.message})
-    objective = float(res.fun) + m.const
-    status = "optimal" if res.status == 0 else "time_limit"
-    bound = objective if status == "optimal" else float(getattr(res, "mip_dual_bound", np.nan)) + m.const
+        k = problem.kernels
+        c = float(k.cost(x[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
+        return ExactResult("time_limit", min(bound, c), c, x, solve_s, n_vars, n_rows, {"greedy": True})
+    objective = res.objective
     x = _decode(res.x, x0, v0, feats, derived, d)
-    return ExactResult(status, bound, objective, x, solve_s, n_vars, n_rows)
+    info = {}
+    if res.status == "optimal":
+        bound = objective
+    else:  # the greedy solution may beat the solver's incumbent
+        g = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
+        if g is not None:
+            c = float(problem.kernels.cost(g[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
+            if c < objective:
+                x, objective, info = g, c, {"greedy": True}
+    return ExactResult(res.status, min(bound, objective), objective, x, time.perf_counter() - t0, n_vars, n_rows,
+                       info)
 
 
 def sa_name(problem, j: int) -> str:
@@ -490,10 +527,9 @@ def _cond_expr(f, op: int, vals) -> Lin | bool:
         return expr if expr[0] else False
     if isinstance(f, _Bin):
         expr = ({}, 0.0)
-        if _holds(0.0, op, vals):
-            expr = _lin_add(expr, ({f.x: -1.0}, 1.0))
-        if _holds(1.0, op, vals):
-            expr = _lin_add(expr, ({f.x: 1.0}, 0.0))
+        for v in (0.0, 1.0):
+            if _holds(v, op, vals):
+                expr = _lin_add(expr, f.is_(v))
         return expr
     expr = ({}, 0.0)
     for c, y in f.y.items():
@@ -616,7 +652,7 @@ def _bounds(form, feats, domain, lins) -> tuple[float, float]:
     return lo, hi
 
 
-def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, domain, lins) -> None:
+def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, domain, lins) -> int | None:
     expr = _resolve(form, feats, lins)
     if clip is None:
         m.row(_lin_add(({x: 1.0}, 0.0), expr, -1.0)[0], expr[1], expr[1])  # x - L = const
@@ -638,6 +674,7 @@ def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, dom
         t = _lin_add(({x: 1.0, w: M1}, 0.0), expr, -1.0)
         m.row(t[0], expr[1], np.inf)
         m.row({x: 1.0, w: -M1}, c - M1, np.inf)
+        return w
     else:
         if llo >= c:
             m.row(_lin_add(({x: 1.0}, 0.0), expr, -1.0)[0], expr[1], expr[1])
@@ -652,6 +689,67 @@ def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, dom
         t = _lin_add(({x: 1.0, w: -M1}, 0.0), expr, -1.0)
         m.row(t[0], -np.inf, expr[1])
         m.row({x: 1.0, w: M1}, -np.inf, c + M1)
+        return w
+
+
+def _greedy(ens, problem, threshold: float, margin_tol: float, feats, derived, v0, d: int):
+    """A feasible solution: from the original, repeatedly take the single-feature move (to another region) with the
+    largest margin drop per unit of cost until the margin is below the target, then undo moves that are not
+    needed. None when it gets stuck."""
+    if not 0 < threshold < 1:
+        return None
+    target = math.log(threshold / (1 - threshold)) / float(ens.margin_scale) - margin_tol
+    x0 = np.asarray(problem.x0, np.float64)
+    sa, k = problem.schema, problem.kernels
+    zero = np.zeros(1, np.int64)
+
+    def fix(X):
+        X = np.atleast_2d(X)
+        return problem.repair(k.project(X, x0[None, :], np.zeros(len(X), np.int64), sa))
+
+    options: list[tuple[int, float]] = []
+    for j, f in feats.items():
+        if derived[j]:
+            continue
+        if isinstance(f, _Bin):
+            options += [(j, 0.0), (j, 1.0)]
+        elif isinstance(f, _Cat):
+            options += [(j, c) for c in f.y]
+        else:
+            options += [(j, min(max(x0[j], lo), hi)) for lo, hi in zip(f.lo, f.hi) if lo <= hi]
+    if not options:
+        return None
+    x = fix(v0[:d].copy())[0]
+    for _ in range(len(feats) + 2):
+        mg = ens.predict_margin(x[None, :])[0]
+        if mg <= target:
+            break
+        C = np.repeat(x[None, :], len(options), axis=0)
+        for i, (j, v) in enumerate(options):
+            C[i, j] = v
+        C = fix(C)
+        cost = k.cost(C, x0[None, :], np.zeros(len(C), np.int64), sa)
+        base = k.cost(x[None, :], x0[None, :], zero, sa)[0]
+        drop = mg - ens.predict_margin(C)
+        gain = np.where(drop > 0, drop / np.maximum(cost - base, 1e-9), -np.inf)
+        done = ens.predict_margin(C) <= target
+        if done.any():  # cheapest finishing move
+            i = int(np.flatnonzero(done)[np.argmin(cost[done])])
+        else:
+            i = int(np.argmax(gain))
+            if not np.isfinite(gain[i]):
+                return None
+        x = C[i]
+    if ens.predict_margin(x[None, :])[0] > target:
+        return None
+    for j in range(d):  # undo moves that are not needed
+        if x[j] != x0[j] and not (x[j] != x[j] and x0[j] != x0[j]):
+            y = x.copy()
+            y[j] = x0[j]
+            y = fix(y)[0]
+            if ens.predict_margin(y[None, :])[0] <= target:
+                x = y
+    return x
 
 
 def _decode(sol: np.ndarray, x0: np.ndarray, v0: np.ndarray, feats, derived, d: int) -> np.ndarray:
@@ -660,7 +758,7 @@ def _decode(sol: np.ndarray, x0: np.ndarray, v0: np.ndarray, feats, derived, d: 
         if derived[j]:
             continue  # recomputed from its inputs by the relations kernel
         if isinstance(f, _Bin):
-            x[j] = float(round(sol[f.x]))
+            x[j] = f.x0 if round(sol[f.x]) == 0 else 1.0 - f.x0
         elif isinstance(f, _Cat):
             x[j] = max(f.y, key=lambda c: sol[f.y[c]])
         else:
@@ -684,7 +782,7 @@ class ExactMILP(Strategy):
     needs = frozenset({"model"})
     batch_size = 1
 
-    def __init__(self, problem, rng, *, time_limit: float = 10.0, mip_rel_gap: float = 1e-6, margin_tol: float = 1e-4,
+    def __init__(self, problem, rng, *, time_limit: float = 10.0, mip_rel_gap: float = 1e-4, margin_tol: float = 1e-4,
                  **params):
         super().__init__(problem, rng, **params)
         thr = getattr(problem, "threshold", None)
