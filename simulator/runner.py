@@ -120,7 +120,8 @@ def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default
 
 def _relations(scenario: Scenario, model: TargetModel, schema: FeatureSchema, columns) -> tuple[FeatureSchema, Any]:
     """Compile the scenario's relations against the model's features and the data's columns; derived features
-    become frozen in the schema with cost 0 (they follow their inputs and cost nothing of their own)."""
+    become frozen in the schema with cost 0 (they follow their inputs and cost nothing of their own; a spec in
+    ``features`` only documents their range)."""
     if not scenario.relations:
         return schema, None
     from dataclasses import replace
@@ -131,11 +132,7 @@ def _relations(scenario: Scenario, model: TargetModel, schema: FeatureSchema, co
     rels = parse_relations(scenario.relations, source=src)
     ra = compile_relations(rels, model.feature_names, list(columns), source=src)
     specs = list(schema.specs)
-    for j in map(int, np.flatnonzero(ra.derived)):
-        if scenario.features is not None and specs[j].name in scenario.features and specs[j].mutable:
-            i = next(i for i, r in enumerate(rels) if getattr(r, "feature", None) == specs[j].name)
-            raise ScenarioError(f"{specs[j].name!r} is derived from other features; mark it mutable: false in "
-                                "features (it follows its inputs)", file=src, field=f"relations.{i}")
+    for j in map(int, np.flatnonzero(ra.derived)):  # listed in features or not: never moved directly, costs nothing
         specs[j] = replace(specs[j], mutable=False, cost=0.0)
     schema = FeatureSchema(specs)
     check_feasible_space(ra, schema.arrays(), source=src)
