@@ -130,3 +130,30 @@ def test_nan_inputs_count_as_satisfied():
     # flag == 1 and select 1 breaks an implication without NaN: repaired by moving select
     assert out[0, 3] in (0.0, 2.0)
     assert not rk.violations(out, X0, np.zeros(1, np.int64), E, ra)[0]
+
+
+@pytest.mark.parametrize("relation,field,reason", [
+    ("nope >= 1", "relations.1", "unknown feature 'nope'"),
+    ("amount_ratio_30d = amount / no_such_column", "relations.1", "unknown derived feature's input"),
+    ("amount * hour >= 1", "relations.1", "non-linear"),
+    ("amount >= 30000", "relations.1", "no values within the features' bounds"),
+])
+def test_bad_relations_exit_2_with_one_line(tmp_path, relation, field, reason):
+    import yaml
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "scenarios" / "release_check.yaml").read_text())
+    for s in ("data", "model"):
+        raw[s]["path"] = str((root / "scenarios" / raw[s]["path"]).resolve())
+    raw["relations"] = ["distance_km >= 300 * country_mismatch", relation]
+    raw["output"] = str(tmp_path / "out.duckdb")
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    r = CliRunner().invoke(app, ["run", str(p)])
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.output.split())
+    assert str(p) in line and field in line and reason in line, r.output
+    assert not (tmp_path / "out.duckdb").exists()
