@@ -157,3 +157,21 @@ def test_bad_relations_exit_2_with_one_line(tmp_path, relation, field, reason):
     line = " ".join(r.output.split())
     assert str(p) in line and field in line and reason in line, r.output
     assert not (tmp_path / "out.duckdb").exists()
+
+
+@pytest.mark.gpu
+def test_cupy_twin_agrees_with_numba():
+    from simulator.kernels import gpu
+
+    if not gpu.available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    sa, ra = _setup()
+    rng = np.random.default_rng(0)
+    X0 = np.c_[rng.uniform(0, 100, 50), rng.integers(0, 11, 50), rng.integers(0, 2, 50),
+               rng.choice([0, 1, 2, 5], 50), np.zeros(50), rng.uniform(-5, 5, 50)]
+    E = np.c_[rng.uniform(0.5, 50, 50), np.zeros(50)]
+    origin = rng.integers(0, 50, 2000)
+    k = get_kernels("cpu")
+    X = k.project(X0[origin] + rng.normal(scale=30, size=(2000, 6)), X0, origin, sa)
+    np.testing.assert_array_equal(rk.gpu_repair(X, X0, origin, E, sa, ra), rk.repair(X, X0, origin, E, sa, ra))
+    np.testing.assert_array_equal(rk.gpu_violations(X, X0, origin, E, ra), rk.violations(X, X0, origin, E, ra))

@@ -497,6 +497,18 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
                        info)
 
 
+def exact_minimum(problem, *, time_limit: float = 10.0, mip_rel_gap: float = 1e-4,
+                  margin_tol: float = 1e-4) -> ExactResult:
+    """The exact minimum-cost evasion of one target outside a run (e.g. a benchmark's ratio to the optimum):
+    ``problem`` is the same :class:`~simulator.strategies.Problem` strategies get, with ``model`` and
+    ``threshold`` set. ``result.status == "optimal"``: ``result.bound`` is the minimum cost; ``"time_limit"``:
+    a proven lower bound (``result.objective``: the best cost found); ``"infeasible"``: no evasion exists."""
+    if problem.model is None or problem.threshold is None:
+        raise ValueError("exact_minimum needs problem.model and problem.threshold")
+    return solve_min_cost_evasion(problem, threshold=float(problem.threshold), time_limit=time_limit,
+                                  mip_rel_gap=mip_rel_gap, margin_tol=margin_tol)
+
+
 def sa_name(problem, j: int) -> str:
     names = getattr(problem.model, "feature_names", None)
     return str(names[j]) if names is not None else f"feature {j}"
