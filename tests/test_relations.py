@@ -175,3 +175,27 @@ def test_cupy_twin_agrees_with_numba():
     X = k.project(X0[origin] + rng.normal(scale=30, size=(2000, 6)), X0, origin, sa)
     np.testing.assert_array_equal(rk.gpu_repair(X, X0, origin, E, sa, ra), rk.repair(X, X0, origin, E, sa, ra))
     np.testing.assert_array_equal(rk.gpu_violations(X, X0, origin, E, ra), rk.violations(X, X0, origin, E, ra))
+
+
+def test_oracle_refuses_a_candidate_that_breaks_a_relation():
+    from simulator.oracle import Oracle
+
+    sa, ra = _setup()
+    x0 = np.array([[50.0, 3.0, 1.0, 0.0, 25.0, 0.0]])
+    E = np.array([[2.0, 0.0]])
+
+    class Model:
+        def predict_score(self, X):
+            return X[:, 0] / 100
+
+    k = get_kernels("cpu")
+    o = Oracle(Model(), threshold=0.5, feedback="score", budget=10, originals=x0, schema_arrays=sa, kernels=k,
+               strategy="t", relations=ra, extras=E)
+    good = rk.repair(np.array([[40.0, 3.0, 1.0, 0.0, 0.0, 0.0]]), x0, np.zeros(1, np.int64), E, sa, ra)
+    assert good[0, 4] == 3.0  # min(40 / 2, 3): the derived feature follows its input
+    o.query(np.zeros(1, np.int64), good)
+    for bad in ([10.0, 3.0, 1.0, 0.0, 3.0, 0.0],   # amount usd >= 20 * flag broken
+                [40.0, 3.0, 1.0, 1.0, 3.0, 0.0],   # flag == 1 but select not in [0, 2]
+                [40.0, 3.0, 1.0, 0.0, 2.5, 0.0]):  # the derived feature does not follow its input
+        with pytest.raises(ValueError, match="break the constraints"):
+            o.query(np.zeros(1, np.int64), np.array([bad]))
