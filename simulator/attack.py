@@ -16,11 +16,14 @@ def target_rng(seed: int, strategy_index: int, target_id: int) -> np.random.Gene
 
 def run_strategy(strategy_cls: type[Strategy], params: dict, *, oracle: Oracle, problems: Sequence[Problem],
                  rngs: Sequence[np.random.Generator], batch_size: int | None = None,
-                 on_step: Callable[[int], None] | None = None) -> list[Strategy]:
-    """Drive ask/tell for every target until each has spent its budget or finished; returns the strategies."""
-    strategies = [strategy_cls(p, rng, **params) for p, rng in zip(problems, rngs)]
+                 on_step: Callable[[int], None] | None = None, only: np.ndarray | None = None) -> list[Strategy]:
+    """Drive ask/tell for every target until each has spent its budget or finished; returns the strategies
+    (``None`` for targets left out by ``only``, e.g. targets whose relations no point can meet)."""
+    keep = set(range(len(problems)) if only is None else (int(i) for i in only))
+    strategies = [strategy_cls(p, rng, **params) if i in keep else None
+                  for i, (p, rng) in enumerate(zip(problems, rngs))]
     batch = int(batch_size or strategy_cls.batch_size)
-    active = np.array([i for i, s in enumerate(strategies) if not s.finished], dtype=np.int64)
+    active = np.array([i for i, s in enumerate(strategies) if s is not None and not s.finished], dtype=np.int64)
     while len(active):
         ks = np.minimum(batch, oracle.remaining(active))
         X = np.vstack([strategies[i].ask(int(k)) for i, k in zip(active, ks)])

@@ -49,13 +49,15 @@ def summary_table(df: pl.DataFrame, title: str) -> Table:
         table.add_column(f"≤{budget(c)}", justify="right", no_wrap=True)
     for c in shown_cheap:
         table.add_column(f"cheap≤{budget(c)}", justify="right", no_wrap=True)
-    for c in ("med q", "cost 1st", "best"):
+    exact = "median_ratio_to_exact" in df.columns  # the run has the exact strategy
+    for c in ("med q", "cost 1st", "best") + (("÷exact", "p90÷exact") if exact else ()):
         table.add_column(c, justify="right", no_wrap=True)
     fmt = lambda v, pct=False: "–" if v is None else (f"{v:.0%}" if pct else f"{v:.2f}" if v < 10 else f"{v:.0f}")
     for r in df.iter_rows(named=True):
         table.add_row(r["strategy"], str(r["targets"]), *[fmt(r[c], True) for c in shown],
                       *[fmt(r[c], True) for c in shown_cheap], fmt(r["median_queries_to_evasion"]),
-                      fmt(r["median_first_cost"]), fmt(r["median_best_cost"]))
+                      fmt(r["median_first_cost"]), fmt(r["median_best_cost"]),
+                      *([fmt(r["median_ratio_to_exact"]), fmt(r["p90_ratio_to_exact"])] if exact else []))
     return table
 
 

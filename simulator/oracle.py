@@ -1,7 +1,7 @@
 """The only door from an attacker to the deployed model.
 
-It enforces the per-target query budget, refuses candidates that break the constraints (a strategy bug, never
-silently scored), turns true scores into the feedback the scenario allows, and logs every paid query.
+It enforces the per-target query budget, refuses candidates that break the constraints or the relations between
+features (a strategy bug, never silently scored), turns true scores into the feedback the scenario allows, and logs every paid query.
 
 Examples
 --------
@@ -51,7 +51,8 @@ class Oracle:
 
     def __init__(self, model, *, threshold: float, feedback: str, budget: int, originals: np.ndarray,
                  schema_arrays: SchemaArrays, kernels: Kernels, strategy: str, target_ids: np.ndarray | None = None,
-                 log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None):
+                 log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None,
+                 relations=None, extras: np.ndarray | None = None):
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}")
         self.model, self.threshold, self.feedback = model, float(threshold), feedback
@@ -62,6 +63,9 @@ class Oracle:
         self.target_ids = np.arange(n, dtype=np.int64) if target_ids is None else np.asarray(target_ids, np.int64)
         self.used = np.zeros(n, dtype=np.int64)
         self.log, self.round, self.agent_id = log, round_, agent_id
+        # relations between features (simulator/relations.py) and the extra data columns they read, per original
+        self.relations = None if relations is None or relations.empty else relations
+        self.extras = extras
 
     def remaining(self, targets: np.ndarray) -> np.ndarray:
         return self.budget - self.used[targets]
@@ -78,7 +82,7 @@ class Oracle:
         if len(over):
             raise BudgetExceeded(f"strategy {self.strategy!r} asked {asked[over[0]]} queries for target "
                                  f"{self.target_ids[over[0]]} with {self.budget - self.used[over[0]]} left")
-        invalid = self.kernels.violations(X, self.originals, targets, self.sa)
+        invalid = self._invalid(targets, X)
         if invalid.any():
             raise ValueError(f"strategy {self.strategy!r} produced {int(invalid.sum())} candidates that break the "
                              "constraints; strategies must project with kernels.project")
@@ -91,6 +95,17 @@ class Oracle:
                          target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
                          evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X)
         return Feedback(declined=declined, score=score if self.feedback == "score" else None)
+
+    def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Candidates breaking a bound or a relation. Derived features are frozen in the schema but follow their
+        inputs: their bounds are not checked, the relations check that they equal their recomputed value."""
+        ra = self.relations
+        if ra is None:
+            return self.kernels.violations(X, self.originals, targets, self.sa)
+        Xb = X.copy()
+        Xb[:, ra.derived] = self.originals[targets][:, ra.derived]
+        return (self.kernels.violations(Xb, self.originals, targets, self.sa)
+                | self.kernels.relation_violations(X, self.originals, targets, self.extras, ra))
 
     def _next_indices(self, targets: np.ndarray) -> np.ndarray:
         """1-based per-target query numbers, in row order within the batch."""

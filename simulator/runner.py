@@ -53,6 +53,8 @@ class Prepared:
     train_frame: pl.DataFrame | None = None  # the world's training days, when the model was trained here
     model_card: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    relations: Any = None  # simulator.relations.RelationArrays, or None without relations
+    extras: np.ndarray | None = None  # (rows of frame, e): the extra data columns the relations read
 
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (description, total) -> advance(n)
@@ -167,6 +169,33 @@ def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default
     return schema
 
 
+def _relations(scenario: Scenario, model: TargetModel, schema: FeatureSchema, columns) -> tuple[FeatureSchema, Any]:
+    """Compile the scenario's relations against the model's features and the data's columns; derived features
+    become frozen in the schema with cost 0 (they follow their inputs and cost nothing of their own; a spec in
+    ``features`` only documents their range)."""
+    if not scenario.relations:
+        return schema, None
+    from dataclasses import replace
+
+    from .relations import check_feasible_space, compile_relations, parse_relations
+
+    src = scenario.source
+    rels = parse_relations(scenario.relations, source=src)
+    ra = compile_relations(rels, model.feature_names, list(columns), source=src)
+    specs = list(schema.specs)
+    for j in map(int, np.flatnonzero(ra.derived)):  # listed in features or not: never moved directly, costs nothing
+        specs[j] = replace(specs[j], mutable=False, cost=0.0)
+    schema = FeatureSchema(specs)
+    check_feasible_space(ra, schema.arrays(), source=src)
+    return schema, ra
+
+
+def _extras(frame: pl.DataFrame, ra) -> np.ndarray | None:
+    if ra is None or not ra.extra_names:
+        return None
+    return frame_to_matrix(frame, ra.extra_names)
+
+
 def _select_targets(scenario: Scenario, labels: np.ndarray | None, scores: np.ndarray, threshold: float,
                     *, spread: bool = False) -> np.ndarray:
     """Rows to attack: the first ``limit`` matching rows in row order or, with ``spread`` (world runs, where
@@ -230,6 +259,7 @@ def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = 
     model.check_columns(frame.columns, source=src)
     schema = _schema(scenario, model, frame)
     schema.validate_frame(frame, source=src)
+    schema, ra = _relations(scenario, model, schema, frame.columns)
     label = scenario.data.label if scenario.data is not None else "is_fraud"
     labels = _labels(frame, label, src, needed=scenario.attack.targets != "declined")
     X = frame_to_matrix(frame, model.feature_names)
@@ -239,7 +269,8 @@ def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = 
     rows = _select_targets(scenario, labels, scores, threshold)
     return Prepared(scenario=scenario, model=model, threshold=threshold, threshold_rule=rule, schema=schema,
                     frame=frame, X=X, labels=labels, scores=scores, ids=np.arange(len(frame), dtype=np.int64),
-                    target_rows=rows, model_card=dict(model.card or {}), timings={"prepare_s": time.perf_counter() - t0})
+                    target_rows=rows, model_card=dict(model.card or {}), timings={"prepare_s": time.perf_counter() - t0},
+                    relations=ra, extras=_extras(frame, ra))
 
 
 def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, model_obj: Any = None) -> Prepared | None:
@@ -310,12 +341,13 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, 
     timings["train_s"] = time.perf_counter() - t1
     schema = _schema(scenario, model, stream, default_feature_specs())
     schema.validate_frame(test, source="<world>")
+    schema, ra = _relations(scenario, model, schema, test.columns)
     scores = model.predict_score(X_test)
     rows = _select_targets(scenario, y_test, scores, threshold, spread=True)
     return Prepared(scenario=scenario, model=model, threshold=threshold, threshold_rule=rule, schema=schema,
                     frame=test, X=X_test, labels=y_test, scores=scores,
                     ids=test.get_column("transaction_id").to_numpy().astype(np.int64), target_rows=rows,
-                    train_frame=train, model_card=card, timings=timings)
+                    train_frame=train, model_card=card, timings=timings, relations=ra, extras=_extras(test, ra))
 
 
 def run_id_for(prep: Prepared) -> str:
@@ -378,7 +410,11 @@ class RunResult:
         return f"<b>fraudsim run</b> {self.run_id} → <code>{self.path}</code><br>" + self.summary()._repr_html_()
 
 
-def summary_sql(budgets: tuple[int, ...]) -> str:
+def summary_sql(budgets: tuple[int, ...], *, exact: bool = False) -> str:
+    """Per strategy: success within each budget, medians; with ``exact``, the ratio of its best cost to the exact
+    minimum (median and 90th percentile over targets)."""
+    from .report.views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN
+
     cols = ",\n  ".join(
         f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS success_at_{b}" for b in budgets)
     cheap = ",\n  ".join(
@@ -389,8 +425,8 @@ SELECT strategy, count(*) AS targets,
   {cheap},
   median(queries_to_first_evasion) AS median_queries_to_evasion,
   median(first_evasion_cost) AS median_first_cost,
-  median(min_cost) AS median_best_cost
-FROM targets WHERE run_id = ? GROUP BY strategy ORDER BY strategy"""
+  median(min_cost) AS median_best_cost{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
+FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY strategy ORDER BY strategy"""
 
 
 def budgets_for(budget: int) -> tuple[int, ...]:
@@ -405,9 +441,28 @@ def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
         if run_id is None:
             run_id = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
         budget = con.execute("SELECT budget FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
-        return con.sql(summary_sql(budgets_for(int(budget))), params=[run_id]).pl()
+        return con.sql(summary_sql(budgets_for(int(budget)), exact=has_exact(con, run_id)), params=[run_id]).pl()
     finally:
         con.close()
+
+
+def has_exact(con, run_id: str) -> bool:
+    """Whether the run has results of the exact strategy (table ``exact_bounds``)."""
+    n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'exact_bounds'").fetchall()[0][0]
+    return bool(n) and bool(con.execute("SELECT count(*) FROM exact_bounds WHERE run_id = ?", [run_id]).fetchall()[0][0])
+
+
+def _strategy_tables(done, target_ids, feasible, cls, run_id: str, sname: str) -> dict[str, dict]:
+    """Rows a strategy keeps per target in tables of its own (``Strategy.records``); infeasible targets get the
+    strategy's ``infeasible_record``."""
+    out: dict[str, dict[str, list]] = {}
+    for t, ok, s in zip(target_ids, feasible, done):
+        recs = s.records() if s is not None else cls.infeasible_record()
+        for table, rec in recs.items():
+            cols = out.setdefault(table, {"run_id": [], "strategy": [], "target_id": []})
+            for key, v in (("run_id", run_id), ("strategy", sname), ("target_id", int(t)), *rec.items()):
+                cols.setdefault(key, []).append(v)
+    return out
 
 
 def _targets_sql(columns) -> str:
@@ -528,21 +583,35 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
     kernels = get_kernels(sc.attack.backend)
     sa = prep.schema.arrays()
     log = QueryLog(store, run_id)
+    ra = prep.relations
+    extras = None if prep.extras is None else np.ascontiguousarray(prep.extras[rows])
+    feasible = np.ones(len(rows), bool)
+    if ra is not None:  # a target whose relations cannot be met even by repairing its original is infeasible
+        idx = np.arange(len(rows), dtype=np.int64)
+        anchors = kernels.repair(kernels.project(originals, originals, idx, sa), originals, idx, extras, sa, ra)
+        feasible = ~kernels.relation_violations(anchors, originals, idx, extras, ra)
+    timings["infeasible_targets"] = float((~feasible).sum())
     approved = prep.X[(prep.scores < prep.threshold)][:1000]
     for s_idx, sname in enumerate(sc.attack.strategies):
         t1 = time.perf_counter()
         cls = get_strategy(sname)
         oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
                         originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
-                        target_ids=target_ids, log=log)
+                        target_ids=target_ids, log=log, relations=ra, extras=extras)
+        live = np.flatnonzero(feasible)  # infeasible targets get no query (see the exact strategy's table)
         problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
                             feedback=sc.attack.feedback, approved_examples=approved,
-                            model=prep.model if sc.attack.grant_model else None) for i in range(len(rows))]
+                            model=prep.model if sc.attack.grant_model else None, relations=ra,
+                            threshold=prep.threshold if sc.attack.grant_model else None,
+                            extras=None if extras is None else extras[i]) for i in range(len(rows))]
         rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
         advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)
         done = run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems, rngs=rngs,
-                            batch_size=sc.attack.batch_size, on_step=advance)
-        metrics = [(int(t), k, float(v)) for t, s in zip(target_ids, done) for k, v in s.metrics().items()]
+                            batch_size=sc.attack.batch_size, on_step=advance, only=live)
+        for table, recs in _strategy_tables(done, target_ids, feasible, cls, run_id, sname).items():
+            store.append(table, recs)
+        done = [s for s in done if s is not None]
+        metrics = [(int(t), k, float(v)) for t, s in zip(target_ids[live], done) for k, v in s.metrics().items()]
         if metrics:
             t_ids, keys, values = zip(*metrics)
             store.append("strategy_metrics", {"run_id": [run_id] * len(metrics), "strategy": [sname] * len(metrics),

@@ -182,6 +182,7 @@ class Scenario(Section):
     data: DataSpec | None = None
     model: ModelSpec = ModelSpec()
     features: dict[str, FeatureSpecModel] | None = None
+    relations: tuple[str, ...] = Field((), description="relations between features (grammar: simulator/relations.py)")
     attack: AttackSpec = AttackSpec()
     adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
     defence: DefenceSpec | None = None
@@ -196,6 +197,14 @@ class Scenario(Section):
         from .report.gates import validate_gates
 
         return validate_gates(v)
+
+    @field_validator("relations", mode="after")
+    @classmethod
+    def _relations_parse(cls, v):
+        from .relations import parse_relations
+
+        parse_relations(v)  # syntax only; names are checked against the model and the data in runner.prepare
+        return v
 
     @model_validator(mode="before")
     @classmethod

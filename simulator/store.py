@@ -112,9 +112,16 @@ def _ddl(feature_names: Sequence[str]) -> list[str]:
             metric VARCHAR, value DOUBLE)""",
         """CREATE TABLE IF NOT EXISTS defence_events (run_id VARCHAR, round INTEGER, kind VARCHAR,
             target_id BIGINT, detail VARCHAR, created_at TIMESTAMP)""",
+        EXACT_BOUNDS_DDL,
         *CAMPAIGN_DDL,
     ]
 
+
+#: The exact strategy's result per target (simulator/strategies/exact.py): status optimal | time_limit | infeasible;
+#: optimum_or_bound is the minimum cost (optimal) or the solver's proven lower bound (time_limit); best_found_cost the
+#: kernel cost of the best solution found (the one asked); evades: whether the real model let it through.
+EXACT_BOUNDS_DDL = """CREATE TABLE IF NOT EXISTS exact_bounds (run_id VARCHAR, strategy VARCHAR, target_id BIGINT,
+    status VARCHAR, optimum_or_bound DOUBLE, best_found_cost DOUBLE, gap DOUBLE, solve_s DOUBLE, evades BOOLEAN)"""
 
 #: Tables only a campaign fills (see simulator/campaign and the README); columns ending in _s or _us are wall-clock.
 CAMPAIGN_DDL = (

@@ -56,3 +56,10 @@ def test_scenario_runs_small(path, tmp_path):
                            timeout=300)
         assert p.returncode == 0, p.stdout + p.stderr
         assert "all checks hold" in p.stdout
+    # no logged query breaks a relation the scenario ships (an independent NumPy reading of the relations)
+    from tests.relations_check import broken
+
+    counts, skipped = broken(sc_path, res.path)
+    assert not any(counts.values()), counts
+    if yaml.safe_load(path.read_text()).get("relations"):
+        assert counts, "no relation could be checked"

@@ -149,6 +149,13 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
     if unknown:
         raise ScenarioError(f"the world has no feature {unknown[0]!r} (features: {', '.join(FEATURES)})",
                             file=scenario.source, field=f"features.{unknown[0]}")
+    if scenario.relations:  # probes are real transactions the world featurises: they obey its relations by
+        # construction; the names are still checked here (strategies in a campaign do not repair with them)
+        from ..relations import compile_relations, parse_relations
+        from ..world import SCHEMA
+
+        compile_relations(parse_relations(scenario.relations, source=scenario.source), list(FEATURES), list(SCHEMA),
+                          source=scenario.source)
     wait = dfc.retrain.wait_days if dfc.retrain.wait_days is not None else \
         dfc.labels.delay_days + dfc.labels.delay_jitter_days
     last = ws.days - 1 - wait

@@ -21,7 +21,7 @@ from types import ModuleType
 import numpy as np
 
 from ..errors import ScenarioError
-from . import cpu, gpu, reference
+from . import cpu, gpu, reference, relations
 from .reference import MODE_LOCAL, MODE_UNIFORM
 
 __all__ = ["Kernels", "get_kernels", "MODE_LOCAL", "MODE_UNIFORM", "reference"]
@@ -45,6 +45,18 @@ class Kernels:
 
     def mutate(self, base, X0, origin, U, Z, V, step, p, mode, sa) -> np.ndarray:
         return self._impl.mutate(base, X0, origin, U, Z, V, step, p, mode, sa)
+
+    # relations between features (simulator/relations.py): applied after ``project``; ``E`` holds the extra data
+    # columns of each original (or None)
+    def repair(self, X, X0, origin, E, sa, ra) -> np.ndarray:
+        if self.name == "gpu":
+            return relations.gpu_repair(X, X0, origin, E, sa, ra)
+        return relations.repair(X, X0, origin, E, sa, ra)
+
+    def relation_violations(self, X, X0, origin, E, ra) -> np.ndarray:
+        if self.name == "gpu":
+            return relations.gpu_violations(X, X0, origin, E, ra)
+        return relations.violations(X, X0, origin, E, ra)
 
 
 def get_kernels(backend: str = "auto") -> Kernels:

@@ -24,7 +24,7 @@ from ..store import CHEAP_COST
 from . import metrics as M
 from . import plots
 from .gates import GateResult, evaluate_gates, format_value
-from .views import open_run, resolve_run_id
+from .views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, open_run, resolve_run_id
 
 SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 WORST_EVASIONS = 6
@@ -62,14 +62,21 @@ def _num(v: float | None) -> str:
     return f"{v:.4g}"
 
 
+def _exact_cols(con, run_id: str) -> str:
+    from ..runner import has_exact
+
+    return EXACT_RATIO_COLUMNS if has_exact(con, run_id) else ""
+
+
 def summary_rows(con: duckdb.DuckDBPyConnection, run_id: str, budget: int) -> tuple[list[int], list[dict]]:
     bs = list(budgets_for(budget))
     cols = ", ".join(f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS s{b}, "
                      f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS c{b}" for b in bs)
     rows = _rows(con, f"""SELECT strategy, count(*) AS targets, count(*) FILTER (WHERE evaded) AS evaded, {cols},
         median(queries_to_first_evasion) AS med_q, median(first_evasion_cost) AS med_first,
-        median(min_cost) AS med_best, sum(queries_used) AS queries
-        FROM targets WHERE run_id = ? GROUP BY strategy ORDER BY strategy""", [run_id])
+        median(min_cost) AS med_best, sum(queries_used) AS queries{_exact_cols(con, run_id)}
+        FROM targets t{EXACT_RATIO_JOIN if _exact_cols(con, run_id) else ""} WHERE t.run_id = ? GROUP BY strategy
+        ORDER BY strategy""", [run_id])
     return bs, rows
 
 
@@ -362,12 +369,16 @@ def _summary_section(summary: list[dict], bs: list[int], budget: int, colors: di
     head = [("strategy", False), ("targets", True)] + [(f"≤ {b:,}", True) for b in bs]
     head += [(f"cheap ≤ {b:,}", True) for b in bs[-2:]]
     head += [("median queries", True), ("median 1st cost", True), ("median best cost", True)]
+    exact = bool(summary) and "median_ratio_to_exact" in summary[0]
+    if exact:  # the run has the exact strategy: best cost over the exact minimum per target
+        head += [("best ÷ exact, median", True), ("best ÷ exact, p90", True)]
     rows = []
     for r in summary:
         dot = f'<span style="color:{colors.get(r["strategy"], "#999")}">●</span> '
         rows.append([dot + esc(r["strategy"]), _num(r["targets"])] + [_heat(r[f"s{b}"], (225, 87, 89)) for b in bs]
                     + [_heat(r[f"c{b}"], (242, 142, 43)) for b in bs[-2:]]
-                    + [_num(r["med_q"]), _num(r["med_first"]), _num(r["med_best"])])
+                    + [_num(r["med_q"]), _num(r["med_first"]), _num(r["med_best"])]
+                    + ([_num(r["median_ratio_to_exact"]), _num(r["p90_ratio_to_exact"])] if exact else []))
     lead = (f"Share of targets evaded within each query budget (≤ N), and cheaply (cost ≤ {CHEAP_COST:g}); medians over "
             f"the evaded targets. Budget: {budget:,} queries per target and strategy.")
     return _section("summary", "Summary per strategy", esc(lead), _table(head, rows, name_col=True))

@@ -7,7 +7,8 @@ ones on that connection, so old files read the same as new ones and the file is 
 
 The views (documented with examples in ``README_SECTION.md``):
 
-``run_summary``            one row per run and strategy: targets, evasions, success rates at the full budget, medians
+``run_summary``            one row per run and strategy: targets, evasions, success rates at the full budget, medians,
+                           and (files with an ``exact_bounds`` table) best cost ÷ exact minimum, median and p90
 ``success_by_budget``      the curve: share of targets evaded (and cheaply evaded) within N queries
 ``queries_to_evasion``     distribution of the number of queries to the first evasion
 ``cost_distribution``      histogram (bins of 0.25) of the cost of the best and of the first evasion
@@ -29,7 +30,17 @@ import duckdb
 from ..errors import StoreError
 from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
 
-VIEWS_VERSION = "2"  # 2: features by their stored columns (feature_columns); success_by_segment names every branch
+# the exact strategy's limit (simulator/strategies/exact.py): best cost / exact minimum, in run_summary
+EXACT_RATIO_COLUMNS = """,
+  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.5) FILTER (WHERE e.target_id IS NOT NULL)
+    AS median_ratio_to_exact,
+  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.9) FILTER (WHERE e.target_id IS NOT NULL)
+    AS p90_ratio_to_exact"""
+EXACT_RATIO_JOIN = """ LEFT JOIN (SELECT run_id, target_id, any_value(optimum_or_bound) AS optimum_or_bound FROM exact_bounds
+  WHERE status = 'optimal' AND optimum_or_bound > 0 GROUP BY run_id, target_id) e
+  ON e.run_id = t.run_id AND e.target_id = t.target_id"""
+
+VIEWS_VERSION = "3"  # 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
 AMOUNT_BANDS = (10, 50, 200, 1000, 5000)  # upper edges of the amount bands; the last band is open
 VIEW_NAMES = ("run_summary", "success_by_budget", "queries_to_evasion", "cost_distribution", "best_evasions",
@@ -78,8 +89,8 @@ SELECT t.run_id, t.strategy, count(*) AS targets, any_value(r.budget) AS budget,
   median(t.queries_to_first_evasion) AS median_queries_to_evasion,
   median(t.first_evasion_cost) AS median_first_cost,
   median(t.min_cost) AS median_best_cost,
-  avg(t.original_score) AS mean_original_score
-FROM targets t LEFT JOIN runs r USING (run_id)
+  avg(t.original_score) AS mean_original_score""" + (EXACT_RATIO_COLUMNS + "\nFROM targets t LEFT JOIN runs r ON r.run_id = t.run_id"
+    + EXACT_RATIO_JOIN if _columns(con, "exact_bounds") else "\nFROM targets t LEFT JOIN runs r USING (run_id)") + """
 GROUP BY t.run_id, t.strategy"""
 
     # Points of the curve: a 1-1.5-2-3-5-7 grid per decade, every N up to 10, the full budget, and every N at

@@ -4,6 +4,6 @@ A new strategy is one module here with one class decorated by ``@register("name"
 registers them all.
 """
 from .base import REGISTRY, Problem, Strategy, get_strategy, register
-from . import boundary, evolutionary, greedy, optuna_search, random_search, surrogate, tree  # noqa: F401  (registration side effect)
+from . import boundary, evolutionary, exact, greedy, optuna_search, random_search, surrogate, tree  # noqa: F401  (registration side effect)
 
 __all__ = ["REGISTRY", "Problem", "Strategy", "get_strategy", "register"]

@@ -60,6 +60,17 @@ class Problem:
     feedback: str  # "score" or "decision"
     approved_examples: np.ndarray | None = None  # (k, d) transactions the attacker has seen approved
     model: Any = None  # the target model, only when the scenario grants it
+    relations: Any = None  # simulator.relations.RelationArrays, or None: relations between features
+    extras: np.ndarray | None = None  # (e,) the extra data columns the relations read, for this target
+    threshold: float | None = None  # the decision threshold, given with the model when the scenario grants it
+
+    def repair(self, X: np.ndarray) -> np.ndarray:
+        """Apply the relations to rows already projected onto the bounds (a no-op without relations)."""
+        ra = self.relations
+        if ra is None or ra.empty:
+            return X
+        E = None if self.extras is None else np.asarray(self.extras, np.float64)[None, :]
+        return self.kernels.repair(X, self.x0[None, :], np.zeros(len(X), np.int64), E, self.schema, ra)
 
 
 class Strategy:
@@ -116,6 +127,16 @@ class Strategy:
         in the ``strategy_metrics`` table. Called once, after the strategy's last ``tell``."""
         return {}
 
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Rows this strategy keeps for its target in tables of its own, ``{table: {column: value}}`` (the runner
+        adds run_id, strategy and target_id and appends them). Called once, after the last ``tell``."""
+        return {}
+
+    @classmethod
+    def infeasible_record(cls) -> dict[str, dict[str, Any]]:
+        """:meth:`records` for a target no candidate can reach (its relations cannot be met): no instance exists."""
+        return {}
+
     def _ask(self, n: int) -> np.ndarray:
         raise NotImplementedError
 
@@ -124,7 +145,8 @@ class Strategy:
 
     # -- tools every strategy uses ----------------------------------------------------------------------------
     def project(self, X: np.ndarray) -> np.ndarray:
-        return self.problem.kernels.project(X, self._X0, np.zeros(len(X), np.int64), self.problem.schema)
+        return self.problem.repair(self.problem.kernels.project(X, self._X0, np.zeros(len(X), np.int64),
+                                                                self.problem.schema))
 
     def cost(self, X: np.ndarray) -> np.ndarray:
         return self.problem.kernels.cost(X, self._X0, np.zeros(len(X), np.int64), self.problem.schema)
@@ -133,9 +155,9 @@ class Strategy:
         """Random valid moves from the rows of ``base`` (see :func:`simulator.kernels.reference.mutate`)."""
         n = len(base)
         U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
-        return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V,
-                                           np.broadcast_to(np.asarray(step, np.float64), (n,)),
-                                           np.broadcast_to(np.asarray(p, np.float64), (n,)), mode, self.problem.schema)
+        return self.problem.repair(self.problem.kernels.mutate(
+            base, self._X0, np.zeros(n, np.int64), U, Z, V, np.broadcast_to(np.asarray(step, np.float64), (n,)),
+            np.broadcast_to(np.asarray(p, np.float64), (n,)), mode, self.problem.schema))
 
     def pull_back(self, x: np.ndarray, n: int) -> np.ndarray:
         """Cheaper variants of an evading ``x``: each changed feature is, at random, kept, reverted to the

@@ -32,7 +32,7 @@ from ..kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
 def project_rows(problem, X: np.ndarray) -> np.ndarray:
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
-    return problem.kernels.project(X, X0, np.zeros(len(X), np.int64), problem.schema)
+    return problem.repair(problem.kernels.project(X, X0, np.zeros(len(X), np.int64), problem.schema))
 
 
 def cost_rows(problem, X: np.ndarray) -> np.ndarray:

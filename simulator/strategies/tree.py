@@ -1,13 +1,13 @@
 """Gray/white box: read the granted tree ensemble to find the cheapest feature changes that flip the decision."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..kernels.reference import BINARY, CATEGORICAL
 from ..oracle import Feedback
+from ..target.trees import OP_IN, OP_LT, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register
 from .moves import Seen, cost_rows, feature_costs, project_rows
 
@@ -21,48 +21,20 @@ class Split:
 
 
 def reachable_splits(model, x0: np.ndarray, mutable: np.ndarray) -> list[Split]:
-    """Walk every tree of ``model`` (a :class:`simulator.target.TargetModel`) from its JSON dump; at a split on a
-    frozen feature follow only the branch the original takes, so only the splits an attacker can still reach
-    are returned."""
-    names = list(model.feature_names)
+    """The splits of ``model``'s trees (its neutral :class:`~simulator.target.trees.TreeEnsemble`) an attacker
+    can still reach: at a split on a frozen feature only the branch the original takes is followed."""
+    ens = tree_ensemble(model)
+    seen = ens.reachable(x0, mutable)
     out: list[Split] = []
-    if model.kind == "xgboost":
-        for tree in model.booster.get_dump(dump_format="json"):
-            stack = [json.loads(tree)]
-            while stack:
-                node = stack.pop()
-                if "leaf" in node:
-                    continue
-                j = names.index(node["split"]) if node["split"] in names else int(str(node["split"]).lstrip("f"))
-                t = float(np.float32(node.get("split_condition", 0.5)))
-                kids = {c["nodeid"]: c for c in node["children"]}
-                if mutable[j]:
-                    out.append(Split(j, t, True))
-                    stack.extend(node["children"])
-                else:
-                    v = x0[j]
-                    side = node["missing"] if not np.isfinite(v) else (node["yes"] if np.float32(v) < t else node["no"])
-                    stack.append(kids[side])
-    else:
-        for info in model.booster.dump_model()["tree_info"]:
-            stack = [info["tree_structure"]]
-            while stack:
-                node = stack.pop()
-                if "leaf_value" in node and "split_feature" not in node:
-                    continue
-                j = int(node["split_feature"])
-                if node.get("decision_type") == "==":
-                    cats = tuple(float(c) for c in str(node["threshold"]).split("||"))
-                    s = Split(j, np.nan, False, cats)
-                    go_left = float(x0[j]) in cats
-                else:
-                    s = Split(j, float(node["threshold"]), False)
-                    go_left = x0[j] <= s.threshold
-                if mutable[j]:
-                    out.append(s)
-                    stack.extend([node["left_child"], node["right_child"]])
-                else:
-                    stack.append(node["left_child"] if go_left else node["right_child"])
+    for k in np.flatnonzero(seen & ~ens.is_leaf):
+        j = int(ens.feature[k])
+        if not mutable[j]:
+            continue
+        op = int(ens.op[k])
+        if op in (OP_IN, OP_NOT_IN):
+            out.append(Split(j, np.nan, op == OP_NOT_IN, tuple(float(c) for c in ens.categories(int(k)))))
+        else:
+            out.append(Split(j, float(ens.threshold[k]), op == OP_LT))
     return out
 
 
@@ -154,6 +126,7 @@ class TreeSearch(Strategy):
             X = np.repeat(self._X0, grids[0].size, axis=0)
             for j, g in zip(feats, grids):
                 X[:, j] = g.ravel()
+            X = project_rows(self.problem, X)  # relations between features may move some values
             S = np.concatenate([self._score(X[i : i + 50_000]) for i in range(0, len(X), 50_000)])
         else:
             self.method = "beam"
@@ -185,7 +158,7 @@ class TreeSearch(Strategy):
                 kids.append(K)
             if not kids:
                 break
-            K = np.unique(np.vstack(kids), axis=0)
+            K = np.unique(project_rows(self.problem, np.vstack(kids)), axis=0)
             s = self._score(K)
             allX.append(K)
             allS.append(s)
@@ -212,7 +185,7 @@ class TreeSearch(Strategy):
                 y[j] = self.x0[j]
                 rows.append(y)
         if rows:
-            R = np.array(rows)
+            R = project_rows(self.problem, np.array(rows))
             X, S = np.vstack([X, R]), np.concatenate([S, self._score(R)])
         return X, S
 

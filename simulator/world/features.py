@@ -48,6 +48,7 @@ class StreamFeatures:
     txn_count_24h: np.ndarray  # int32
     amount_ratio_30d: np.ndarray  # float64
     new_device: np.ndarray  # int8
+    mean_amount_30d: np.ndarray | None = None  # float64: the mean the ratio divides by (before this event)
 
 
 @njit(cache=True, nogil=True)
@@ -137,6 +138,7 @@ def stream_kernel(
     out_count_24h: np.ndarray,
     out_ratio: np.ndarray,
     out_new_device: np.ndarray,
+    out_mean: np.ndarray,
 ) -> np.int64:
     """Walk one time-sorted batch, updating the per-customer state in place; returns new device pairs.
 
@@ -175,6 +177,7 @@ def stream_kernel(
 
         mean = mean_sum[c] / mean_weight[c]
         out_ratio[i] = min(amount[i] / mean, RATIO_CAP)
+        out_mean[i] = mean
         decay = math.exp(-(t - mean_time[c]) / MEAN_TIME_CONSTANT_S)
         mean_sum[c] = mean_sum[c] * decay + amount[i]
         mean_weight[c] = mean_weight[c] * decay + 1.0
@@ -270,6 +273,7 @@ class StreamingPipeline:
             txn_count_24h=np.empty(n, np.int32),
             amount_ratio_30d=np.empty(n, np.float64),
             new_device=np.empty(n, np.int8),
+            mean_amount_30d=np.empty(n, np.float64),
         )
         added = stream_kernel(
             customer,
@@ -293,6 +297,7 @@ class StreamingPipeline:
             out.txn_count_24h,
             out.amount_ratio_30d,
             out.new_device,
+            out.mean_amount_30d,
         )
         self.device_pairs += int(added)
         self.n_events += n
@@ -319,6 +324,7 @@ def reference_stream_features(
     c1 = np.zeros(n, np.int32)
     c24 = np.zeros(n, np.int32)
     ratio = np.zeros(n, np.float64)
+    means = np.zeros(n, np.float64)
     new = np.zeros(n, np.int8)
     for i in range(n):
         c, t, a, d = int(customer[i]), int(timestamp[i]), float(amount[i]), int(device[i])
@@ -331,10 +337,11 @@ def reference_stream_features(
 
         s, w, last = mean_state.get(c, (PRIOR_WEIGHT * float(prior_mean_amount[c]), PRIOR_WEIGHT, 0.0))
         ratio[i] = min(a / (s / w), RATIO_CAP)
+        means[i] = s / w
         decay = math.exp(-(t - last) / MEAN_TIME_CONSTANT_S)
         mean_state[c] = (s * decay + a, w * decay + 1.0, float(t))
 
         if d >= 0 and (c, d) not in seen:
             seen.add((c, d))
             new[i] = 1
-    return StreamFeatures(c1, c24, ratio, new)
+    return StreamFeatures(c1, c24, ratio, new, means)

@@ -55,6 +55,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "device_id": pl.Int32,
     "fraud_type": pl.Int8,
     "is_fraud": pl.Int8,
+    "mean_amount_30d": pl.Float64,  # not a model feature: what amount_ratio_30d divides by (relations read it)
     "amount": pl.Float64,
     "hour": pl.Int32,
     "merchant_cat": pl.Int32,
@@ -252,6 +253,7 @@ class World:
             "device_id": events.device,
             "fraud_type": events.fraud_type,
             "is_fraud": (events.fraud_type > 0).astype(np.int8),
+            "mean_amount_30d": stream.mean_amount_30d,
             "amount": events.amount,
             "hour": ((events.timestamp % cat.SECONDS_PER_DAY) // cat.SECONDS_PER_HOUR).astype(np.int32),
             "merchant_cat": self.merchants.category[events.merchant].astype(np.int32),
