@@ -95,14 +95,67 @@ def load_model(path: str | Path, kind: str | None = None, *, field_name: str = "
     except Exception as exc:  # the libraries raise their own error types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot be read as a {kind} model ({first[:160]})", file=str(path), field=field_name) from None
-    card = None
-    card_path = card_path_for(path)
-    if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text())
-        except json.JSONDecodeError:
-            card = None
+    card = load_card(card_path_for(path))
     return TargetModel(kind=kind, feature_names=tuple(names), booster=booster, path=path, sha256=file_sha256(path), card=card)
+
+
+MAX_CARD_BYTES = 1 << 20  # a card is a few kB of JSON
+MAX_CARD_DEPTH = 32
+
+
+def load_card(card_path: Path) -> dict | None:
+    """The model card beside a model (``<stem>.card.json``), or None when there is none. A card that is there but
+    unreadable (not UTF-8, not JSON, not an object, nested too deep, too big, an invalid threshold) is bad input:
+    a one-line ``ModelError`` naming the card, the field and the reason, never silently ignored."""
+    from ..safe_yaml import YamlError, read_text_file
+
+    if not (card_path.exists() or card_path.is_symlink()):
+        return None
+    try:
+        text = read_text_file(card_path, max_bytes=MAX_CARD_BYTES, what="model card")
+    except YamlError as exc:
+        raise ModelError(str(exc), file=str(card_path), field="card") from None
+    if _json_depth(text) > MAX_CARD_DEPTH:  # json.loads recurses per level: refuse before it overflows the stack
+        raise ModelError(f"nested more than {MAX_CARD_DEPTH} levels deep", file=str(card_path), field="card")
+    try:
+        card = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ModelError(f"not valid JSON ({str(exc).splitlines()[0][:120]})", file=str(card_path), field="card") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"a model card must be a JSON object, got {type(card).__name__}", file=str(card_path),
+                         field="card")
+    if "threshold" in card and card["threshold"] is not None:
+        thr = card["threshold"]
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
+            raise ModelError(f"must be a number between 0 and 1, got {json.dumps(thr)[:40]}", file=str(card_path),
+                             field="threshold")
+    return card
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of brackets outside strings (a scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def card_path_for(model_path: Path) -> Path:
@@ -112,8 +165,13 @@ def card_path_for(model_path: Path) -> Path:
 def _load_xgboost(path: Path):
     import xgboost as xgb
 
+    from ..quiet import native_quiet
+    from .xgb_guard import check_xgboost_file
+
+    check_xgboost_file(path)  # deep JSON (SIGSEGV in XGBoost's parser); UBJ is parsed once in a child process
     booster = xgb.Booster()
-    booster.load_model(str(path))
+    with native_quiet():
+        booster.load_model(str(path))
     objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
     if objective not in ("binary:logistic", "reg:logistic", "binary:logitraw"):
         raise ModelError(f"objective {objective!r} is not a binary classifier giving P(fraud); expected binary:logistic",
@@ -132,6 +190,10 @@ def _load_xgboost(path: Path):
 def _load_lightgbm(path: Path):
     import lightgbm as lgb
 
+    from ..quiet import native_quiet
+    from .lgbm_guard import check_lightgbm_text
+
+    check_lightgbm_text(path)  # malformed, truncated or crafted files: one-line ModelError before LightGBM parses
     objective = None
     with open(path, "r", errors="replace") as f:
         for line in f:
@@ -143,5 +205,6 @@ def _load_lightgbm(path: Path):
     if objective is None or not (objective.startswith("binary") or objective.startswith("cross_entropy")):
         raise ModelError(f"objective {objective!r} is not a binary classifier; expected objective=binary",
                          file=str(path), field="model.path")
-    booster = lgb.Booster(model_file=str(path))
+    with native_quiet():  # LightGBM's own [Warning]/[Fatal] lines stay off the terminal
+        booster = lgb.Booster(model_file=str(path))
     return booster, booster.feature_name()
