@@ -139,7 +139,7 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
     With ``gates`` in the scenario: exit 0 when all pass, 1 when any fails."""
     from .runner import execute, prepare
     from .scenario import Scenario
-    from .store import check_output_path, output_lock
+    from .store import check_export_path, check_output_path, output_lock
 
     sc = Scenario.default() if scenario is None else Scenario.from_yaml(scenario)
     if seed is not None:
@@ -151,6 +151,8 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
         err.print(Text(f"fraudsim: warning: --junit given but the scenario has no gates; no JUnit file written "
                        f"(add 'gates:' to {one_line(sc.source or 'the scenario')})", style="yellow"), soft_wrap=True)
         junit = None
+    if junit is not None:
+        check_export_path(junit, field="--junit", protected=[path, *sc.input_paths()])
     with output_lock(path) as lock:  # a second run on the same output is refused here, before any work
         if lock.stale_removed:
             err.print(Text(f"fraudsim: note: removed {one_line(lock.stale_removed)}, left by a run that was killed",
@@ -272,18 +274,21 @@ def _emit(df: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        err.print(f"wrote {df.height:,} rows to {output}", highlight=False)
+        err.print(f"wrote {df.height:,} rows to {one_line(output)}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})
 @guarded
 def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
           sql: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, "
-                                              "EXPLAIN or PRAGMA table_info"),
+                                              "EXPLAIN or PRAGMA table_info (SQL that starts with '--' may follow "
+                                              "a lone '--')"),
           fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet "
                                             "(default: from the -o suffix, else table)"),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
           max_rows: int = typer.Option(50, "--max-rows", min=1, help="rows shown in table format"),
+          timeout: float = typer.Option(300.0, "--timeout", help="stop the statement after this many seconds"),
+          memory_limit: str = typer.Option("4GB", "--memory-limit", help="most memory the statement may use"),
           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Run one read-only SQL query on a run file (views such as success_by_budget included) and print the result."""
     from .report.output import frame_table
@@ -291,7 +296,12 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
 
     try:
         fmt = _output_format(fmt, output)
-        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None)
+        if output is not None:
+            from .store import check_export_path
+
+            check_export_path(output, protected=[run_file])
+        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None, timeout_s=timeout,
+                            memory_limit=memory_limit)
         if fmt == "table":
             out.print(frame_table(df))
             if cut:
@@ -317,13 +327,18 @@ def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duck
 
     from .report.html_report import write_report
 
+    from .store import check_export_path, open_readonly
+
+    open_readonly(run_file).close()  # a .partial, a folder, a file that is not a run: one line before anything
+    check_export_path(output, protected=[run_file])
     t0 = time.perf_counter()
     try:
         path = write_report(run_file, output, run_id, gates=gate or None, title=title)
     except FraudsimError as exc:
         _fail(exc, debug)
         return
-    out.print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s", highlight=False)
+    out.print(f"wrote {one_line(path)} ({path.stat().st_size / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s",
+              highlight=False, markup=False)
 
 
 @app.command()
@@ -337,6 +352,10 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
     """Check gates on a finished run: exit 0 when all pass, 1 when any fails (2 for bad input)."""
     from .report.output import report_gates
 
+    if junit is not None:
+        from .store import check_export_path
+
+        check_export_path(junit, field="--junit", protected=[run_file])
     try:
         code = report_gates(run_file, run_id, expressions, junit=junit, out=out, err=err)
     except FraudsimError as exc:
@@ -358,6 +377,10 @@ def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
 
     try:
         fmt = _output_format(fmt, output)
+        if output is not None:
+            from .store import check_export_path
+
+            check_export_path(output, protected=[run_a, run_b])
         df = compare_runs(run_a, run_b)
         if fmt == "table":
             out.print(compare_table(df, str(run_a), str(run_b)))

@@ -102,7 +102,7 @@ DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB file
 # -- output files: checked before any work, one writer at a time ---------------------------------------------------
 
 def check_output_path(path: str | Path, *, field: str = "output", inputs: Sequence[Path] = (),
-                      source: str | None = None, create: bool = True) -> Path:
+                      source: str | None = None, create: bool = True, only_replace_runs: bool = True) -> Path:
     """Refuse an output path that cannot be a run file (a folder, a path under a file, a name too long for the file
     system) or that would overwrite an input of the run or a file that is not a fraudsim run; with ``create``, make
     its folder. Returns the path. Errors are ``StoreError`` naming ``source`` (or the path) and ``field``."""
@@ -126,7 +126,7 @@ def check_output_path(path: str | Path, *, field: str = "output", inputs: Sequen
     for inp in inputs:
         if inp is not None and _same_file(path, Path(inp)):
             raise bad(f"this would overwrite {str(inp)!r}, an input of the run; write the run elsewhere")
-    if path.exists() and not is_run_file(path):
+    if only_replace_runs and path.exists() and not is_run_file(path):
         raise bad(f"{text!r} exists and is not a fraudsim run file; refusing to overwrite it (remove it or choose "
                   "another name)")
     if create:
@@ -140,8 +140,8 @@ def check_output_path(path: str | Path, *, field: str = "output", inputs: Sequen
 def check_export_path(path: str | Path, *, field: str = "--output", protected: Sequence[Path] = ()) -> Path:
     """For ``-o`` of report, query and compare: a plain file that is neither a run file nor one of ``protected``
     (the run files read, their models and data), nor any DuckDB, Parquet or LightGBM file."""
-    path = check_output_path(path, field=field, inputs=protected, source=str(path), create=False) \
-        if not Path(path).exists() or not is_run_file(Path(path)) else Path(path)
+    path = check_output_path(path, field=field, inputs=protected, source=str(path), create=False,
+                             only_replace_runs=False)
     if path.exists() and _looks_like_input(path):
         raise StoreError("this is a run file or a model/data file; refusing to overwrite it with an export",
                          file=str(path), field=field)
