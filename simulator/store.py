@@ -113,20 +113,29 @@ def check_output_path(path: str | Path, *, field: str = "output", inputs: Sequen
     def bad(reason: str) -> StoreError:
         return StoreError(reason, file=where, field=field)
 
-    if text.strip() in ("", ".", "..") or text.endswith(("/", os.sep)) or path.is_dir():
+    if text.strip() in ("", ".", "..") or text.endswith(("/", os.sep)):
         raise bad(f"{text!r} is a folder, not a file; give a file name such as run.duckdb")
+    too_long = [p.name for p in (path, *path.parents) if len(p.name.encode("utf-8", "surrogateescape")) > 255]
     if len(path.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise bad(f"the file name is {len(path.name.encode('utf-8', 'surrogateescape'))} bytes long; the limit is "
                   f"{MAX_NAME_BYTES} (so that '.partial.wal' still fits the file system's 255)")
-    for parent in path.parents:
-        if parent.exists() or parent.is_symlink():
-            if not parent.is_dir():
-                raise bad(f"{str(parent)!r} is a file, so nothing can be written under it")
-            break
+    if too_long:
+        raise bad(f"a folder name in the path is longer than the file system's 255 bytes: {too_long[0][:40]}...")
+    try:
+        if path.is_dir():
+            raise bad(f"{text!r} is a folder, not a file; give a file name such as run.duckdb")
+        for parent in path.parents:
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise bad(f"{str(parent)!r} is a file, so nothing can be written under it")
+                break
+        exists = path.exists()
+    except OSError as exc:
+        raise bad(f"cannot be used as an output ({exc.strerror or type(exc).__name__})") from None
     for inp in inputs:
         if inp is not None and _same_file(path, Path(inp)):
             raise bad(f"this would overwrite {str(inp)!r}, an input of the run; write the run elsewhere")
-    if only_replace_runs and path.exists() and not is_run_file(path):
+    if only_replace_runs and exists and not is_run_file(path):
         raise bad(f"{text!r} exists and is not a fraudsim run file; refusing to overwrite it (remove it or choose "
                   "another name)")
     if create:
@@ -142,7 +151,7 @@ def check_export_path(path: str | Path, *, field: str = "--output", protected: S
     (the run files read, their models and data), nor any DuckDB, Parquet or LightGBM file."""
     path = check_output_path(path, field=field, inputs=protected, source=str(path), create=False,
                              only_replace_runs=False)
-    if path.exists() and _looks_like_input(path):
+    if path.is_file() and _looks_like_input(path):
         raise StoreError("this is a run file or a model/data file; refusing to overwrite it with an export",
                          file=str(path), field=field)
     try:
