@@ -138,8 +138,9 @@ def load_yaml_text(text: str) -> Any:
     """Parse one YAML document of plain data with the limits above; raises :class:`YamlError` (one line)."""
     if len(text) > MAX_BYTES:
         raise YamlError(f"over the limit of {MAX_BYTES:,} characters")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
         except RecursionError:
@@ -157,4 +158,5 @@ def load_yaml_text(text: str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise YamlError(f"not valid YAML{where}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

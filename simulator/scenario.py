@@ -216,6 +216,9 @@ class Scenario(Section):
     def _gates_parse(cls, v):
         from .report.gates import validate_gates
 
+        if v is not None and not isinstance(v, (str, list, tuple)):
+            raise ValueError(f"gates must be a list of strings such as 'auc >= 0.85' (got {type(v).__name__})")
+
         return validate_gates(v)
 
     @model_validator(mode="before")

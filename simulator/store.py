@@ -318,10 +318,14 @@ class Store:
             self._unlock()
             raise StoreError(f"cannot create the run file ({str(exc).splitlines()[0][:160]})", file=str(self.partial),
                              field="output") from None
-        for stmt in _ddl(self.feature_names):
-            self.con.execute(stmt)
-        self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
-                         [str(SCHEMA_VERSION), ",".join(self.feature_names)])
+        try:
+            for stmt in _ddl(self.feature_names):
+                self.con.execute(stmt)
+            self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
+                             [str(SCHEMA_VERSION), ",".join(self.feature_names)])
+        except BaseException:  # Ctrl-C while creating the file: nothing may stay behind
+            self.abandon()
+            raise
 
     def append(self, table: str, data: pa.Table | dict) -> None:
         """Append a whole batch (Arrow table, or a dict of equal-length arrays) in one statement."""
