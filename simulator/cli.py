@@ -92,6 +92,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except RecursionError as exc:
             _internal_error(exc, debug)
         except Exception as exc:  # anything else is fraudsim's bug, not the user's: exit 3, never 1
+            if type(exc).__name__ == "InterruptException":  # DuckDB turned the Ctrl-C into its own error
+                _interrupted(EXIT_SIGINT)
             _internal_error(exc, debug)
         finally:
             restore()

@@ -244,8 +244,12 @@ class OutputLock:
                 self.stale_removed = self.stale_removed or str(stale)
 
     def release(self) -> None:
+        """Drop what an unfinished run left (only the holder can have written it), then the lock."""
         if self.fd is None:
             return
+        for leftover in (self.partial, Path(str(self.partial) + ".wal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             os.unlink(self.lock_path)
         os.close(self.fd)
@@ -272,7 +276,7 @@ def output_lock(path: str | Path) -> Iterator[OutputLock]:
     try:
         yield lock
     finally:
-        with _HELD_GUARD:
+        with deferred_signals(), _HELD_GUARD:  # a second Ctrl-C must not stop the cleanup half-way
             lock.count -= 1
             if lock.count == 0:
                 _HELD.pop(key, None)
@@ -361,14 +365,15 @@ class Store:
     def fail(self, run_id: str, exc: BaseException) -> None:
         """Drop the partial file of a failed or interrupted run (see :meth:`abandon`). The error is the caller's
         to raise: nothing here may replace it (a closed connection, a second Ctrl-C while cleaning up)."""
-        try:
-            if isinstance(exc, Exception):  # a crash: record it, in case the file is kept for debugging one day
-                self.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
-                             [f"{type(exc).__name__}: {exc}"[:2000], run_id])
-        except Exception:
-            pass
-        finally:
-            self.abandon()
+        with deferred_signals():  # a Ctrl-C pending from an interrupted DuckDB call must not cut the cleanup short
+            try:
+                if isinstance(exc, Exception):  # a crash: record it, in case the file is kept for debugging
+                    self.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
+                                 [f"{type(exc).__name__}: {exc}"[:2000], run_id])
+            except Exception:
+                pass
+            finally:
+                self.abandon()
 
     def abandon(self) -> None:
         """Drop the partial file of a failed run; an older finished file at ``path`` stays untouched."""
