@@ -4,32 +4,101 @@ Bad input prints one line (file: field: reason) and exits with code 2; ``--debug
 """
 from __future__ import annotations
 
+import functools
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import polars as pl
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
-from .errors import FraudsimError
+from .errors import FraudsimError, Terminated, install_sigterm
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="fraudsim: how easily can a fraudster who can only query your fraud model get fraud through?")
 out = Console(width=None if sys.stdout.isatty() else 120)  # logs and pipes get the whole table
 err = Console(stderr=True)
-EXIT_BAD_INPUT = 2
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def one_line(text: object) -> str:
+    """User text made safe for one terminal line: control characters, newlines and other invisible separators are
+    written as escapes (``\\n``, ``\\x1b``, ``\\u2028``); everything else, brackets included, stays as it is."""
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(text))
+
+
+def say_error(kind: str, message: object) -> None:
+    """Print ``fraudsim: <kind>: <message>`` as one line on stderr; the message is never read as Rich markup."""
+    err.print(Text.assemble((f"fraudsim: {kind}:", "bold red"), " ", one_line(message)), highlight=False,
+              soft_wrap=True, emoji=False)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc
     if isinstance(exc, FraudsimError):
-        err.print(f"[bold red]fraudsim: {exc.kind}:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        say_error(exc.kind, exc)
         raise typer.Exit(EXIT_BAD_INPUT)
     raise exc
+
+
+def _internal_error(exc: BaseException, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    say_error("internal error", f"{type(exc).__name__}: {first}" + ("" if debug else " (a bug in fraudsim; rerun "
+                                                                      "with --debug for the traceback and report it)"))
+    raise typer.Exit(EXIT_INTERNAL)
+
+
+def _interrupted(code: int) -> None:
+    say_error("interrupted", "stopped by " + ("Ctrl-C" if code == EXIT_SIGINT else "SIGTERM") +
+              "; nothing was written (an earlier finished run file stays as it was)")
+    raise typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One exit-code policy for every command: bad input 2 (one line), internal error 3 (one line, the traceback
+    under ``--debug``), Ctrl-C 130 and SIGTERM 143 (one line, the partial file removed by the store)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug", False))
+        restore = install_sigterm()
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except FraudsimError as exc:
+            if debug:
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            say_error(exc.kind, exc)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except Terminated:
+            _interrupted(EXIT_SIGTERM)
+        except KeyboardInterrupt:
+            _interrupted(EXIT_SIGINT)
+        except RecursionError as exc:
+            _internal_error(exc, debug)
+        except Exception as exc:  # anything else is fraudsim's bug, not the user's: exit 3, never 1
+            if type(exc).__name__ == "InterruptException":  # DuckDB turned the Ctrl-C into its own error
+                _interrupted(EXIT_SIGINT)
+            _internal_error(exc, debug)
+        finally:
+            restore()
+
+    return wrapper
 
 
 def summary_table(df: pl.DataFrame, title: str) -> Table:
@@ -62,6 +131,7 @@ def summary_table(df: pl.DataFrame, title: str) -> Table:
 
 
 @app.command()
+@guarded
 def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the built-in default when omitted"),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="DuckDB file to write (overrides the scenario)"),
         seed: Optional[int] = typer.Option(None, help="override the scenario seed"),
@@ -73,80 +143,91 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
     With ``gates`` in the scenario: exit 0 when all pass, 1 when any fails."""
     from .runner import execute, prepare
     from .scenario import Scenario
+    from .store import check_export_path, check_output_path, output_lock
 
-    try:
-        sc = Scenario.default() if scenario is None else Scenario.from_yaml(scenario)
-        if seed is not None:
-            sc = sc.replace(seed=seed)
+    sc = Scenario.default() if scenario is None else Scenario.from_yaml(scenario)
+    if seed is not None:
+        sc = sc.replace(seed=seed)
+    path = Path(output) if output is not None else sc.output_path()
+    check_output_path(path, field="--output" if output is not None else "output", inputs=sc.input_paths(),
+                      source=None if output is not None else sc.source)
+    if junit is not None and not sc.gates:
+        err.print(Text(f"fraudsim: warning: --junit given but the scenario has no gates; no JUnit file written "
+                       f"(add 'gates:' to {one_line(sc.source or 'the scenario')})", style="yellow"), soft_wrap=True)
+        junit = None
+    if junit is not None:
+        check_export_path(junit, field="--junit", protected=[path, *sc.input_paths()])
+    with output_lock(path) as lock:  # a second run on the same output is refused here, before any work
+        if lock.stale_removed:
+            err.print(Text(f"fraudsim: note: removed {one_line(lock.stale_removed)}, left by a run that was killed",
+                           style="yellow"), soft_wrap=True)
         if quiet:
             prep = prepare(sc)
-            res = execute(prep, output=output)
+            res = execute(prep, output=path)
         else:
             from .progress import rich_progress
 
             with rich_progress(err) as prog:
                 prep = prepare(sc, progress=prog)
-                res = execute(prep, output=output, progress=prog)
-    except FraudsimError as exc:
-        _fail(exc, debug)
-        return
+                res = execute(prep, output=path, progress=prog)
     if getattr(prep, "is_campaign", False):  # a campaign: its header, this summary, then the per-round table
         from .campaign.report import print_campaign
 
         print_campaign(out, prep, res, summary_table)
     else:
         auc = prep.model_card.get("test_auc")
-        out.print(f"[bold]{sc.name}[/]: {prep.model.kind} model, threshold {prep.threshold:.4g} ({prep.threshold_rule})"
-                  + (f", test AUC {auc:.3f}" if isinstance(auc, float) else ""), highlight=False)
+        out.print(Text.assemble((sc.name, "bold"), f": {prep.model.kind} model, threshold {prep.threshold:.4g} "
+                                f"({one_line(prep.threshold_rule)})"
+                                + (f", test AUC {auc:.3f}" if isinstance(auc, float) else "")), highlight=False)
         out.print(f"{len(prep.target_rows)} targets ({sc.attack.targets}), budget {sc.attack.budget} queries each, "
-                  f"feedback: {sc.attack.feedback}", highlight=False)
+                  f"feedback: {sc.attack.feedback}", highlight=False, markup=False)
         try:  # derived from the finished file: a failure here is a warning, the run is safe on disk
             out.print(summary_table(res.summary(), f"Attack success ({res.run_id})"))
         except Exception as exc:
-            err.print(f"warning: {res.path}: summary not shown ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+            err.print(f"warning: {one_line(res.path)}: summary not shown ({type(exc).__name__}: "
+                      f"{one_line(str(exc).splitlines()[0][:200]) if str(exc) else ''})",
                       highlight=False, markup=False, soft_wrap=True)
-        out.print(f"results: [bold]{res.path}[/] (DuckDB: runs, queries, targets, transactions, model_versions)",
-                  highlight=False)
-    if sc.gates or junit is not None:
+        out.print(Text.assemble("results: ", (one_line(res.path), "bold"),
+                                " (DuckDB: runs, queries, targets, transactions, model_versions)"), highlight=False)
+    if sc.gates:
         from .report.output import report_gates
 
-        try:
-            code = report_gates(res.path, res.run_id, sc.gates, junit=junit, out=out, err=err)
-        except FraudsimError as exc:
-            _fail(exc, debug)
-            return
+        code = report_gates(res.path, res.run_id, sc.gates, junit=junit, out=out, err=err)
         raise typer.Exit(code)
 
 
 @app.command()
+@guarded
 def validate(scenario: Path = typer.Argument(..., help="scenario YAML"),
              debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Check a scenario and the model and data it points to, without running anything."""
     from .runner import prepare
     from .scenario import Scenario
 
-    try:
-        sc = Scenario.from_yaml(scenario)
-        prep = prepare(sc, validate_only=True)
-    except FraudsimError as exc:
-        _fail(exc, debug)
-        return
+    sc = Scenario.from_yaml(scenario)
+    prep = prepare(sc, validate_only=True)
+    if sc.output is not None:
+        from .store import check_output_path
+
+        check_output_path(sc.output, field="output", inputs=sc.input_paths(), source=sc.source, create=False)
+    shown = escape(one_line(scenario))
     if prep is None and sc.adversaries is not None:
         rings = sc.adversaries.rings
-        out.print(f"[green]ok[/] {scenario}: campaign {sc.name!r}, {len(rings)} rings, "
+        out.print(f"[green]ok[/] {shown}: campaign {sc.name!r}, {len(rings)} rings, "
                   f"{sum(r.agents for r in rings)} agents, strategies "
                   f"{', '.join(sorted({s for r in rings for s in r.strategies}))}", highlight=False)
         return
     if prep is None:
-        out.print(f"[green]ok[/] {scenario}: world scenario {sc.name!r}, strategies {', '.join(sc.attack.strategies)}, "
+        out.print(f"[green]ok[/] {shown}: world scenario {sc.name!r}, strategies {', '.join(sc.attack.strategies)}, "
                   f"budget {sc.attack.budget}", highlight=False)
         return
-    out.print(f"[green]ok[/] {scenario}: {prep.model.kind} model with {len(prep.model.feature_names)} features, "
-              f"{prep.frame.height} rows, {len(prep.target_rows)} targets, mutable: {', '.join(prep.schema.mutable_names)}",
-              highlight=False)
+    out.print(f"[green]ok[/] {shown}: {prep.model.kind} model with {len(prep.model.feature_names)} features, "
+              f"{prep.frame.height} rows, {len(prep.target_rows)} targets, mutable: "
+              f"{escape(one_line(', '.join(prep.schema.mutable_names)))}", highlight=False)
 
 
 @app.command()
+@guarded
 def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o", help="Parquet file to write"),
              customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=1),
              seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0)) -> None:
@@ -160,6 +241,7 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
 
 
 @app.command()
+@guarded
 def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder for the models and their cards"),
           customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=2),
           seed: int = typer.Option(0, min=0), fpr: float = typer.Option(0.01, min=1e-6, max=0.5),
@@ -201,17 +283,21 @@ def _emit(df: pl.DataFrame, fmt: str, output: Optional[Path]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        err.print(f"wrote {df.height:,} rows to {output}", highlight=False)
+        err.print(f"wrote {df.height:,} rows to {one_line(output)}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})
+@guarded
 def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
           sql: str = typer.Argument(..., help="one read-only statement: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, "
-                                              "EXPLAIN or PRAGMA table_info"),
+                                              "EXPLAIN or PRAGMA table_info (SQL that starts with '--' may follow "
+                                              "a lone '--')"),
           fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet "
                                             "(default: from the -o suffix, else table)"),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
           max_rows: int = typer.Option(50, "--max-rows", min=1, help="rows shown in table format"),
+          timeout: float = typer.Option(300.0, "--timeout", help="stop the statement after this many seconds"),
+          memory_limit: str = typer.Option("4GB", "--memory-limit", help="most memory the statement may use"),
           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Run one read-only SQL query on a run file (views such as success_by_budget included) and print the result."""
     from .report.output import frame_table
@@ -219,7 +305,12 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
 
     try:
         fmt = _output_format(fmt, output)
-        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None)
+        if output is not None:
+            from .store import check_export_path
+
+            check_export_path(output, protected=[run_file])
+        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None, timeout_s=timeout,
+                            memory_limit=memory_limit)
         if fmt == "table":
             out.print(frame_table(df))
             if cut:
@@ -232,6 +323,7 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
 
 
 @app.command()
+@guarded
 def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
            output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file to write"),
            run_id: Optional[str] = typer.Option(None, help="which run in the file (default: the latest)"),
@@ -244,16 +336,22 @@ def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duck
 
     from .report.html_report import write_report
 
+    from .store import check_export_path, open_readonly
+
+    open_readonly(run_file).close()  # a .partial, a folder, a file that is not a run: one line before anything
+    check_export_path(output, protected=[run_file])
     t0 = time.perf_counter()
     try:
         path = write_report(run_file, output, run_id, gates=gate or None, title=title)
     except FraudsimError as exc:
         _fail(exc, debug)
         return
-    out.print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s", highlight=False)
+    out.print(f"wrote {one_line(path)} ({path.stat().st_size / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s",
+              highlight=False, markup=False)
 
 
 @app.command()
+@guarded
 def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb)"),
          expressions: list[str] = typer.Argument(..., help="gates such as 'success_rate_at_100 <= 0.05' "
                                                  "or 'auc >= 0.85' (quote each one)"),
@@ -263,6 +361,10 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
     """Check gates on a finished run: exit 0 when all pass, 1 when any fails (2 for bad input)."""
     from .report.output import report_gates
 
+    if junit is not None:
+        from .store import check_export_path
+
+        check_export_path(junit, field="--junit", protected=[run_file])
     try:
         code = report_gates(run_file, run_id, expressions, junit=junit, out=out, err=err)
     except FraudsimError as exc:
@@ -272,6 +374,7 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
 
 
 @app.command()
+@guarded
 def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
             run_b: Path = typer.Argument(..., help="run file B (the candidate)"),
             fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet"),
@@ -283,6 +386,10 @@ def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
 
     try:
         fmt = _output_format(fmt, output)
+        if output is not None:
+            from .store import check_export_path
+
+            check_export_path(output, protected=[run_a, run_b])
         df = compare_runs(run_a, run_b)
         if fmt == "table":
             out.print(compare_table(df, str(run_a), str(run_b)))
@@ -295,9 +402,12 @@ def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
 def main() -> None:
     try:
         app()
+    except Terminated:
+        say_error("interrupted", "stopped by SIGTERM")
+        sys.exit(EXIT_SIGTERM)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        say_error("interrupted", "stopped by Ctrl-C")
+        sys.exit(EXIT_SIGINT)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,27 @@ class StoreError(FraudsimError):
 
 class BudgetExceeded(RuntimeError):
     """A strategy asked the oracle for more queries than it had left: a bug, never bad input."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process gets SIGTERM, so a run unwinds like on Ctrl-C (partial file
+    removed, previous finished file kept) and the CLI exits 143. Not an ``Exception``: nothing swallows it."""
+
+
+def install_sigterm():
+    """Turn SIGTERM into :class:`Terminated` in the main thread; returns a function that restores the old handler
+    (a no-op outside the main thread, where Python cannot set signal handlers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, _raise)
+    except (ValueError, OSError):
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)

@@ -65,18 +65,43 @@ def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
 
 
 def read_data(path: Path, *, field_name: str = "data.path") -> pl.DataFrame:
-    if not path.is_file():
-        raise DataError("file not found", file=str(path), field=field_name)
-    if path.stat().st_size == 0:
-        raise DataError("the file is empty (no header, no rows)", file=str(path), field=field_name)
+    import stat as _stat
+
     try:
-        if path.suffix.lower() in (".csv", ".tsv"):
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError("file not found", file=str(path), field=field_name) from None
+    except OSError as exc:
+        raise DataError(f"cannot be read ({exc.strerror or type(exc).__name__})", file=str(path), field=field_name) from None
+    if not _stat.S_ISREG(st.st_mode):
+        raise DataError("a folder, not a data file" if _stat.S_ISDIR(st.st_mode) else
+                        "not a regular file (a device, a FIFO or a socket)", file=str(path), field=field_name)
+    if st.st_size == 0:
+        raise DataError("the file is empty (no header, no rows)", file=str(path), field=field_name)
+    csv = path.suffix.lower() in (".csv", ".tsv")
+    try:
+        if csv:
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             return _csv_header_names(pl.read_csv(path, separator=sep), path, sep)
         return pl.read_parquet(path)
     except Exception as exc:  # polars raises several error types for unreadable files
-        raise DataError(f"cannot be read as {'CSV' if path.suffix.lower() in ('.csv', '.tsv') else 'Parquet'} "
-                        f"({str(exc).splitlines()[0][:160]})", file=str(path), field=field_name) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot be read as {'CSV' if csv else 'Parquet'} ({first[:160]})", file=str(path),
+                        field=field_name) from None
+
+
+def check_feature_data(frame: pl.DataFrame, names, *, source: str) -> None:
+    """Before bounds or scores are computed from the data: it has rows, and every model feature is a column of
+    numbers (or booleans) with at least one value. One-line ``DataError`` naming the column otherwise."""
+    if frame.height == 0:
+        raise DataError("the data has no rows (only a header, or an empty file)", file=source, field="data.path")
+    for name in names:
+        col = frame.get_column(name)
+        if not (col.dtype.is_numeric() or col.dtype == pl.Boolean or col.dtype == pl.Null):
+            raise DataError(f"non-numeric model feature column (type {col.dtype}); it must hold numbers", file=source,
+                            field=name)
+        if col.dtype == pl.Null or col.null_count() == frame.height:
+            raise DataError("model feature column has no values (every row is null)", file=source, field=name)
 
 
 def _csv_header_names(frame: pl.DataFrame, path: Path, sep: str) -> pl.DataFrame:
@@ -257,6 +282,7 @@ def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = 
     if frame.height == 0:
         raise DataError("the file has no rows (only a header): nothing to attack", file=src, field="data.path")
     model.check_columns(frame.columns, source=src)
+    check_feature_data(frame, model.feature_names, source=src)
     schema = _schema(scenario, model, frame)
     schema.validate_frame(frame, source=src)
     schema, ra = _relations(scenario, model, schema, frame.columns)
@@ -407,7 +433,10 @@ class RunResult:
         return compare(self, other)
 
     def _repr_html_(self) -> str:
-        return f"<b>fraudsim run</b> {self.run_id} → <code>{self.path}</code><br>" + self.summary()._repr_html_()
+        from html import escape
+
+        return (f"<b>fraudsim run</b> {escape(str(self.run_id))} → <code>{escape(str(self.path))}</code><br>"
+                + self.summary()._repr_html_())
 
 
 def summary_sql(budgets: tuple[int, ...], *, exact: bool = False) -> str:

@@ -28,26 +28,69 @@ from .errors import ScenarioError
 DEFAULT_SCENARIO = "default.yaml"
 
 
+#: Upper bounds on counts and sizes, so that anything ``fraudsim validate`` accepts runs in bounded memory and time
+#: (the reason is part of the error). See the README, "Limits".
+LIMITS = {
+    "seed": (2**31 - 1, "XGBoost and LightGBM take 32-bit seeds"),
+    "name": (64, "the run id repeats the name on every stored row"),
+    "customers": (1_000_000, "each customer is a row of the world's arrays (about 2 transactions a day)"),
+    "merchants": (200_000, "each merchant is a row of the world's arrays"),
+    "days": (730, "the world is simulated day by day, all days kept in memory"),
+    "customer_days": (20_000_000, "world.customers × world.days: about 2 transactions each, all kept in memory"),
+    "fraudsters": (100_000, "each fraudster is an agent stepped every day"),
+    "fraud_rate_scale": (100.0, "a multiplier of fraudster activity"),
+    "limit": (100_000, "targets attacked"),
+    "budget": (100_000, "queries per target and strategy"),
+    "queries": (20_000_000, "attack.limit × attack.budget × strategies: one stored row per query"),
+    "batch_size": (10_000, "candidates per target in one model call"),
+    "strategies": (20, "strategies in one run"),
+    "features": (2_000, "features in the scenario"),
+    "categories": (100_000, "categories of one feature"),
+    "magnitude": (1e12, "a finite number far beyond any feature value"),
+    "gates": (100, "gates in one scenario"),
+    "path": (4096, "characters in a file path"),
+}
+
+
+def bound(key: str) -> Any:
+    return LIMITS[key][0]
+
+
+def _over(key: str, value: Any) -> str:
+    return f"at most {LIMITS[key][0]:,} ({LIMITS[key][1]}); got {value:,}"
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WorldSpec(Section):
     """Build the synthetic world and attack its traffic (instead of ``data``)."""
 
-    customers: int = Field(20_000, gt=0)
-    merchants: int = Field(2_000, gt=0)
-    days: int = Field(30, ge=2)
-    fraudsters: int = Field(60, ge=0)
-    fraud_rate_scale: float = Field(1.0, gt=0)
+    customers: int = Field(20_000, gt=0, le=bound("customers"))
+    merchants: int = Field(2_000, gt=0, le=bound("merchants"))
+    days: int = Field(30, ge=2, le=bound("days"))
+    fraudsters: int = Field(60, ge=0, le=bound("fraudsters"))
+    fraud_rate_scale: float = Field(1.0, gt=0, le=bound("fraud_rate_scale"))
     train_fraction: float = Field(0.6, gt=0, lt=1, description="share of days the baseline model is trained on")
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.customers * self.days > bound("customer_days"):
+            raise ScenarioError(_over("customer_days", self.customers * self.days), field="world.customers")
+        return self
 
 
 class DataSpec(Section):
     """A team's own labelled data set (Parquet or CSV); target ids are 0-based row numbers in this file."""
 
     path: Path
-    label: str = "is_fraud"
+    label: str = Field("is_fraud", min_length=1, max_length=256)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_is_text(cls, v):
+        return _path_text(v, "data.path")
 
 
 class ModelSpec(Section):
@@ -103,22 +146,37 @@ class ModelSpec(Section):
     def location(self) -> str | None:
         return str(self.path) if self.path is not None else self.url
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_is_text(cls, v):
+        return _path_text(v, "model.path")
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_not_bool(cls, v):
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number between 0 and 1, not {str(v).lower()}")
+        return v
+
 
 class FeatureSpecModel(Section):
     type: Literal["continuous", "integer", "binary", "categorical"] = "continuous"
     min: float | None = None
     max: float | None = None
-    categories: list[float] | None = None
+    categories: list[float] | None = Field(None, max_length=bound("categories"))
     mutable: bool = True
     direction: Literal["increase", "decrease", "any"] = "any"
-    cost: float = Field(1.0, ge=0)
+    cost: float = Field(1.0, ge=0, le=1e6)
 
     @model_validator(mode="after")
     def _consistent(self):
         for key in ("min", "max"):
             v = getattr(self, key)
-            if v is not None and not math.isfinite(v):
-                raise ValueError(f"{key} must be finite")
+            if v is not None and not (math.isfinite(v) and abs(v) <= bound("magnitude")):
+                raise ValueError(f"{key} must be a finite number of magnitude at most {bound('magnitude'):g}")
+        if self.categories is not None and not all(math.isfinite(c) and abs(c) <= bound("magnitude")
+                                                   for c in self.categories):
+            raise ValueError(f"categories must be finite numbers of magnitude at most {bound('magnitude'):g}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min:g}) > max ({self.max:g})")
         if self.type == "categorical" and not self.categories:
@@ -136,12 +194,14 @@ class FeatureSpecModel(Section):
 
 class AttackSpec(Section):
     targets: Literal["caught_fraud", "fraud", "declined"] = "caught_fraud"
-    limit: int | None = Field(40, gt=0, description="first N targets by row order after filtering; null for all")
-    budget: int = Field(1000, gt=0, description="oracle queries per target and strategy")
+    limit: int | None = Field(40, gt=0, le=bound("limit"),
+                              description="first N targets by row order after filtering; null for all")
+    budget: int = Field(1000, gt=0, le=bound("budget"), description="oracle queries per target and strategy")
     feedback: Literal["score", "decision"] = "score"
-    strategies: tuple[str, ...] = ("random", "evolutionary")
+    strategies: tuple[str, ...] = Field(("random", "evolutionary"), max_length=bound("strategies"))
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy keyword parameters")
-    batch_size: int | None = Field(None, gt=0, description="candidates per target per oracle call (default: the strategy's)")
+    batch_size: int | None = Field(None, gt=0, le=bound("batch_size"),
+                                   description="candidates per target per oracle call (default: the strategy's)")
     backend: Literal["auto", "cpu", "gpu"] = "auto"
     grant_model: bool = False  # white box: the attacker may read the model file
 
@@ -167,27 +227,35 @@ class AttackSpec(Section):
             if "model" in cls.needs and not self.grant_model:
                 raise ScenarioError(f"strategy {name!r} needs the model file; set attack.grant_model: true",
                                     field=f"attack.strategies.{i}")
-        for name in self.params:
+        from .strategies.params import check_params
+
+        for name, params in self.params.items():
             if name not in self.strategies:
                 raise ScenarioError(f"parameters for {name!r}, which is not in attack.strategies", field=f"attack.params.{name}")
+            check_params(get_strategy(name), params, field=f"attack.params.{name}")
+        queries = (self.limit or bound("limit")) * self.budget * len(self.strategies)
+        if queries > bound("queries"):
+            raise ScenarioError(_over("queries", queries) + "; lower the budget, the limit or the strategies",
+                                field="attack.budget")
         return self
 
 
 class Scenario(Section):
     """A whole fight: where the traffic comes from, the model, what attackers may change, how they attack."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(0, ge=0)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=bound("name"))
+    seed: int = Field(0, ge=0, le=bound("seed"))
     world: WorldSpec | None = None
     data: DataSpec | None = None
     model: ModelSpec = ModelSpec()
-    features: dict[str, FeatureSpecModel] | None = None
+    features: dict[str, FeatureSpecModel] | None = Field(None, max_length=bound("features"))
     relations: tuple[str, ...] = Field((), description="relations between features (grammar: simulator/relations.py)")
     attack: AttackSpec = AttackSpec()
     adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
     defence: DefenceSpec | None = None
     rounds: RoundsSpec | None = None
-    gates: tuple[str, ...] = Field((), description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
+    gates: tuple[str, ...] = Field((), max_length=bound("gates"),
+                                   description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
     output: Path | None = None
     source: str | None = Field(None, exclude=True, description="the file this came from, for error messages")
 
@@ -195,6 +263,9 @@ class Scenario(Section):
     @classmethod
     def _gates_parse(cls, v):
         from .report.gates import validate_gates
+
+        if v is not None and not isinstance(v, (str, list, tuple)):
+            raise ValueError(f"gates must be a list of strings such as 'auc >= 0.85' (got {type(v).__name__})")
 
         return validate_gates(v)
 
@@ -215,10 +286,15 @@ class Scenario(Section):
         raw = dict(raw)
         for section in ("data", "model"):
             if isinstance(raw.get(section), dict) and raw[section].get("path") is not None:
-                raw[section] = dict(raw[section], path=_resolve(base, raw[section]["path"]))
+                raw[section] = dict(raw[section], path=_resolve(base, raw[section]["path"], f"{section}.path"))
         if raw.get("output") is not None:
-            raw["output"] = _resolve(base, raw["output"])
+            raw["output"] = _resolve(base, raw["output"], "output")
         return raw
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_is_text(cls, v):
+        return _path_text(v, "output")
 
     @model_validator(mode="after")
     def _sources(self):
@@ -228,10 +304,35 @@ class Scenario(Section):
             raise ScenarioError("a scenario on a team's data needs the model to attack: model.path (a file) or "
                                 "model.url (an endpoint)", field="model.path")
         check_campaign(self)
-        from .report.gates import validate_gates
+        from .report.gates import parse_gates, validate_gates
 
         validate_gates(self.gates, budget=self.attack.budget)
+        known = self.strategy_names()
+        for gate in parse_gates(self.gates):
+            if gate.strategy is not None and gate.strategy not in known:
+                raise ScenarioError(f"gate names strategy {gate.strategy!r}, which this scenario does not run "
+                                    f"(strategies: {', '.join(sorted(known))})", field=gate.field)
         return self
+
+    def strategy_names(self) -> set[str]:
+        """The strategies whose results a run of this scenario records (for gates that name one)."""
+        if self.adversaries is not None:
+            from .campaign.config import PLAYBOOK
+
+            names = {s for r in self.adversaries.rings for s in r.strategies}
+            return names | ({PLAYBOOK} if self.adversaries.evolution.share_within_ring else set())
+        return set(self.attack.strategies)
+
+    def input_paths(self) -> list[Path]:
+        """Files a run reads (scenario, model and its card, data): no output may overwrite them."""
+        paths = [Path(self.source)] if self.source and not self.source.startswith("<") else []
+        if self.model.path is not None:
+            from .target import card_path_for
+
+            paths += [self.model.path, card_path_for(self.model.path)]
+        if self.data is not None:
+            paths.append(self.data.path)
+        return paths
 
     @property
     def uses_world(self) -> bool:
@@ -247,21 +348,30 @@ class Scenario(Section):
     # -- loading ------------------------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Scenario":
+        """Read a scenario file with :mod:`simulator.safe_yaml` (regular UTF-8 files of at most 1 MiB; no duplicate
+        keys, deep nesting or alias bombs) and validate it."""
+        from .safe_yaml import YamlError, load_yaml_text, read_text_file
+
         path = Path(path)
-        if not path.is_file():
-            raise ScenarioError("file not found", file=str(path))
         try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ScenarioError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(path)) from None
-        return cls.from_dict(raw, base_dir=path.resolve().parent, source=str(path))
+            raw = load_yaml_text(read_text_file(path, what="scenario file"))
+        except YamlError as exc:
+            raise ScenarioError(str(exc), file=str(path)) from None
+        try:
+            base = path.resolve().parent
+        except (OSError, RuntimeError) as exc:
+            raise ScenarioError(f"cannot resolve the file's folder ({exc})", file=str(path)) from None
+        return cls.from_dict(raw, base_dir=base, source=str(path))
 
     @classmethod
     def from_dict(cls, raw: Any, *, base_dir: str | Path | None = None, source: str | None = None) -> "Scenario":
         if not isinstance(raw, dict):
             raise ScenarioError("the scenario must be a mapping of keys (name, seed, world or data, model, ...)", file=source)
+        bad_key = next((k for k in raw if not isinstance(k, str)), None)
+        if bad_key is not None or "source" in raw:
+            key = bad_key if bad_key is not None else "source"
+            raise ScenarioError("unknown key" if key == "source" else "keys must be strings", file=source,
+                                field=str(key))
         raw = dict(raw, source=source)
         try:
             return cls.model_validate(raw, context={"base_dir": Path(base_dir) if base_dir else None})
@@ -287,9 +397,27 @@ class Scenario(Section):
         return Scenario.from_dict(raw, source=self.source)
 
 
-def _resolve(base: Path, p: Any) -> str:
-    p = Path(str(p)).expanduser()
-    return str(p if p.is_absolute() else (base / p))
+def _path_text(p: Any, field: str) -> Any:
+    """A path in a scenario must be a non-empty string (never a mapping, list or number turned into a name)."""
+    if p is None or isinstance(p, Path):
+        return p
+    if not isinstance(p, str):
+        raise ScenarioError(f"must be a file path (a string), got {type(p).__name__}", field=field)
+    if not p.strip() or "\x00" in p or len(p) > bound("path"):
+        raise ScenarioError("must be a non-empty file path" if not p.strip() or "\x00" in p
+                            else _over("path", len(p)), field=field)
+    return p
+
+
+def _resolve(base: Path, p: Any, field: str) -> str:
+    p = _path_text(p, field)
+    if isinstance(p, Path):
+        p = str(p)
+    try:
+        q = Path(p).expanduser()
+    except RuntimeError:  # "~user" of an unknown user
+        q = Path(p)
+    return str(q if q.is_absolute() else (base / q))
 
 
 def _to_scenario_error(exc: ValidationError, source: str | None) -> ScenarioError:

@@ -9,7 +9,11 @@ Tables (a contract; see the README): ``runs``, ``queries``, ``targets``, ``trans
 from __future__ import annotations
 
 import json
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
@@ -153,29 +157,246 @@ CAMPAIGN_DDL = (
 )
 
 
+MAX_NAME_BYTES = 240  # file systems allow 255; "<name>.partial.wal" and "<name>.lock" must fit too
+DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB file
+
+
+# -- output files: checked before any work, one writer at a time ---------------------------------------------------
+
+def check_output_path(path: str | Path, *, field: str = "output", inputs: Sequence[Path] = (),
+                      source: str | None = None, create: bool = True, only_replace_runs: bool = True) -> Path:
+    """Refuse an output path that cannot be a run file (a folder, a path under a file, a name too long for the file
+    system) or that would overwrite an input of the run or a file that is not a fraudsim run; with ``create``, make
+    its folder. Returns the path. Errors are ``StoreError`` naming ``source`` (or the path) and ``field``."""
+    text = str(path)
+    path = Path(path)
+    where = source or text
+
+    def bad(reason: str) -> StoreError:
+        return StoreError(reason, file=where, field=field)
+
+    if text.strip() in ("", ".", "..") or text.endswith(("/", os.sep)):
+        raise bad(f"{text!r} is a folder, not a file; give a file name such as run.duckdb")
+    too_long = [p.name for p in (path, *path.parents) if len(p.name.encode("utf-8", "surrogateescape")) > 255]
+    if len(path.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise bad(f"the file name is {len(path.name.encode('utf-8', 'surrogateescape'))} bytes long; the limit is "
+                  f"{MAX_NAME_BYTES} (so that '.partial.wal' still fits the file system's 255)")
+    if too_long:
+        raise bad(f"a folder name in the path is longer than the file system's 255 bytes: {too_long[0][:40]}...")
+    try:
+        if path.is_dir():
+            raise bad(f"{text!r} is a folder, not a file; give a file name such as run.duckdb")
+        for parent in path.parents:
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise bad(f"{str(parent)!r} is a file, so nothing can be written under it")
+                break
+        exists = path.exists()
+    except OSError as exc:
+        raise bad(f"cannot be used as an output ({exc.strerror or type(exc).__name__})") from None
+    for inp in inputs:
+        if inp is not None and _same_file(path, Path(inp)):
+            raise bad(f"this would overwrite {str(inp)!r}, an input of the run; write the run elsewhere")
+    if only_replace_runs and exists and not is_run_file(path):
+        raise bad(f"{text!r} exists and is not a fraudsim run file; refusing to overwrite it (remove it or choose "
+                  "another name)")
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise bad(f"cannot create the folder {str(path.parent)!r} ({exc.strerror})") from None
+    return path
+
+
+def check_export_path(path: str | Path, *, field: str = "--output", protected: Sequence[Path] = ()) -> Path:
+    """For ``-o`` of report, query and compare: a plain file that is neither a run file nor one of ``protected``
+    (the run files read, their models and data), nor any DuckDB, Parquet or LightGBM file."""
+    path = check_output_path(path, field=field, inputs=protected, source=str(path), create=False,
+                             only_replace_runs=False)
+    if path.is_file() and _looks_like_input(path):
+        raise StoreError("this is a run file or a model/data file; refusing to overwrite it with an export",
+                         file=str(path), field=field)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder {str(path.parent)!r} ({exc.strerror})", file=str(path),
+                         field=field) from None
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _head(path: Path, n: int = 16) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def is_run_file(path: Path) -> bool:
+    """True for an empty file or a DuckDB file (what a run may replace); False for anything else."""
+    try:
+        if not path.is_file():
+            return False
+        if path.stat().st_size == 0:
+            return True
+    except OSError:
+        return False
+    return _head(path)[8:12] == DUCKDB_MAGIC
+
+
+def _looks_like_input(path: Path) -> bool:
+    head = _head(path)
+    return head[8:12] == DUCKDB_MAGIC or head.startswith(b"PAR1") or head.startswith(b"tree\n")
+
+
+class OutputLock:
+    """An exclusive, advisory lock on ``<output>.lock`` (``flock``; the kernel drops it when the holder dies, even
+    by kill -9), which holds the holder's pid. Taking it also removes a ``.partial`` left by a killed run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.partial = path.with_name(path.name + ".partial")
+        self.fd: int | None = None
+        self.count = 0
+        self.stale_removed: str | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, the partial-file protocol still protects finished files
+            return
+        for _ in range(100):
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreError(f"cannot create the lock file ({exc.strerror})", file=str(self.lock_path),
+                                 field="output") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise StoreError(f"another fraudsim run (pid {holder}) is writing this output now; wait for it to "
+                                 "finish or choose another output", file=str(self.path), field="output") from None
+            try:  # the holder before us may have removed the lock file just before we locked it: start again
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise StoreError("cannot take the lock on this output", file=str(self.path), field="output")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        for stale in (self.partial, Path(str(self.partial) + ".wal")):
+            if stale.exists():
+                stale.unlink(missing_ok=True)
+                self.stale_removed = self.stale_removed or str(stale)
+
+    def release(self) -> None:
+        """Drop what an unfinished run left (only the holder can have written it), then the lock."""
+        if self.fd is None:
+            return
+        for leftover in (self.partial, Path(str(self.partial) + ".wal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self.lock_path)
+        os.close(self.fd)
+        self.fd = None
+
+
+_HELD: dict[str, OutputLock] = {}
+_HELD_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path) -> Iterator[OutputLock]:
+    """Hold the output's lock for the duration; re-entrant within one process (the CLI takes it before preparing
+    the run, the store again when it opens the file)."""
+    path = Path(path)
+    key = os.path.abspath(path)
+    with _HELD_GUARD:
+        lock = _HELD.get(key)
+        if lock is None:
+            lock = OutputLock(path)
+            lock.acquire()
+            _HELD[key] = lock
+        lock.count += 1
+    try:
+        yield lock
+    finally:
+        with deferred_signals(), _HELD_GUARD:  # a second Ctrl-C must not stop the cleanup half-way
+            lock.count -= 1
+            if lock.count == 0:
+                _HELD.pop(key, None)
+                lock.release()
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM while the finished file is moved into place: a signal that arrives meanwhile is
+    recorded (the caller then leaves the old file alone) and delivered again on exit."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {}
+    try:
+        for s in sigs:
+            old[s] = signal.signal(s, lambda signum, frame: got.append(signum))
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
+
+
 class Store:
-    """A fraudsim DuckDB file opened for writing one run."""
+    """A fraudsim DuckDB file opened for writing one run (holding the output's lock until finished or failed)."""
 
     def __init__(self, path: str | Path, feature_names: Sequence[str]):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.feature_names = tuple(feature_names)
         self.columns = feature_columns(self.feature_names)  # stored column of each feature
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(self.path)
+        self._lock_cm = output_lock(self.path)
+        self.lock = self._lock_cm.__enter__()
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
             stale.unlink(missing_ok=True)
         try:
             self.con = duckdb.connect(str(self.partial))
         except duckdb.Error as exc:
-            raise StoreError(f"cannot create the run file ({exc})", file=str(self.partial), field="output") from None
-        for stmt in _ddl(self.feature_names):
-            self.con.execute(stmt)
-        self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
-                         [str(SCHEMA_VERSION), json.dumps(list(self.feature_names), ensure_ascii=False)])
-        self.con.execute("DELETE FROM feature_columns")
-        if self.feature_names:
-            self.con.executemany("INSERT INTO feature_columns VALUES (?, ?, ?)",
-                                 [[j, f, c] for j, (f, c) in enumerate(zip(self.feature_names, self.columns))])
+            self._unlock()
+            raise StoreError(f"cannot create the run file ({str(exc).splitlines()[0][:160]})", file=str(self.partial),
+                             field="output") from None
+        try:
+            for stmt in _ddl(self.feature_names):
+                self.con.execute(stmt)
+            self.con.execute("INSERT OR REPLACE INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?)",
+                             [str(SCHEMA_VERSION), json.dumps(list(self.feature_names), ensure_ascii=False)])
+            self.con.execute("DELETE FROM feature_columns")
+            if self.feature_names:
+                self.con.executemany("INSERT INTO feature_columns VALUES (?, ?, ?)",
+                                     [[j, f, c] for j, (f, c) in enumerate(zip(self.feature_names, self.columns))])
+        except BaseException:  # Ctrl-C while creating the file: nothing may stay behind
+            self.abandon()
+            raise
 
     def feature_table(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Feature columns of a batch (rows of ``X`` in model order) keyed by their stored column names."""
@@ -201,35 +422,61 @@ class Store:
         """Close and move the finished file into place (replacing an older run file at that path).
 
         Call it as soon as the run's own tables are written and the run is marked finished: steps derived from them
-        (views, summary, report) run on the finished file, so their failure never costs the run."""
+        (views, summary, report) run on the finished file, so their failure never costs the run. A Ctrl-C or
+        SIGTERM that arrives before the move leaves the older file in place and is raised afterwards."""
         self.con.execute("CHECKPOINT")
         self.con.close()
-        os.replace(self.partial, self.path)
+        try:
+            with deferred_signals() as got:
+                if not got:
+                    os.replace(self.partial, self.path)
+        finally:
+            self._unlock()
+            for f in (self.partial, Path(str(self.partial) + ".wal")):
+                f.unlink(missing_ok=True)
         return self.path
 
     def fail(self, run_id: str, exc: BaseException) -> None:
-        """Mark the run failed with its error, then drop the partial file (see :meth:`abandon`)."""
-        try:
-            self.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
-                         [f"{type(exc).__name__}: {exc}"[:2000], run_id])
-        finally:
-            self.abandon()
+        """Drop the partial file of a failed or interrupted run (see :meth:`abandon`). The error is the caller's
+        to raise: nothing here may replace it (a closed connection, a second Ctrl-C while cleaning up)."""
+        with deferred_signals():  # a Ctrl-C pending from an interrupted DuckDB call must not cut the cleanup short
+            try:
+                if isinstance(exc, Exception):  # a crash: record it, in case the file is kept for debugging
+                    self.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
+                                 [f"{type(exc).__name__}: {exc}"[:2000], run_id])
+            except Exception:
+                pass
+            finally:
+                self.abandon()
 
     def abandon(self) -> None:
         """Drop the partial file of a failed run; an older finished file at ``path`` stays untouched."""
         try:
             self.con.close()
-        except duckdb.Error:
+        except Exception:
             pass
-        for f in (self.partial, Path(str(self.partial) + ".wal")):
-            f.unlink(missing_ok=True)
+        try:
+            for f in (self.partial, Path(str(self.partial) + ".wal")):
+                f.unlink(missing_ok=True)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        cm, self._lock_cm = getattr(self, "_lock_cm", None), None
+        if cm is not None:
+            cm.__exit__(None, None, None)
 
 
 def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open a finished run file for analysis; refuses files that are not fraudsim stores."""
     path = Path(path)
+    if path.name.endswith((".partial", ".partial.wal", ".wal", ".lock")):
+        raise StoreError("this is the unfinished file of a run still being written, or left by a run that was "
+                         "killed; it is not a result (read the finished file without the suffix)", file=str(path))
     if not path.is_file():
-        raise StoreError("file not found", file=str(path))
+        raise StoreError("file not found" if not path.is_dir() else "a folder, not a run file", file=str(path))
+    if path.stat().st_size and _head(path)[8:12] != DUCKDB_MAGIC:
+        raise StoreError("not a DuckDB file", file=str(path))
     try:
         con = duckdb.connect(str(path), read_only=True)
         ok = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'fraudsim_meta'").fetchall()[0][0]

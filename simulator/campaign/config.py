@@ -30,15 +30,23 @@ PLAYBOOK = "playbook"  # the bandit arm that replays the ring's shared evading p
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: Upper bounds of a campaign (with the reason; see simulator.scenario.LIMITS for the rest)
+CAMPAIGN_LIMITS = {
+    "rounds": (365, "one simulated day per round"),
+    "agents": (10_000, "agents across all rings, each stepped every round"),
+    "probes": (10_000_000, "agents × probes_per_day × rounds: one stored row per probe"),
+}
 
 
 class GoalSpec(_Section):
     """When an agent stops: enough money out or enough approved transactions (null: never)."""
 
     kind: Literal["money", "successes"] = "money"  # what its fitness counts during evolution
-    money: float | None = Field(None, gt=0)
-    successes: int | None = Field(None, gt=0)
+    money: float | None = Field(None, gt=0, le=1e12)
+    successes: int | None = Field(None, gt=0, le=10_000_000)
 
 
 class PoisonSpec(_Section):
@@ -49,31 +57,31 @@ class PoisonSpec(_Section):
     they are labelled fraud."""
 
     mode: Literal["never_reported", "friendly"] = "never_reported"
-    accounts: int = Field(20, gt=0, description="mule accounts the ring owns")
-    per_day: int = Field(100, ge=0, description="poisoning transactions per day")
-    start_round: int = Field(1, ge=1)
+    accounts: int = Field(20, gt=0, le=100_000, description="mule accounts the ring owns")
+    per_day: int = Field(100, ge=0, le=100_000, description="poisoning transactions per day")
+    start_round: int = Field(1, ge=1, le=365)
 
 
 class RingSpec(_Section):
     """A ring of fraudster agents sharing knowledge and a strategy portfolio."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    agents: int = Field(6, gt=0)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    agents: int = Field(6, gt=0, le=10_000)
     kind: Literal["card_testing", "account_takeover", "stolen_card_burst", "any"] = "any"
-    cards_per_agent: int = Field(6, gt=0, description="stolen cards each agent controls")
-    devices_per_agent: int = Field(1, gt=0, description="devices an agent rotates over its cards")
-    restock_per_day: float = Field(0.5, ge=0, description="new stolen cards an agent gets per day (Poisson mean)")
+    cards_per_agent: int = Field(6, gt=0, le=1_000, description="stolen cards each agent controls")
+    devices_per_agent: int = Field(1, gt=0, le=100, description="devices an agent rotates over its cards")
+    restock_per_day: float = Field(0.5, ge=0, le=100, description="new stolen cards an agent gets per day (Poisson mean)")
     known_device_share: float = Field(0.0, ge=0, le=1, description="share of cards that come with the victim's device")
-    probes_per_day: int = Field(12, gt=0, description="probe budget of each agent per round")
+    probes_per_day: int = Field(12, gt=0, le=10_000, description="probe budget of each agent per round")
     knowledge: Literal["black", "gray", "white"] = "black"
     feedback: Literal["score", "decision"] = "decision"
-    strategies: tuple[str, ...] = ("random", "boundary")  # label-only searchers, as fits decision feedback
+    strategies: tuple[str, ...] = Field(("random", "boundary"), max_length=20)  # label-only, fit decision feedback
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy keyword parameters")
     goal: GoalSpec = GoalSpec()
     burn_on_decline: float = Field(0.1, ge=0, le=1, description="chance a declined probe burns its card")
-    probe_cost: float = Field(0.5, ge=0, description="what a probe costs the ring (fees, mules)")
+    probe_cost: float = Field(0.5, ge=0, le=1e6, description="what a probe costs the ring (fees, mules)")
     amount_scale: float = Field(1.0, gt=0, le=1, description="start: share of the template amount aimed for")
-    gap_minutes: float = Field(20.0, gt=0, description="start: minutes between an agent's probes")
+    gap_minutes: float = Field(20.0, gt=0, le=1440, description="start: minutes between an agent's probes")
     poison: PoisonSpec | None = None
 
 
@@ -81,18 +89,18 @@ class EvolutionSpec(_Section):
     """Between rounds: a bandit over strategies, genetic variation of the agents' tactics, shared patterns."""
 
     memory: float = Field(0.6, ge=0, lt=1, description="weight of earlier rounds in the strategies' success rates")
-    temperature: float = Field(0.08, gt=0, description="softmax temperature of the bandit over success rates")
+    temperature: float = Field(0.08, gt=0, le=100, description="softmax temperature of the bandit over success rates")
     exploration: float = Field(0.1, ge=0, le=1, description="weight spread evenly over all strategies")
     replace_share: float = Field(0.25, ge=0, le=1, description="share of a ring's weakest agents that copy a stronger one")
-    mutation: float = Field(0.3, ge=0, description="log-normal spread of mutated tactics")
+    mutation: float = Field(0.3, ge=0, le=10, description="log-normal spread of mutated tactics")
     share_within_ring: bool = True  # the ring's evading patterns become a bandit arm ('playbook')
     cross_ring_rate: float = Field(0.1, ge=0, le=1, description="chance per round that a ring's best pattern and "
                                    "tactics reach each other ring")
-    playbook_size: int = Field(32, gt=0)
+    playbook_size: int = Field(32, gt=0, le=10_000)
 
 
 class AdversariesSpec(_Section):
-    rings: tuple[RingSpec, ...] = Field(min_length=1)
+    rings: tuple[RingSpec, ...] = Field(min_length=1, max_length=100)
     evolution: EvolutionSpec = EvolutionSpec()
 
     @model_validator(mode="after")
@@ -124,11 +132,13 @@ class AdversariesSpec(_Section):
                 if name not in ring.strategies:
                     raise ScenarioError(f"parameters for {name!r}, which is not in the ring's strategies",
                                         field=f"{where}.params.{name}")
-                accepted = accepted_params(get_strategy(name))
-                for key in params:
-                    if accepted is not None and key not in accepted:
-                        raise ScenarioError(f"unknown parameter {key!r} for strategy {name!r} (accepts: "
-                                            f"{', '.join(sorted(accepted)) or 'none'})", field=f"{where}.params.{name}.{key}")
+                from ..strategies.params import check_params
+
+                check_params(get_strategy(name), params, field=f"{where}.params.{name}")
+        agents = sum(r.agents for r in self.rings)
+        if agents > CAMPAIGN_LIMITS["agents"][0]:
+            raise ScenarioError(f"{agents:,} agents: at most {CAMPAIGN_LIMITS['agents'][0]:,} "
+                                f"({CAMPAIGN_LIMITS['agents'][1]})", field="adversaries.rings")
         return self
 
     @property
@@ -181,38 +191,38 @@ class PolicySpec(_Section):
 class RulesSpec(_Section):
     """Hard rules, applied before the model (null switches a rule off)."""
 
-    velocity_1h: int | None = Field(8, gt=0, description="decline at this many earlier transactions of the card in 1 h")
-    velocity_24h: int | None = Field(30, gt=0, description="... in 24 h")
-    new_device_amount: float | None = Field(2000.0, gt=0, description="decline above this amount on a new device")
+    velocity_1h: int | None = Field(8, gt=0, le=100_000, description="decline at this many earlier transactions of the card in 1 h")
+    velocity_24h: int | None = Field(30, gt=0, le=100_000, description="... in 24 h")
+    new_device_amount: float | None = Field(2000.0, gt=0, le=1e12, description="decline above this amount on a new device")
 
 
 class ProbeDetectionSpec(_Section):
     """Stateful probe detection: near-duplicate transactions of the same card or device in a window."""
 
     enabled: bool = True
-    window_hours: float = Field(24.0, gt=0)
-    radius: float = Field(0.15, gt=0, description="distance under which two transactions are near duplicates")
-    min_matches: int = Field(2, ge=1, description="earlier near duplicates in the window that trigger detection")
+    window_hours: float = Field(24.0, gt=0, le=8760)
+    radius: float = Field(0.15, gt=0, le=1e6, description="distance under which two transactions are near duplicates")
+    min_matches: int = Field(2, ge=1, le=32, description="earlier near duplicates in the window that trigger detection")
     declined_only: bool = Field(True, description="count only near duplicates that were declined or reviewed")
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")
     action: Literal["block", "flag"] = "block"  # block: decline and block card and device; flag: send to review
-    block_hours: float = Field(2.0, ge=0, description="how long a detected card or device stays blocked")
+    block_hours: float = Field(2.0, ge=0, le=8760, description="how long a detected card or device stays blocked")
 
 
 class LabelSpec(_Section):
     """Fraud labels (chargebacks) arrive late, and not always."""
 
-    delay_days: int = Field(2, ge=0)
-    delay_jitter_days: int = Field(0, ge=0, description="extra delay, uniform in 0..jitter days")
+    delay_days: int = Field(2, ge=0, le=365)
+    delay_jitter_days: int = Field(0, ge=0, le=365, description="extra delay, uniform in 0..jitter days")
     report_rate: float = Field(0.95, ge=0, le=1)
-    small_amount: float = Field(5.0, ge=0, description="frauds at or below this amount often go unnoticed")
+    small_amount: float = Field(5.0, ge=0, le=1e12, description="frauds at or below this amount often go unnoticed")
     small_report_rate: float = Field(0.3, ge=0, le=1)
 
 
 class RetrainSpec(_Section):
-    every: int = Field(5, ge=0, description="retrain after every N rounds (0: never)")
-    window_days: int = Field(12, ge=2, description="days of labelled stream the model is trained on")
-    wait_days: int | None = Field(None, ge=0, description="train only on days at least this old (default: the "
+    every: int = Field(5, ge=0, le=365, description="retrain after every N rounds (0: never)")
+    window_days: int = Field(12, ge=2, le=730, description="days of labelled stream the model is trained on")
+    wait_days: int | None = Field(None, ge=0, le=365, description="train only on days at least this old (default: the "
                                   "label delay plus its jitter)")
     validation_share: float = Field(0.25, gt=0, lt=1, description="last share of the window used to set thresholds")
     legit_fraction: float = Field(0.2, gt=0, le=1, description="share of legitimate rows kept for training")
@@ -220,7 +230,7 @@ class RetrainSpec(_Section):
 
 
 class DriftSpec(_Section):
-    psi_threshold: float = Field(0.2, gt=0)
+    psi_threshold: float = Field(0.2, gt=0, le=100)
     bins: int = Field(10, ge=2, le=100)
 
 
@@ -236,7 +246,7 @@ class DefenceSpec(_Section):
 class RoundsSpec(_Section):
     """Campaign rounds: simulated days after the world's history days. ``rounds: 12`` is short for ``{count: 12}``."""
 
-    count: int = Field(10, gt=0)
+    count: int = Field(10, gt=0, le=CAMPAIGN_LIMITS["rounds"][0], description="rounds (at most 365: one day each)")
 
     @model_validator(mode="before")
     @classmethod
@@ -254,6 +264,18 @@ def check_campaign(scenario) -> None:
         return
     if scenario.data is not None:
         raise ScenarioError("a campaign runs on the synthetic world; use 'world' instead of 'data'", field="adversaries")
+    if scenario.world_spec.fraudsters < 1:
+        raise ScenarioError("a campaign's rings copy the world's caught frauds, so the world needs fraudsters; "
+                            "set world.fraudsters to at least 1", field="world.fraudsters")
+    rounds = scenario.rounds.count if scenario.rounds is not None else RoundsSpec().count
+    probes = sum(r.agents * r.probes_per_day for r in scenario.adversaries.rings) * rounds
+    if probes > CAMPAIGN_LIMITS["probes"][0]:
+        raise ScenarioError(f"{probes:,} probes: at most {CAMPAIGN_LIMITS['probes'][0]:,} "
+                            f"({CAMPAIGN_LIMITS['probes'][1]})", field="adversaries.rings")
+    days = scenario.world_spec.days + rounds
+    if scenario.world_spec.customers * days > 20_000_000:
+        raise ScenarioError(f"world.customers × (world.days + rounds) = {scenario.world_spec.customers * days:,}: at "
+                            "most 20,000,000 (about 2 transactions each, all kept in memory)", field="world.customers")
     for name, spec in (scenario.features or {}).items():
         if spec.mutable and name not in REALISABLE_FEATURES:
             raise ScenarioError(f"a probe is a real transaction and cannot set {name!r} (it comes from the stream or "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 ROUND_SQL = """
@@ -75,6 +76,6 @@ def print_campaign(out, prep, res, summary_table) -> None:
     out.print(summary_table(res.summary(), f"Attack success per strategy over the campaign ({res.run_id})"))
     out.print(rounds_table(res.sql(ROUND_SQL, [res.run_id]), "Arms race per round"))
     out.print(weights_table(res.sql(WEIGHTS_SQL, [res.run_id]), "Strategy weights per ring and round"))
-    out.print(f"results: [bold]{res.path}[/] (DuckDB: rounds, strategy_stats, ring_rounds, agents, transactions, "
+    out.print(f"results: [bold]{escape(str(res.path))}[/] (DuckDB: rounds, strategy_stats, ring_rounds, agents, transactions, "
               "queries, targets, model_versions, training_runs, training_labels, drift, defence_events)",
               highlight=False)

@@ -128,47 +128,103 @@ def check_statement(sql: str) -> str:
     raise QueryError(f"{shown} statements are not allowed: fraudsim query only reads ({READ_KINDS})")
 
 
-def lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """No file system, network or extension loading from here on, and no way to turn that back on."""
-    for setting in ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
-                    "SET enable_external_access = false", "SET lock_configuration = true"):
+DEFAULT_TIMEOUT_S = 300.0  # a statement over a run file takes seconds; a runaway recursive CTE never ends
+DEFAULT_MEMORY_LIMIT = "4GB"
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None) -> None:
+    """No file system, network or extension loading from here on, and no way to turn that back on; at most
+    ``memory_limit`` of memory (DuckDB's setting, e.g. ``"4GB"``)."""
+    settings = ["SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+                "SET enable_external_access = false"]
+    if memory_limit:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit.strip(), re.IGNORECASE):
+            raise QueryError(f"memory limit {memory_limit!r} is not a size such as 512MB or 4GB", field="--memory-limit")
+        settings.append(f"SET memory_limit = '{memory_limit.strip()}'")
+    for setting in settings + ["SET lock_configuration = true"]:
         con.execute(setting).fetchall()
 
 
-def run_query(path: str | Path, sql: str, *, limit: int | None = None) -> tuple[pl.DataFrame, bool]:
+def _with_time_limit(con: duckdb.DuckDBPyConnection, work, timeout_s: float | None):
+    """Run ``work()`` in a worker thread; past ``timeout_s`` interrupt DuckDB and raise a one-line QueryError.
+    Ctrl-C in the main thread interrupts the statement too."""
+    if timeout_s is None:
+        return work()
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="fraudsim-query", daemon=True)
+    worker.start()
+    try:
+        worker.join(timeout_s)
+    except BaseException:
+        con.interrupt()
+        worker.join(5)
+        raise
+    if worker.is_alive():
+        con.interrupt()
+        worker.join(10)
+        raise QueryError(f"the statement ran longer than {timeout_s:g} s and was stopped (raise the limit with "
+                         "--timeout SECONDS)", field="--timeout")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+              memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> tuple[pl.DataFrame, bool]:
     """Run one read-only statement on a run file; returns the result and whether rows beyond ``limit`` were cut.
 
-    The run's views (``success_by_budget`` etc.) are available even in files written before they existed.
+    The run's views (``success_by_budget`` etc.) are available even in files written before they existed. The
+    statement is stopped after ``timeout_s`` seconds and may use at most ``memory_limit`` of memory.
     """
     check_statement(sql)
+    if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
+        raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
     con = open_run(path)
     try:
-        lock_down(con)
+        lock_down(con, memory_limit=memory_limit)
         try:
-            rel = con.sql(sql)
-            if rel is None:  # a statement without a result
-                return pl.DataFrame(), False
-            if limit is None:
-                return rel.pl(), False
-            reader = rel.to_arrow_reader(max(1, min(limit + 1, 10_000)))
-            batches, rows = [], 0
-            for batch in reader:
-                batches.append(batch)
-                rows += batch.num_rows
-                if rows > limit:
-                    break
-            import pyarrow as pa
-
-            table = pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
-            return frame.head(limit), rows > limit
+            return _with_time_limit(con, lambda: _fetch(con, sql, limit), timeout_s)
         except duckdb.PermissionException as exc:
             raise QueryError(f"refused: {_first_line(exc)}") from None
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryError(f"the statement needs more memory than the limit ({_first_line(exc)}); raise it with "
+                             "--memory-limit", field="--memory-limit") from None
+        except duckdb.InterruptException:
+            raise QueryError("the statement was interrupted") from None
         except duckdb.Error as exc:
             raise QueryError(f"bad SQL: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> tuple[pl.DataFrame, bool]:
+    rel = con.sql(sql)
+    if rel is None:  # a statement without a result
+        return pl.DataFrame(), False
+    if limit is None:
+        return rel.pl(), False
+    reader = rel.to_arrow_reader(max(1, min(limit + 1, 10_000)))
+    batches, rows = [], 0
+    for batch in reader:
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows > limit:
+            break
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(batches, schema=reader.schema) if batches else reader.schema.empty_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.head(limit), rows > limit
 
 
 def query(result_or_path: Any, sql: str) -> pl.DataFrame:

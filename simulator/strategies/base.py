@@ -79,6 +79,8 @@ class Strategy:
     name: ClassVar[str] = "abstract"
     needs: ClassVar[frozenset[str]] = frozenset()
     batch_size: ClassVar[int] = 10  # preferred candidates per step
+    #: (low, high) per numeric keyword parameter, checked at validate; others must lie in [0, 1e6] (params.py)
+    param_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, problem: Problem, rng: np.random.Generator, **params: Any):
         if params:

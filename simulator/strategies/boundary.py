@@ -22,6 +22,8 @@ class Boundary(Strategy):
 
     batch_size = 10
 
+    param_bounds = {"tol": (1e-6, 1), "probe_step": (1e-6, 1), "max_starts": (1, 100_000)}  # checked at validate (strategies/params.py)
+
     def __init__(self, problem, rng, *, tol: float = 0.02, probe_step: float = 0.02, max_starts: int = 200, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.tol, self.probe_step = float(tol), float(probe_step)

@@ -19,6 +19,8 @@ class Evolutionary(Strategy):
 
     needs = frozenset({"score"})
 
+    param_bounds = {"elite": (1, 1000), "step": (0, 10), "p": (0, 1)}  # checked at validate (strategies/params.py)
+
     def __init__(self, problem, rng, *, elite: int = 6, step: float = 0.08, p: float = 0.3, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.elite_size, self.step, self.p = elite, step, p

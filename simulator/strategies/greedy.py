@@ -43,6 +43,8 @@ class Greedy(Strategy):
 
     needs = frozenset({"score"})
 
+    param_bounds = {"grid": (2, 1000), "stack_share": (0, 1)}  # checked at validate (strategies/params.py)
+
     def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.grid, self.stack_share = int(grid), float(stack_share)

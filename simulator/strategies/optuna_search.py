@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from ..oracle import Feedback
 from .base import Strategy, register
 from .moves import Prior, allowed_range, opening_moves, project_rows
 
+Sampler = Literal["tpe", "cmaes", "nsga2", "random"]
 SAMPLERS = ("tpe", "cmaes", "nsga2", "random")
 
 
@@ -44,7 +46,9 @@ class OptunaSearch(Strategy):
 
     needs = frozenset({"score"})
 
-    def __init__(self, problem, rng, *, sampler: str = "tpe", deadzone: float = 0.002, window: int = 60,
+    param_bounds = {"deadzone": (0, 1), "window": (1, 100_000), "patience": (1, 1_000_000)}  # checked at validate (strategies/params.py)
+
+    def __init__(self, problem, rng, *, sampler: Sampler = "tpe", deadzone: float = 0.002, window: int = 60,
                  enqueue_opening: bool = True, patience: int = 300, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         import optuna

@@ -23,6 +23,8 @@ class Surrogate(Strategy):
     evasions. ``metrics()`` reports how well the surrogate agrees with the target: on the approved examples and
     on its own queries (predicted before they were asked)."""
 
+    param_bounds = {"pool": (10, 100_000), "refit_growth": (0, 10), "explore": (0, 1)}  # checked at validate (strategies/params.py)
+
     def __init__(self, problem, rng, *, pool: int = 1500, refit_growth: float = 0.2,
                  explore: float = 0.2, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError

@@ -51,6 +51,8 @@ class TreeSearch(Strategy):
 
     needs = frozenset({"model"})
 
+    param_bounds = {"exact_limit": (1, 10_000_000), "beam": (1, 10_000), "max_values": (2, 10_000)}  # checked at validate (strategies/params.py)
+
     def __init__(self, problem, rng, *, exact_limit: int = 200_000, beam: int = 40, max_values: int = 128, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.exact_limit, self.beam, self.max_values = int(exact_limit), int(beam), int(max_values)

@@ -129,17 +129,69 @@ def card_path_for(model_path: Path) -> Path:
 
 
 def read_card(path: Path | None) -> dict | None:
-    """The ``<stem>.card.json`` beside a model file, when there is one that parses."""
+    """The ``<stem>.card.json`` beside a model file, or None when there is none (see :func:`load_card`)."""
     if path is None:
         return None
-    card_path = card_path_for(path)
-    if not card_path.is_file():
+    return load_card(card_path_for(path))
+
+
+MAX_CARD_BYTES = 1 << 20  # a card is a few kB of JSON
+MAX_CARD_DEPTH = 32
+
+
+def load_card(card_path: Path) -> dict | None:
+    """The model card beside a model (``<stem>.card.json``), or None when there is none. A card that is there but
+    unreadable (not UTF-8, not JSON, not an object, nested too deep, too big, an invalid threshold) is bad input:
+    a one-line ``ModelError`` naming the card, the field and the reason, never silently ignored."""
+    from ..safe_yaml import YamlError, read_text_file
+
+    if not (card_path.exists() or card_path.is_symlink()):
         return None
     try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return card if isinstance(card, dict) else None
+        text = read_text_file(card_path, max_bytes=MAX_CARD_BYTES, what="model card")
+    except YamlError as exc:
+        raise ModelError(str(exc), file=str(card_path), field="card") from None
+    if _json_depth(text) > MAX_CARD_DEPTH:  # json.loads recurses per level: refuse before it overflows the stack
+        raise ModelError(f"nested more than {MAX_CARD_DEPTH} levels deep", file=str(card_path), field="card")
+    try:
+        card = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ModelError(f"not valid JSON ({str(exc).splitlines()[0][:120]})", file=str(card_path), field="card") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"a model card must be a JSON object, got {type(card).__name__}", file=str(card_path),
+                         field="card")
+    if "threshold" in card and card["threshold"] is not None:
+        thr = card["threshold"]
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
+            raise ModelError(f"must be a number between 0 and 1, got {json.dumps(thr)[:40]}", file=str(card_path),
+                             field="threshold")
+    return card
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of brackets outside strings (a scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
 
 
 _PLACEHOLDER = re.compile(r"^(?:f|Column_)(\d+)$")

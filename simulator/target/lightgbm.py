@@ -56,10 +56,15 @@ class LightGBMModel(TargetModel):
     def from_path(cls, path: Path, *, features: Sequence[str] | None = None) -> "LightGBMModel":
         import lightgbm as lgb
 
+        from ..quiet import native_quiet
+        from .lgbm_guard import check_lightgbm_text
+
+        check_lightgbm_text(path)  # malformed, truncated or crafted files: one-line ModelError before LightGBM parses
         with open(path, "r", errors="replace") as f:
             _check_objective(_objective_of(f), str(path))
         try:
-            booster = lgb.Booster(model_file=str(path))
+            with native_quiet():  # LightGBM's own [Warning]/[Fatal] lines stay off the terminal
+                booster = lgb.Booster(model_file=str(path))
         except Exception as exc:  # LightGBMError for corrupt files
             raise ModelError(f"cannot be read as a lightgbm model ({first_line(exc)})", file=str(path),
                              field="model.path") from None

@@ -39,9 +39,14 @@ class XGBoostModel(TargetModel):
     def from_path(cls, path: Path, *, features: Sequence[str] | None = None) -> "XGBoostModel":
         import xgboost as xgb
 
+        from ..quiet import native_quiet
+        from .xgb_guard import check_xgboost_file
+
+        check_xgboost_file(path)  # deep JSON (SIGSEGV in XGBoost's parser); UBJ is parsed once in a child process
         booster = xgb.Booster()
         try:
-            booster.load_model(str(path))
+            with native_quiet():
+                booster.load_model(str(path))
         except Exception as exc:  # XGBoostError for corrupt files
             raise ModelError(f"cannot be read as a xgboost model ({first_line(exc)})", file=str(path),
                              field="model.path") from None

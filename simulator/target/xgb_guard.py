@@ -1,0 +1,78 @@
+"""XGBoost model files are checked here before the library parses them.
+
+XGBoost's JSON reader recurses once per nesting level, so a JSON file nested a few hundred thousand levels deep
+kills the process with SIGSEGV. :func:`check_xgboost_file` refuses deep nesting of JSON in a scan (no recursion)
+and parses a UBJ (binary JSON) file once in a child process with a time limit, so a crash or a hang of the parser
+costs the child, never this process.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ModelError
+
+MAX_BYTES = 1 << 30  # 1 GiB; real fraud models are a few MB
+MAX_DEPTH = 64  # an XGBoost model nests about 8 levels
+
+_CHILD = r"""
+import sys, xgboost as xgb
+b = xgb.Booster()
+b.load_model(sys.argv[1])
+print("ok")
+"""
+
+
+def check_xgboost_file(path: str | Path, *, field: str = "model.path", timeout_s: float = 60.0) -> None:
+    """Raise a one-line :class:`ModelError` for a model file XGBoost cannot parse safely."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ModelError(f"{size / 2**20:,.0f} MiB is over the limit of {MAX_BYTES // 2**20} MiB for a model",
+                             file=str(path), field=field)
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot be read ({exc.strerror or type(exc).__name__})", file=str(path), field=field) from None
+    head = data.lstrip()[:1]
+    if head == b"{" and data.lstrip()[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}"):
+        depth = json_depth(data)
+        if depth > MAX_DEPTH:
+            raise ModelError(f"JSON nested {depth:,} levels deep (an XGBoost model has about 8)", file=str(path),
+                             field=field)
+        return
+    _parse_in_child(path, field, timeout_s)
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest nesting of brackets outside strings (vectorised, no recursion).
+
+    >>> json_depth(b'{"a": [1, {"b": "[[["}]}')
+    3
+    """
+    import numpy as np
+
+    codes = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
+    step = np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D)).astype(np.int64)
+    return int(np.cumsum(step).max()) if len(step) else 0
+
+
+def _parse_in_child(path: Path, field: str, timeout_s: float) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, timeout=timeout_s,
+                              env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"XGBoost did not finish parsing the file within {timeout_s:g} s (a malformed model?)",
+                         file=str(path), field=field) from None
+    if proc.returncode != 0 or b"ok" not in proc.stdout:
+        lines = [ln for ln in proc.stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else (lines[-1] if lines else "failed")
+        raise ModelError(f"cannot be read as an XGBoost model ({how[:160]})", file=str(path), field=field)
