@@ -134,7 +134,7 @@ def test_model_that_is_neither_xgboost_nor_lightgbm(team_files, write_scenario):
     (team_files["dir"] / "model.bin").write_bytes(b"\x80\x04\x95not a model")
     raw = _edit(scenario_dict(team_files), "model.path", "model.bin")
     one_line_error(invoke("run", write_scenario(raw, "bad_model.yaml")), "model.bin", "model.path",
-                   "not a model file fraudsim reads")
+                   "neither an XGBoost JSON/UBJ model nor a LightGBM text model")
 
 
 def test_missing_scenario_and_bad_yaml(tmp_path):
