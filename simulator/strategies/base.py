@@ -12,11 +12,17 @@ Lifecycle (who calls what, when):
 ``ask`` must return exactly ``n`` rows that already satisfy the constraints (use :meth:`Strategy.project` or
 :meth:`Strategy.mutate`); ``tell`` receives only what the feedback mode allows. The base class keeps the
 bookkeeping every strategy shares: the best (cheapest) evasion so far and the lowest score seen.
+
+The opening move (``opening: typical``, the default of every strategy that has one) is an informed first batch
+built from the approved traffic the attacker has seen (:func:`simulator.strategies.moves.opening_moves`);
+``opening: none`` leaves it out, so the search alone has to find an evasion. A strategy registers its opening
+rows with :meth:`Strategy.set_opening`; after each ``ask``, :attr:`Strategy.asked_opening` says which asked rows
+are opening moves (the runner records it per query in ``queries.opening``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -26,6 +32,8 @@ from ..oracle import Feedback
 from ..schema import SchemaArrays
 
 REGISTRY: dict[str, type["Strategy"]] = {}
+OPENINGS = ("typical", "none")
+Opening = Literal["typical", "none"]
 NEEDS = {"score": "feedback: score", "model": "the model file granted to the attacker", "data": "public data"}
 
 
@@ -86,11 +94,18 @@ class Strategy:
         self.lowest_score = np.inf
         self.lowest_score_x = self.x0.copy()
         self.finished = len(self.mutable_idx) == 0
+        self._opening_keys: frozenset[bytes] = frozenset()
+        self.asked_opening = np.zeros(0, dtype=bool)  # per row of the last ask: is it an opening move?
 
     # -- protocol --------------------------------------------------------------------------------------------
     def ask(self, n: int) -> np.ndarray:
         X = self._ask(int(n))
         assert X.shape == (n, self.d), f"{self.name}.ask({n}) returned shape {X.shape}"
+        if self._opening_keys:
+            C = np.ascontiguousarray(X, dtype=np.float64)
+            self.asked_opening = np.fromiter((x.tobytes() in self._opening_keys for x in C), dtype=bool, count=n)
+        else:
+            self.asked_opening = np.zeros(n, dtype=bool)
         return X
 
     def tell(self, X: np.ndarray, feedback: Feedback) -> None:
@@ -123,6 +138,19 @@ class Strategy:
         pass
 
     # -- tools every strategy uses ----------------------------------------------------------------------------
+    def check_opening(self, opening: str) -> bool:
+        """Validate an ``opening`` parameter; True when the strategy should play its opening move."""
+        if opening not in OPENINGS:
+            raise ScenarioError(f"unknown opening {opening!r}; use one of {', '.join(OPENINGS)}",
+                                field=f"attack.params.{self.name}.opening")
+        return opening == "typical"
+
+    def set_opening(self, X: np.ndarray) -> np.ndarray:
+        """Register the rows of the opening move, so asked rows equal to one are recorded as opening queries."""
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float64)
+        self._opening_keys = frozenset(x.tobytes() for x in X)
+        return X
+
     def project(self, X: np.ndarray) -> np.ndarray:
         return self.problem.kernels.project(X, self._X0, np.zeros(len(X), np.int64), self.problem.schema)
 

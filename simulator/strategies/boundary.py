@@ -6,7 +6,7 @@ import numpy as np
 from ..kernels import MODE_UNIFORM
 from ..kernels.reference import CONTINUOUS, INTEGER
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, project_rows, unique_rows
 
 
@@ -22,14 +22,17 @@ class Boundary(Strategy):
 
     batch_size = 10
 
-    def __init__(self, problem, rng, *, tol: float = 0.02, probe_step: float = 0.02, max_starts: int = 200, **params):
+    def __init__(self, problem, rng, *, tol: float = 0.02, probe_step: float = 0.02, max_starts: int = 200,
+                 opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
+        play_opening = self.check_opening(opening)
         self.tol, self.probe_step = float(tol), float(probe_step)
         self.prior = Prior.from_problem(problem)
         self.seen = Seen()
         self.seen.add(self._X0)
         self.reducer = CostReducer(problem)
-        self.starts = self._start_points(int(max_starts))
+        # the opening: approved-looking starts; without it, random redraws until one is approved (as HopSkipJump)
+        self.starts = self.set_opening(self._start_points(int(max_starts)) if play_opening else np.empty((0, self.d)))
         self.phase = "start"
         self.line: tuple[np.ndarray, float, float] | None = None  # (approved end, declined t, approved t)
         self.probe_base: np.ndarray | None = None

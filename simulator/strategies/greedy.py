@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
 
 _EPS = 1e-7
@@ -43,11 +43,13 @@ class Greedy(Strategy):
 
     needs = frozenset({"score"})
 
-    def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, **params):
+    def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, opening: Opening = "typical",
+                 **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
-        self.opening = opening_moves(problem, self.prior)
+        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+                                        else np.empty((0, self.d)))
         self.seen = Seen()
         self.reducer = CostReducer(problem)
         self.margin0: float | None = None  # log-odds score of the original, once asked

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import ScenarioError
 from ..kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import Prior, allowed_range, opening_moves, project_rows
 
 SAMPLERS = ("tpe", "cmaes", "nsga2", "random")
@@ -38,14 +38,15 @@ class OptunaSearch(Strategy):
     Single-objective samplers (``tpe``, ``cmaes``, ``random``) minimise the score until a candidate evades and
     rank evading candidates by cost below every declined one; ``nsga2`` keeps the two objectives apart: the
     score above the threshold (0 once evading) and the cost. The informed opening batch is enqueued as the
-    first trials. TPE's cost grows with the history, so its study is rebuilt from the best and latest
+    first trials (``opening: typical``; ``none`` leaves it out). TPE's cost grows with the history, so its study
+    is rebuilt from the best and latest
     ``window`` trials when it grows past that. Samplers cost milliseconds per trial, so a study stops once its
     best evasion has not become cheaper for ``patience`` trials (0: spend the whole budget)."""
 
     needs = frozenset({"score"})
 
     def __init__(self, problem, rng, *, sampler: str = "tpe", deadzone: float = 0.002, window: int = 60,
-                 enqueue_opening: bool = True, patience: int = 300, **params):
+                 opening: Opening = "typical", patience: int = 300, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         import optuna
 
@@ -61,8 +62,10 @@ class OptunaSearch(Strategy):
         self._pending: list = []
         self._since_rebuild = 0
         self.patience, self._last_best, self._stale = int(patience), np.inf, 0
-        if enqueue_opening and self.space:
-            for x in opening_moves(problem, Prior.from_problem(problem))[:40]:
+        if self.check_opening(opening) and self.space:
+            moves = opening_moves(problem, Prior.from_problem(problem))[:40]
+            self.set_opening(project_rows(problem, np.array([self._point(self._params_of(x)) for x in moves])))
+            for x in moves:
                 self.study.enqueue_trial(self._params_of(x), skip_if_exists=True)
 
     # -- search space ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..kernels import MODE_LOCAL, MODE_UNIFORM
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .greedy import logit
 from .moves import CostReducer, Prior, Seen, opening_moves
 
@@ -24,11 +24,12 @@ class Surrogate(Strategy):
     on its own queries (predicted before they were asked)."""
 
     def __init__(self, problem, rng, *, pool: int = 1500, refit_growth: float = 0.2,
-                 explore: float = 0.2, **params):
+                 explore: float = 0.2, opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.pool, self.refit_growth, self.explore = int(pool), float(refit_growth), float(explore)
         self.prior = Prior.from_problem(problem)
-        self.opening = opening_moves(problem, self.prior)
+        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+                                        else np.empty((0, self.d)))
         self.seen = Seen()
         self.seen.add(self._X0)
         self.reducer = CostReducer(problem)
@@ -124,7 +125,10 @@ class Surrogate(Strategy):
         while len(out) < n:
             m = n - len(out)
             base = self.best_x if self.best_x is not None else self.lowest_score_x
-            X = self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.3)
+            if self.model is None and not len(self.opening):  # no opening: a first sample spread over the space
+                X = self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.7, m), mode=MODE_UNIFORM)
+            else:
+                X = self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.3)
             new = self.seen.new(X, m)
             out.extend(new if len(new) else X)
         X = np.array(out[:n]).reshape(n, self.d)
