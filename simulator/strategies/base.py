@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import ScenarioError
-from ..kernels import MODE_LOCAL, Kernels
+from ..kernels import MODE_LOCAL, MODE_UNIFORM, Kernels
 from ..oracle import Feedback
 from ..schema import SchemaArrays
 
@@ -164,6 +164,17 @@ class Strategy:
         return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V,
                                            np.broadcast_to(np.asarray(step, np.float64), (n,)),
                                            np.broadcast_to(np.asarray(p, np.float64), (n,)), mode, self.problem.schema)
+
+    def cheaper_redraws(self, n: int, *, pool: int = 20, p_max: float = 0.6) -> np.ndarray:
+        """Up to ``n`` random redraws (as random search draws them) that cost less than the best evasion so far:
+        once something evades, a dearer candidate cannot improve the result, so it is not worth a query."""
+        if n <= 0:
+            return np.empty((0, self.d))
+        m = max(pool * n, 100)
+        X = self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, p_max, m), mode=MODE_UNIFORM)
+        if self.best_x is not None:
+            X = X[self.cost(X) < self.best_cost]
+        return X[:n]
 
     def pull_back(self, x: np.ndarray, n: int) -> np.ndarray:
         """Cheaper variants of an evading ``x``: each changed feature is, at random, kept, reverted to the

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 
@@ -14,20 +15,23 @@ from .moves import Prior, allowed_range, opening_moves, project_rows
 SAMPLERS = ("tpe", "cmaes", "nsga2", "random")
 
 
-def _make_sampler(name: str, seed: int):
+def _make_sampler(name: str, seed: int, *, startup: int = 10, multivariate: bool = False, sigma0: float | None = None,
+                  population: int = 20):
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True,
+                                          multivariate=multivariate)
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401  (Optuna's CMA-ES sampler needs it)
         except ImportError:
             raise ScenarioError("sampler 'cmaes' needs the cmaes package (pip install cmaes)",
                                 field="attack.params.optuna.sampler") from None
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, n_startup_trials=0)
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, n_startup_trials=startup,
+                                            sigma0=sigma0)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -45,10 +49,16 @@ class OptunaSearch(Strategy):
 
     needs = frozenset({"score"})
 
-    def __init__(self, problem, rng, *, sampler: str = "tpe", deadzone: float = 0.002, window: int = 60,
-                 opening: Opening = "typical", patience: int = 300, **params):
+    def __init__(self, problem, rng, *, sampler: Literal["tpe", "cmaes", "nsga2", "random"] = "tpe",
+                 deadzone: float = 0.002, window: int = 60, opening: Opening = "typical", patience: int = 300,
+                 startup: int = 10, multivariate: bool = False, sigma0: float | None = None, population: int = 20,
+                 skip_dearer: int = 5, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         import optuna
+
+        self.sampler_options = dict(startup=int(startup), multivariate=bool(multivariate),
+                                    sigma0=None if sigma0 is None else float(sigma0), population=int(population))
+        self.skip_dearer = int(skip_dearer)
 
         if sampler not in SAMPLERS:
             raise ScenarioError(f"unknown optuna sampler {sampler!r}; use one of {', '.join(SAMPLERS)}",
@@ -90,7 +100,7 @@ class OptunaSearch(Strategy):
     def _new_study(self):
         import optuna
 
-        sampler = _make_sampler(self.sampler_name, self.seed)
+        sampler = _make_sampler(self.sampler_name, self.seed, **self.sampler_options)
         if self.multi:
             return optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
         return optuna.create_study(direction="minimize", sampler=sampler)
@@ -115,11 +125,25 @@ class OptunaSearch(Strategy):
 
     # -- protocol ----------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
+        """``n`` trials; once something evades, a trial dearer than the best evasion cannot improve it, so up to
+        ``skip_dearer`` times per row the study is told, without a query, the best value that trial could have
+        had (evading at its cost) and asked again."""
+        rows, self._pending = [], []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._pending = [self.study.ask(self.space) for _ in range(n)]
-        X = np.array([self._point(t.params) for t in self._pending]).reshape(n, self.d)
-        return project_rows(self.problem, X)
+            for _ in range(n):
+                for attempt in range(self.skip_dearer + 1):
+                    trial = self.study.ask(self.space)
+                    x = project_rows(self.problem, self._point(trial.params))[0]
+                    if self.best_x is None or attempt == self.skip_dearer:
+                        break
+                    c = float(self.cost(x[None, :])[0])
+                    if c < self.best_cost:
+                        break
+                    self.study.tell(trial, [0.0, c] if self.multi else -1.0 + c / (1.0 + c))
+                self._pending.append(trial)
+                rows.append(x)
+        return np.array(rows).reshape(n, self.d)
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
         import optuna
