@@ -51,14 +51,14 @@ class OptunaSearch(Strategy):
 
     def __init__(self, problem, rng, *, sampler: Literal["tpe", "cmaes", "nsga2", "random"] = "tpe",
                  deadzone: float = 0.002, window: int = 60, opening: Opening = "typical", patience: int = 300,
-                 startup: int = 10, multivariate: bool = False, sigma0: float | None = None, population: int = 20,
-                 skip_dearer: int = 5, **params):
+                 startup: int = 10, multivariate: bool = True, sigma0: float | None = None, population: int = 20,
+                 skip_dearer: int = 0, local: float = 0.6, **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         import optuna
 
         self.sampler_options = dict(startup=int(startup), multivariate=bool(multivariate),
                                     sigma0=None if sigma0 is None else float(sigma0), population=int(population))
-        self.skip_dearer = int(skip_dearer)
+        self.skip_dearer, self.local = int(skip_dearer), float(local)
 
         if sampler not in SAMPLERS:
             raise ScenarioError(f"unknown optuna sampler {sampler!r}; use one of {', '.join(SAMPLERS)}",
@@ -125,13 +125,15 @@ class OptunaSearch(Strategy):
 
     # -- protocol ----------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
-        """``n`` trials; once something evades, a trial dearer than the best evasion cannot improve it, so up to
-        ``skip_dearer`` times per row the study is told, without a query, the best value that trial could have
-        had (evading at its cost) and asked again."""
+        """``n`` rows: trials the sampler proposes and, once something evades, a ``local`` share of cheaper
+        variants of the best evasion (added to the study as finished trials after their feedback, which costs the
+        sampler nothing). A proposed trial dearer than the best evasion cannot improve it: up to ``skip_dearer``
+        times per row the study is told, without a query, the best value it could have had, and asked again."""
         rows, self._pending = [], []
+        k_local = int(round(self.local * n)) if self.best_x is not None else 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in range(n):
+            for _ in range(n - k_local):
                 for attempt in range(self.skip_dearer + 1):
                     trial = self.study.ask(self.space)
                     x = project_rows(self.problem, self._point(trial.params))[0]
@@ -143,6 +145,16 @@ class OptunaSearch(Strategy):
                     self.study.tell(trial, [0.0, c] if self.multi else -1.0 + c / (1.0 + c))
                 self._pending.append(trial)
                 rows.append(x)
+        if k_local:
+            third = k_local // 3
+            near = self.mutate(np.repeat(self.best_x[None, :], 20 * third, axis=0),
+                               step=np.exp(self.rng.uniform(np.log(0.002), np.log(0.1), 20 * third)), p=0.3)
+            near = near[self.cost(near) < self.best_cost][:third] if third else near[:0]
+            local = np.vstack([near, self.cheaper_redraws(third), self.pull_back(self.best_x, k_local - 2 * third)])
+            while len(local) < k_local:
+                local = np.vstack([local, self.pull_back(self.best_x, k_local - len(local))])
+            rows.extend(local[:k_local])
+            self._pending.extend([None] * k_local)
         return np.array(rows).reshape(n, self.d)
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
@@ -154,11 +166,16 @@ class OptunaSearch(Strategy):
         declined = fb.declined
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for trial, s, dec, c in zip(self._pending, fb.score, declined, cost):
-                if self.multi:
-                    self.study.tell(trial, [float(s) if dec else 0.0, float(c)])
-                else:
-                    self.study.tell(trial, float(s) if dec else -1.0 + float(c) / (1.0 + float(c)))
+            for trial, x, s, dec, c in zip(self._pending, X, fb.score, declined, cost):
+                value = [float(s) if dec else 0.0, float(c)] if self.multi else \
+                    (float(s) if dec else -1.0 + float(c) / (1.0 + float(c)))
+                if trial is not None:
+                    self.study.tell(trial, value)
+                elif self.space:  # a local row: the study learns from it as from its own trials
+                    params = self._params_of(x)
+                    self.study.add_trial(optuna.trial.create_trial(
+                        params=params, distributions={k: self.space[k] for k in params},
+                        **({"values": value} if self.multi else {"value": value})))
         self._pending = []
         if self.best_x is not None:
             improved = self.best_cost < self._last_best * (1 - 1e-3)

@@ -80,7 +80,8 @@ class Surrogate(Strategy):
             return p
         declined = self._predict_declined(X)
         c = self.cost(X)
-        return np.where(declined, 1e6 + p, c)
+        # a candidate dearer than the best evasion cannot improve it: after every cheaper one
+        return np.where(declined, 1e6 + p, np.where(c < self.best_cost, c, 1e3 + c))
 
     # -- candidates --------------------------------------------------------------------------------------------
     def _pool(self) -> np.ndarray:
@@ -96,6 +97,7 @@ class Surrogate(Strategy):
         parts.append(self.mutate(np.repeat(self._X0, k2, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.7, k2), mode=MODE_UNIFORM))
         if self.best_x is not None:
             parts.append(self.pull_back(self.best_x, m // 4))
+            parts.append(self.cheaper_redraws(m // 6, pool=4))
             parts.append(self.mutate(np.repeat(self.best_x[None, :], m // 6, axis=0),
                                      step=np.exp(self.rng.uniform(np.log(0.002), np.log(0.1), m // 6)), p=0.2))
             self.reducer.set_incumbent(self.best_x)
