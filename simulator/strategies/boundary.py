@@ -22,7 +22,7 @@ class Boundary(Strategy):
 
     batch_size = 10
 
-    def __init__(self, problem, rng, *, tol: float = 0.02, probe_step: float = 0.02, max_starts: int = 200,
+    def __init__(self, problem, rng, *, tol: float = 0.1, probe_step: float = 0.02, max_starts: int = 200,
                  explore: float = 0.8, opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         play_opening = self.check_opening(opening)
