@@ -1,14 +1,22 @@
-"""Attack benchmark: every fraudsim strategy (and ART's HopSkipJump and ZOO when installed) against one model.
+"""Attack benchmark: every fraudsim strategy, with and without its opening move, against one model.
 
-Trains an XGBoost model on a synthetic world (as the default scenario does) or loads ``--model``/``--data``,
-picks caught-fraud targets, runs each method through :class:`simulator.oracle.Oracle` with a small in-memory
-recorder, and prints, per method: the share of targets with a valid evading query within 10/50/100/500/1000
-queries (any cost, and cheap: cost <= 1), median queries to first evasion, median first and best cost, and wall
-seconds per target. ``random`` is the baseline measured in the same run.
+By default it attacks what ``scenarios/release_check.yaml`` attacks (its model, data, feature rules, cost
+scale and 40 caught-fraud targets); ``--scenario`` takes another scenario, ``--model``/``--data`` a bare model
+and data set, ``--world`` a freshly trained model on a synthetic world. Each strategy runs once per opening
+(``typical``, ``none``) at the largest budget through :class:`simulator.oracle.Oracle` with a small in-memory
+recorder. No strategy knows its budget, so the first ``b`` queries of that run are exactly a run at budget
+``b``: every smaller budget is read off the same run, and its wall time is taken when every target had asked
+its first ``b`` queries.
 
-usage: python benchmarks/bench_attacks.py [--targets 16] [--budget 1000] [--methods greedy,random,...] [--all-samplers]
-       python benchmarks/bench_attacks.py --model m.json --data test.parquet [--threshold 0.05]
-ART (optional): pip install adversarial-robustness-toolbox   (the ``bench`` extra)
+It prints one table, strategy x budget x opening: the share of targets evaded (any cost) and cheaply evaded
+(cost <= 1), the median best cost over the evaded targets, the ratio of that median to ``random``'s (measured
+in the same run, opening does not apply to it), and wall milliseconds per query (``random``'s ratio too).
+When :func:`reference_costs` gives per-target minima (the exact MILP strategy's optimum, once available), the
+table also shows each strategy's best cost / exact minimum, median and 90th percentile over the targets.
+
+usage: python benchmarks/bench_attacks.py [--budgets 100,1000] [--methods greedy,random,...] [--openings typical,none]
+       python benchmarks/bench_attacks.py --scenario scenarios/x.yaml | --model m.json --data d.parquet | --world
+ART (optional, --art): HopSkipJump and ZOO from adversarial-robustness-toolbox (the ``bench`` extra)
 """
 from __future__ import annotations
 
@@ -27,8 +35,9 @@ from simulator.oracle import Oracle
 from simulator.store import CHEAP_COST
 from simulator.strategies import REGISTRY, Problem
 
-BUDGETS = (10, 50, 100, 500, 1000)
-
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCENARIO = ROOT / "scenarios" / "release_check.yaml"
+OPENINGS = ("typical", "none")
 
 class Recorder:
     """Stands in for the store's QueryLog: keeps, per paid query, the target, its index, evasion and cost."""
@@ -39,21 +48,19 @@ class Recorder:
     def add(self, *, target_id, query_index, evaded, cost, **_):
         self.parts.append((np.asarray(target_id), np.asarray(query_index), np.asarray(evaded), np.asarray(cost)))
 
-    def per_target(self, n_targets: int) -> dict[str, np.ndarray]:
+    def per_target(self, n_targets: int, budget: int) -> dict[str, np.ndarray]:
+        """Per target, over its first ``budget`` queries: evaded, cheaply evaded, best cost (NaN: no evasion)."""
+        out = {"evaded": np.zeros(n_targets, bool), "cheap": np.zeros(n_targets, bool),
+               "best_cost": np.full(n_targets, np.nan)}
         if not self.parts:
-            z = np.full(n_targets, np.nan)
-            return {"first": z, "first_cheap": z, "first_cost": z, "best_cost": z, "used": np.zeros(n_targets)}
+            return out
         t, q, e, c = (np.concatenate(x) for x in zip(*self.parts))
-        out = {k: np.full(n_targets, np.nan) for k in ("first", "first_cheap", "first_cost", "best_cost")}
-        out["used"] = np.bincount(t, minlength=n_targets).astype(float)
-        for i in range(n_targets):
-            m = (t == i) & e
-            if m.any():
-                k = np.argmin(q[m])
-                out["first"][i], out["first_cost"][i], out["best_cost"][i] = q[m][k], c[m][k], c[m].min()
-                mc = m & (c <= CHEAP_COST)
-                if mc.any():
-                    out["first_cheap"][i] = q[mc].min()
+        m = e & (q <= budget)
+        best = np.full(n_targets, np.inf)
+        np.minimum.at(best, t[m], c[m])
+        out["evaded"] = np.isfinite(best)
+        out["cheap"] = best <= CHEAP_COST
+        out["best_cost"] = np.where(np.isfinite(best), best, np.nan)
         return out
 
 
@@ -65,77 +72,167 @@ class Setup:
     originals: np.ndarray
     approved: np.ndarray
     seed: int
+    source: str
     kernels: object = field(default_factory=lambda: get_kernels("cpu"))
 
 
 def build_setup(args) -> Setup:
-    from simulator.schema import FeatureSchema, frame_to_matrix
-    from simulator.target.train import threshold_at_fpr
-    from simulator.world import FEATURES, LABEL, default_feature_specs
-
+    if args.world:
+        return _world_setup(args)
     if args.model:
-        import polars as pl
+        return _model_setup(args)
+    from simulator.runner import prepare
+    from simulator.scenario import Scenario
 
-        from simulator.target import load_model
+    sc = Scenario.from_yaml(args.scenario or DEFAULT_SCENARIO)
+    if args.targets:
+        sc = sc.replace(attack=dict(sc.attack.model_dump(mode="python"), limit=args.targets))
+    prep = prepare(sc)
+    X = prep.X
+    return Setup(model=prep.model, threshold=prep.threshold, sa=prep.schema.arrays(),
+                 originals=np.ascontiguousarray(X[prep.target_rows]), approved=X[prep.scores < prep.threshold][:1000],
+                 seed=sc.seed if args.seed is None else args.seed, source=str(args.scenario or DEFAULT_SCENARIO.relative_to(ROOT)))
 
-        model = load_model(args.model)
-        frame = pl.read_parquet(args.data) if str(args.data).endswith(".parquet") else pl.read_csv(args.data)
-        X = frame_to_matrix(frame, model.feature_names)
-        y = frame.get_column(args.label).to_numpy().astype(np.int8)
-        scores = model.predict_score(X)
-        thr = args.threshold or (model.card or {}).get("threshold") or threshold_at_fpr(y, scores, 0.01)
-        specs = default_feature_specs() if set(model.feature_names) == set(FEATURES) else {}
-        schema = FeatureSchema.from_mapping(model.feature_names, specs).with_bounds_from(frame)
-    else:
-        import polars as pl
 
-        from simulator.target.train import train_model
-        from simulator.world import World, WorldConfig
+def _model_setup(args) -> Setup:
+    import polars as pl
 
-        t0 = time.perf_counter()
-        world = World(WorldConfig(customers=args.customers, days=args.days), seed=args.seed)
-        stream = pl.concat([world.step() for _ in range(args.days)])
-        cut = max(1, int(round(args.days * 0.6)))
-        train, test = stream.filter(pl.col("day") < cut), stream.filter(pl.col("day") >= cut)
-        names = list(FEATURES)
-        X, y = frame_to_matrix(test, names), test.get_column(LABEL).to_numpy().astype(np.int8)
-        trained = train_model(frame_to_matrix(train, names), train.get_column(LABEL).to_numpy(), X, y, names,
-                              kind="xgboost", seed=args.seed, fpr=0.01)
-        model, thr = trained.model, trained.threshold
-        scores = model.predict_score(X)
-        schema = FeatureSchema.from_mapping(names, default_feature_specs()).with_bounds_from(stream)
-        print(f"world + model: {time.perf_counter() - t0:.1f} s, test AUC {trained.card['test_auc']:.3f}, "
-              f"threshold {thr:.4g}", file=sys.stderr)
+    from simulator.schema import FeatureSchema, frame_to_matrix
+    from simulator.target import load_model
+    from simulator.target.train import threshold_at_fpr
+    from simulator.world import FEATURES, default_feature_specs
+
+    model = load_model(args.model)
+    frame = pl.read_parquet(args.data) if str(args.data).endswith(".parquet") else pl.read_csv(args.data)
+    X = frame_to_matrix(frame, model.feature_names)
+    y = frame.get_column(args.label).to_numpy().astype(np.int8)
+    scores = model.predict_score(X)
+    thr = args.threshold or (model.card or {}).get("threshold") or threshold_at_fpr(y, scores, 0.01)
+    specs = default_feature_specs() if set(model.feature_names) == set(FEATURES) else {}
+    schema = FeatureSchema.from_mapping(model.feature_names, specs).with_bounds_from(frame)
+    return _pick_targets(args, model, float(thr), schema, X, y, scores, source=str(args.model))
+
+
+def _world_setup(args) -> Setup:
+    import polars as pl
+
+    from simulator.schema import FeatureSchema, frame_to_matrix
+    from simulator.target.train import train_model
+    from simulator.world import FEATURES, LABEL, World, WorldConfig, default_feature_specs
+
+    t0 = time.perf_counter()
+    seed = 7 if args.seed is None else args.seed
+    world = World(WorldConfig(customers=args.customers, days=args.days), seed=seed)
+    stream = pl.concat([world.step() for _ in range(args.days)])
+    cut = max(1, int(round(args.days * 0.6)))
+    train, test = stream.filter(pl.col("day") < cut), stream.filter(pl.col("day") >= cut)
+    names = list(FEATURES)
+    X, y = frame_to_matrix(test, names), test.get_column(LABEL).to_numpy().astype(np.int8)
+    trained = train_model(frame_to_matrix(train, names), train.get_column(LABEL).to_numpy(), X, y, names,
+                          kind="xgboost", seed=seed, fpr=0.01)
+    scores = trained.model.predict_score(X)
+    schema = FeatureSchema.from_mapping(names, default_feature_specs()).with_bounds_from(stream)
+    print(f"world + model: {time.perf_counter() - t0:.1f} s, test AUC {trained.card['test_auc']:.3f}", file=sys.stderr)
+    return _pick_targets(args, trained.model, float(trained.threshold), schema, X, y, scores, source="world")
+
+
+def _pick_targets(args, model, thr, schema, X, y, scores, *, source) -> Setup:
     rows = np.flatnonzero((y == 1) & (scores >= thr))
-    if len(rows) > args.targets:  # a seeded spread sample: neighbouring frauds come from the same burst
-        rows = np.sort(np.random.default_rng(args.seed).choice(rows, args.targets, replace=False))
-    return Setup(model=model, threshold=float(thr), sa=schema.arrays(), originals=np.ascontiguousarray(X[rows]),
-                 approved=X[scores < thr][:1000], seed=args.seed)
+    n = args.targets or 40
+    seed = 7 if args.seed is None else args.seed
+    if len(rows) > n:  # a seeded spread sample: neighbouring frauds come from the same burst
+        rows = np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
+    return Setup(model=model, threshold=thr, sa=schema.arrays(), originals=np.ascontiguousarray(X[rows]),
+                 approved=X[scores < thr][:1000], seed=seed, source=source)
 
 
-def run_fraudsim(setup: Setup, name: str, feedback: str, budget: int, params: dict | None = None) -> dict:
+def reference_costs(setup: Setup) -> np.ndarray | None:
+    """Per-target minimum cost to compare best costs with (NaN where unknown), or None when there is none.
+
+    The white-box ``exact`` strategy (a MILP over the trees) fills this once it is available: it solves each
+    target and this returns its optimum (or proven bound) per target, in the order of ``setup.originals``."""
+    return None
+
+
+@dataclass
+class Result:
+    per_budget: dict[int, dict[str, np.ndarray]]
+    wall_per_query: dict[int, float]
+
+
+def run_fraudsim(setup: Setup, name: str, feedback: str, budgets: list[int], params: dict | None = None) -> Result:
+    """One run at the largest budget; every smaller budget is read off its first queries (and its clock)."""
     rec = Recorder()
     n = len(setup.originals)
-    oracle = Oracle(setup.model, threshold=setup.threshold, feedback=feedback, budget=budget, originals=setup.originals,
+    top = max(budgets)
+    oracle = Oracle(setup.model, threshold=setup.threshold, feedback=feedback, budget=top, originals=setup.originals,
                     schema_arrays=setup.sa, kernels=setup.kernels, strategy=name, log=rec)
     cls = REGISTRY[name]
-    problems = [Problem(x0=setup.originals[i], schema=setup.sa, kernels=setup.kernels, budget=budget, feedback=feedback,
+    problems = [Problem(x0=setup.originals[i], schema=setup.sa, kernels=setup.kernels, budget=top, feedback=feedback,
                         approved_examples=setup.approved, model=setup.model if "model" in cls.needs else None)
                 for i in range(n)]
     rngs = [target_rng(setup.seed, 0, i) for i in range(n)]
+    clock: list[tuple[float, np.ndarray]] = []
     t0 = time.perf_counter()
-    run_strategy(cls, dict(params or {}), oracle=oracle, problems=problems, rngs=rngs)
-    return dict(rec.per_target(n), wall=(time.perf_counter() - t0) / n)
+    strategies = run_strategy(cls, dict(params or {}), oracle=oracle, problems=problems, rngs=rngs,
+                              on_step=lambda k: clock.append((time.perf_counter() - t0, oracle.used.copy())))
+    used = oracle.used.copy()
+    walls = {}
+    for b in budgets:  # the moment every target had asked min(b, what it asked in all) queries
+        need = np.minimum(used, b)
+        t = next((t for t, u in clock if (u >= need).all()), time.perf_counter() - t0)
+        walls[b] = t / max(int(need.sum()), 1)
+    del strategies
+    return Result({b: rec.per_target(n, b) for b in budgets}, walls)
+
+
+def _median(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if len(a) else float("nan")
+
+
+def table_rows(label: str, opening: str, res: Result, base: Result | None, ref: np.ndarray | None,
+               budgets: list[int]) -> list[str]:
+    out = []
+    for b in budgets:
+        r = res.per_budget[b]
+        med = _median(r["best_cost"])
+        cols = [f"{label:<22}", f"{b:>6}", f"{opening:<8}", f"{r['evaded'].mean():6.0%}", f"{r['cheap'].mean():6.0%}",
+                f"{med:8.3f}"]
+        if base is not None:
+            bmed = _median(base.per_budget[b]["best_cost"])
+            cols.append(f"{med / bmed:7.2f}" if bmed > 0 else f"{'-':>7}")
+        else:
+            cols.append(f"{'-':>7}")
+        if ref is not None:
+            ratio = r["best_cost"] / ref
+            ok = np.isfinite(ratio)
+            cols.append(f"{np.median(ratio[ok]):8.2f} {np.quantile(ratio[ok], 0.9):8.2f}" if ok.any() else f"{'-':>8} {'-':>8}")
+        ms = 1e3 * res.wall_per_query[b]
+        cols.append(f"{ms:9.3f}")
+        cols.append(f"{res.wall_per_query[b] / base.wall_per_query[b]:7.1f}" if base is not None else f"{'-':>7}")
+        out.append(" ".join(cols))
+    return out
+
+
+def table_header(ref: np.ndarray | None) -> str:
+    cols = [f"{'strategy':<22}", f"{'budget':>6}", f"{'opening':<8}", f"{'evaded':>6}", f"{'cheap':>6}",
+            f"{'med best':>8}", f"{'÷random':>7}"]
+    if ref is not None:
+        cols.append(f"{'÷exact':>8} {'p90':>8}")
+    cols += [f"{'ms/query':>9}", f"{'÷random':>7}"]
+    return " ".join(cols)
 
 
 # -- ART ---------------------------------------------------------------------------------------------------------
-def run_art(setup: Setup, attack: str, budget: int) -> dict:
+def run_art(setup: Setup, attack: str, budgets: list[int]) -> Result:
     """ART's HopSkipJump (label-only) or ZOO (scores) through a BlackBoxClassifier whose predict function
     projects every row onto the target's constraints, scores it and logs it as a paid query, until the budget."""
     from art.attacks.evasion import HopSkipJump, ZooAttack
     from art.estimators.classification import BlackBoxClassifier
 
     n, d = setup.originals.shape
+    budget = max(budgets)
     np.random.seed(setup.seed)  # ART draws from NumPy's global generator
     rec = Recorder()
     k = setup.kernels
@@ -189,7 +286,8 @@ def run_art(setup: Setup, attack: str, budget: int) -> dict:
             pass
         except Exception as exc:  # ART gives up on some starts (e.g. no adversarial init); counted as failures
             print(f"  {attack} target {i}: {type(exc).__name__}: {str(exc)[:80]}", file=sys.stderr)
-    return dict(rec.per_target(n), wall=(time.perf_counter() - t0) / n)
+    wall = (time.perf_counter() - t0) / max(sum(len(p[0]) for p in rec.parts), 1)
+    return Result({b: rec.per_target(n, b) for b in budgets}, {b: wall for b in budgets})
 
 
 def _approved_start(setup: Setup, x0: np.ndarray, P: np.ndarray, predict) -> np.ndarray | None:
@@ -206,70 +304,69 @@ def _approved_start(setup: Setup, x0: np.ndarray, P: np.ndarray, predict) -> np.
     return None
 
 
-def row(name: str, r: dict, budget: int) -> str:
-    cols = []
-    for b in BUDGETS:
-        if b <= budget:
-            cols.append(f"{np.mean(r['first'] <= b):5.0%}")
-    for b in BUDGETS:
-        if b <= budget:
-            cols.append(f"{np.mean(r['first_cheap'] <= b):5.0%}")
-    f = r["first"][np.isfinite(r["first"])]
-    med = lambda a: np.median(a[np.isfinite(a)]) if np.isfinite(a).any() else float("nan")  # noqa: E731
-    return (f"{name:<22}" + " ".join(cols) + f" {np.median(f) if len(f) else float('nan'):7.1f}"
-            f" {med(r['first_cost']):7.3f} {med(r['best_cost']):7.3f} {r['wall']:7.3f}")
-
-
-def header(budget: int) -> str:
-    bs = [b for b in BUDGETS if b <= budget]
-    return (f"{'method':<22}" + " ".join(f"{'@' + str(b):>5}" for b in bs) + " " + " ".join(f"{'c@' + str(b):>5}" for b in bs)
-            + f" {'med q':>7} {'1st c':>7} {'best c':>7} {'s/tgt':>7}")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="XGBoost JSON/UBJ or LightGBM text model (default: train one on a world)")
+    ap.add_argument("--scenario", help=f"scenario whose model, data, rules and targets to use (default: "
+                                       f"{DEFAULT_SCENARIO.relative_to(ROOT)})")
+    ap.add_argument("--model", help="XGBoost JSON/UBJ or LightGBM text model, instead of a scenario")
     ap.add_argument("--data", help="Parquet/CSV with the model's features and a label column (with --model)")
     ap.add_argument("--label", default="is_fraud")
     ap.add_argument("--threshold", type=float, help="decline threshold (default: model card, else 1%% FPR)")
+    ap.add_argument("--world", action="store_true", help="train a model on a synthetic world instead")
     ap.add_argument("--customers", type=int, default=20000)
     ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--targets", type=int, default=16, help="caught-fraud targets (the default scenario attacks 40)")
-    ap.add_argument("--budget", type=int, default=1000)
-    ap.add_argument("--methods", default="all", help="comma list of strategies, plus art-hsj, art-zoo; or all")
-    ap.add_argument("--no-art", action="store_true", help="skip ART even when it is installed")
-    ap.add_argument("--all-samplers", action="store_true", help="also run optuna with cmaes and nsga2")
+    ap.add_argument("--seed", type=int, help="default: the scenario's seed (7 for --model/--world)")
+    ap.add_argument("--targets", type=int, help="caught-fraud targets (default: the scenario's limit, else 40)")
+    ap.add_argument("--budgets", default="100,1000", help="comma list; one run at the largest serves them all")
+    ap.add_argument("--methods", default="all", help="comma list of strategies (random always runs); or all")
+    ap.add_argument("--openings", default="typical,none", help="comma list of openings to run: typical, none")
+    ap.add_argument("--art", action="store_true", help="also run ART's HopSkipJump and ZOO (when installed)")
     args = ap.parse_args(argv)
     if args.model and not args.data:
         ap.error("--model needs --data")
+    budgets = sorted({int(b) for b in args.budgets.split(",")})
+    openings = [o for o in args.openings.split(",") if o in OPENINGS]
     setup = build_setup(args)
-    print(f"{len(setup.originals)} caught-fraud targets, budget {args.budget}, threshold {setup.threshold:.4g}; "
-          "@N: valid evading query within N queries; c@N: cheap (cost <= 1)")
+    ref = reference_costs(setup)
+    print(f"{setup.source}: {len(setup.originals)} caught-fraud targets, budgets {budgets}, threshold "
+          f"{setup.threshold:.4g}; evaded / cheap (cost <= {CHEAP_COST:g}): share of targets; med best: median best "
+          "cost over evaded targets; ÷random: against random measured in this run")
     names = sorted(REGISTRY) if args.methods == "all" else [m for m in args.methods.split(",") if m in REGISTRY]
-    wanted = set(args.methods.split(",")) if args.methods != "all" else None
-    runs: list[tuple[str, str, dict | None]] = []
-    for name in names:  # every strategy with score feedback; the label-only ones also with decisions
-        runs.append((name, "score", None))
-        if name in ("random", "boundary"):
-            runs.append((name, "decision", None))
-    if "optuna" in names and args.all_samplers:
-        runs += [("optuna", "score", {"sampler": s}) for s in ("cmaes", "nsga2")]
-    print(header(args.budget))
-    for name, fb, params in runs:
-        label = f"{name}{'/' + params['sampler'] if params else ''} [{fb}]"
-        print(row(label, run_fraudsim(setup, name, fb, args.budget, params), args.budget), flush=True)
-    try:
-        import art  # noqa: F401
-        have_art = not args.no_art
-    except ImportError:
-        have_art = False
-        print("(ART not installed: pip install adversarial-robustness-toolbox to compare with HopSkipJump and ZOO)")
-    if have_art:
+    names = [n for n in names if "model" not in REGISTRY[n].needs]  # white-box strategies need a granted model
+    names = ["random"] + [n for n in names if n != "random"]
+    runs: list[tuple[str, str, str, dict]] = []  # label, feedback, opening, params
+    for name in names:
+        cls = REGISTRY[name]
+        fbs = ["score"] if "score" in cls.needs else (["decision"] if name == "boundary" else ["score"])
+        has_opening = "opening" in __import__("inspect").signature(cls.__init__).parameters
+        for fb in fbs:
+            for opening in (openings if has_opening else ["-"]):
+                runs.append((name, fb, opening, {} if opening == "-" else {"opening": opening}))
+        if name == "optuna":
+            for sampler in ("cmaes", "nsga2"):
+                runs += [(f"optuna/{sampler}", "score", o, {"sampler": sampler, "opening": o}) for o in openings]
+    print(table_header(ref))
+    base: dict[str, Result] = {}
+    for label, fb, opening, params in runs:
+        name = label.split("/")[0]
+        t0 = time.perf_counter()
+        res = run_fraudsim(setup, name, fb, budgets, params)
+        if name == "random":
+            base[fb] = res
+        ref_base = base.get("score") if name != "random" or fb != "score" else None
+        for line in table_rows(f"{label} [{fb}]", opening, res, ref_base if name != "random" else None, ref, budgets):
+            print(line, flush=True)
+        print(f"  ({label} {opening}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    if args.art:
+        try:
+            import art  # noqa: F401
+        except ImportError:
+            print("(ART not installed: pip install adversarial-robustness-toolbox)")
+            return 0
         for a in ("hsj", "zoo"):
-            if wanted is None or f"art-{a}" in wanted:
-                print(row(f"art-{a} [{'decision' if a == 'hsj' else 'score'}]", run_art(setup, a, args.budget), args.budget),
-                      flush=True)
+            res = run_art(setup, a, budgets)
+            for line in table_rows(f"art-{a}", "-", res, base.get("score"), ref, budgets):
+                print(line, flush=True)
     return 0
 
 

@@ -28,7 +28,8 @@ def run_strategy(strategy_cls: type[Strategy], params: dict, *, oracle: Oracle, 
         ks = np.minimum(batch, oracle.remaining(active))
         X = np.vstack([strategies[i].ask(int(k)) for i, k in zip(active, ks)])
         targets = np.repeat(active, ks)
-        fb = oracle.query(targets, X)
+        opening = np.concatenate([strategies[i].asked_opening for i in active])
+        fb = oracle.query(targets, X, opening=opening)
         start = 0
         for i, k in zip(active, ks):
             strategies[i].tell(X[start : start + k], fb[start : start + k])

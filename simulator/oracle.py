@@ -70,8 +70,9 @@ class Oracle:
     def remaining(self, targets: np.ndarray) -> np.ndarray:
         return self.budget - self.used[targets]
 
-    def query(self, targets: np.ndarray, X: np.ndarray) -> Feedback:
-        """Score candidates ``X`` (row ``i`` for target ``targets[i]``), charge the budget, log, give feedback."""
+    def query(self, targets: np.ndarray, X: np.ndarray, *, opening: np.ndarray | None = None) -> Feedback:
+        """Score candidates ``X`` (row ``i`` for target ``targets[i]``), charge the budget, log, give feedback.
+        ``opening`` (per row, optional) marks the strategy's opening moves in the log."""
         targets = np.asarray(targets, dtype=np.int64)
         X = np.ascontiguousarray(X, dtype=np.float64)
         n = len(targets)
@@ -93,7 +94,8 @@ class Oracle:
         if self.log is not None:
             self.log.add(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
                          target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
-                         evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X)
+                         evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X,
+                         opening=opening)
         return Feedback(declined=declined, score=score if self.feedback == "score" else None)
 
     def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -181,7 +181,8 @@ def _threshold_for(scenario: Scenario, model: TargetModel) -> tuple[float, str]:
 def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default_specs: dict | None = None) -> FeatureSchema:
     specs = {k: v.as_dict() for k, v in scenario.features.items()} if scenario.features is not None else (default_specs or {})
     try:
-        schema = FeatureSchema.from_mapping(model.feature_names, specs).with_bounds_from(frame)
+        schema = FeatureSchema.from_mapping(model.feature_names, specs, cost_scale=scenario.cost_scale).with_bounds_from(frame)
+        schema.arrays()  # e.g. cost_scale iqr without the data to measure it: fail before the first query
     except ScenarioError as exc:
         raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
     if not schema.mutable_names:

@@ -167,6 +167,9 @@ class FeatureSpecModel(Section):
     mutable: bool = True
     direction: Literal["increase", "decrease", "any"] = "any"
     cost: float = Field(1.0, ge=0, le=1e6)
+    cost_scale: Literal["range", "iqr", "unit"] | None = Field(
+        None, description="the change that costs `cost`: the range, the data's IQR, or one unit (default: the "
+                          "scenario's cost_scale)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -250,6 +253,9 @@ class Scenario(Section):
     model: ModelSpec = ModelSpec()
     features: dict[str, FeatureSpecModel] | None = Field(None, max_length=bound("features"))
     relations: tuple[str, ...] = Field((), description="relations between features (grammar: simulator/relations.py)")
+    cost_scale: Literal["range", "iqr", "unit"] = Field(
+        "range", description="what a numeric feature's cost is per: its range (max - min), the data's "
+                             "inter-quartile range, or one unit; a feature may give its own")
     attack: AttackSpec = AttackSpec()
     adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
     defence: DefenceSpec | None = None

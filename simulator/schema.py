@@ -41,6 +41,9 @@ class Direction(IntEnum):
 
 KIND_NAMES = {k.name.lower(): k for k in Kind}
 DIRECTION_NAMES = {d.name.lower(): d for d in Direction}
+#: What one unit of a numeric feature's cost is measured against: its whole range (max - min), the data's
+#: inter-quartile range, or the feature's own unit.
+COST_SCALES = ("range", "iqr", "unit")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,16 @@ class FeatureSpec:
     mutable: bool = True
     direction: Direction = Direction.ANY
     cost: float = 1.0
+    cost_scale: str = "range"  # one of COST_SCALES (numeric features only)
+    iqr: float | None = None  # the data's inter-quartile range, filled by with_bounds_from for cost_scale iqr
+
+    def scale(self) -> float:
+        """The change of this numeric feature that costs ``cost``: its range, inter-quartile range or 1."""
+        if self.cost_scale == "unit":
+            return 1.0
+        if self.cost_scale == "iqr" and self.iqr is not None and self.iqr > 0:
+            return self.iqr
+        return float(self.hi - self.lo) if self.lo is not None and self.hi is not None else float("nan")
 
     def describe(self) -> str:
         if self.kind == Kind.CATEGORICAL:
@@ -66,6 +79,8 @@ class FeatureSpec:
         flags = [] if self.mutable else ["frozen"]
         if self.direction != Direction.ANY:
             flags.append(self.direction.name.lower())
+        if self.mutable and self.cost_scale != "range" and self.kind in (Kind.CONTINUOUS, Kind.INTEGER):
+            flags.append(f"cost per {self.scale():g}" + (" (iqr)" if self.cost_scale == "iqr" else ""))
         return f"{self.kind.name.lower()} {rng}" + (f" ({', '.join(flags)})" if flags else "")
 
 
@@ -78,9 +93,12 @@ class SchemaArrays:
     hi: np.ndarray  # float64 (d,)
     mutable: np.ndarray  # bool (d,)
     direction: np.ndarray  # int8 (d,)
-    cost: np.ndarray  # float64 (d,)
+    cost: np.ndarray  # float64 (d,) the cost of a change across the whole range (max - min), see ``scale``
     categories: np.ndarray  # float64 (d, max_categories), padded with NaN, ascending per row
     n_categories: np.ndarray  # int32 (d,)
+    # float64 (d,) the change that costs the feature's ``cost`` (its cost_scale); kernels divide by the range,
+    # so ``cost`` above already carries the factor (max - min) / scale
+    scale: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -90,9 +108,15 @@ class SchemaArrays:
         return (self.kind, self.lo, self.hi, self.mutable, self.direction, self.cost, self.categories, self.n_categories)
 
 
-def spec_from_dict(name: str, raw: Mapping[str, Any], *, where: str = "features") -> FeatureSpec:
-    """Build a spec from the scenario-file shape ``{type, min, max, categories, mutable, direction, cost}``."""
+def spec_from_dict(name: str, raw: Mapping[str, Any], *, where: str = "features",
+                   cost_scale: str = "range") -> FeatureSpec:
+    """Build a spec from the scenario-file shape ``{type, min, max, categories, mutable, direction, cost,
+    cost_scale}`` (``cost_scale`` defaults to the given one)."""
     field_ = f"{where}.{name}"
+    scale_name = str(raw.get("cost_scale") or cost_scale)
+    if scale_name not in COST_SCALES:
+        raise ScenarioError(f"unknown cost_scale {scale_name!r}; use one of {', '.join(COST_SCALES)}",
+                            field=f"{field_}.cost_scale")
     kind_name = str(raw.get("type", "continuous"))
     if kind_name not in KIND_NAMES:
         raise ScenarioError(f"unknown type {kind_name!r}; use one of {sorted(KIND_NAMES)}", field=f"{field_}.type")
@@ -130,7 +154,7 @@ def spec_from_dict(name: str, raw: Mapping[str, Any], *, where: str = "features"
                     raise ScenarioError(f"{key} of an integer feature must be a whole number, got {v:g}", field=f"{field_}.{key}")
     return FeatureSpec(
         name=name, kind=kind, lo=lo, hi=hi, categories=cats,
-        mutable=bool(raw.get("mutable", True)), direction=DIRECTION_NAMES[dir_name], cost=cost,
+        mutable=bool(raw.get("mutable", True)), direction=DIRECTION_NAMES[dir_name], cost=cost, cost_scale=scale_name,
     )
 
 
@@ -147,14 +171,19 @@ class FeatureSchema:
 
     @classmethod
     def from_mapping(cls, model_features: Sequence[str], mapping: Mapping[str, Mapping[str, Any]] | None,
-                     *, where: str = "features") -> "FeatureSchema":
-        """Specs for every model feature: listed ones from ``mapping``, unlisted ones frozen."""
+                     *, where: str = "features", cost_scale: str = "range") -> "FeatureSchema":
+        """Specs for every model feature: listed ones from ``mapping``, unlisted ones frozen; ``cost_scale`` is
+        the default of every listed feature that does not give its own."""
+        if cost_scale not in COST_SCALES:
+            raise ScenarioError(f"unknown cost_scale {cost_scale!r}; use one of {', '.join(COST_SCALES)}",
+                                field="cost_scale")
         mapping = dict(mapping or {})
         unknown = [n for n in mapping if n not in set(model_features)]
         if unknown:
             raise ScenarioError(f"the model has no feature {unknown[0]!r} (model features: {', '.join(model_features)})",
                                 field=f"{where}.{unknown[0]}")
-        specs = [spec_from_dict(n, mapping[n], where=where) if n in mapping else FeatureSpec(n, mutable=False)
+        specs = [spec_from_dict(n, mapping[n], where=where, cost_scale=cost_scale) if n in mapping
+                 else FeatureSpec(n, mutable=False)
                  for n in model_features]
         return cls(specs)
 
@@ -176,9 +205,16 @@ class FeatureSchema:
 
     def with_bounds_from(self, frame: pl.DataFrame) -> "FeatureSchema":
         """Fill missing min/max from the data's range, ignoring missing values (frozen features too, so every
-        array is finite). A frozen feature with no value at all gets [0, 0]; a mutable one needs its min/max."""
+        array is finite; a frozen feature with no value at all gets [0, 0]; a mutable one needs its min/max), and the
+        inter-quartile range of features whose cost_scale is ``iqr``."""
         specs = []
         for s in self.specs:
+            if s.cost_scale == "iqr" and s.kind in (Kind.CONTINUOUS, Kind.INTEGER) and s.name in frame.columns:
+                v = frame.get_column(s.name).cast(pl.Float64).to_numpy()
+                v = v[np.isfinite(v)]
+                if len(v):
+                    q1, q3 = np.quantile(v, [0.25, 0.75])
+                    s = replace(s, iqr=float(q3 - q1))
             if s.lo is None or s.hi is None:
                 col = frame.get_column(s.name).cast(pl.Float64, strict=False) if s.name in frame.columns \
                     else pl.Series([0.0, 1.0])
@@ -203,15 +239,21 @@ class FeatureSchema:
         for j, s in enumerate(self.specs):
             cats[j, : len(s.categories)] = s.categories
         nan = float("nan")
+        scale = np.array([s.scale() if s.kind in (Kind.CONTINUOUS, Kind.INTEGER) else 1.0 for s in self.specs])
+        span = np.array([nan if s.lo is None or s.hi is None else s.hi - s.lo for s in self.specs])
+        numeric = np.array([s.kind in (Kind.CONTINUOUS, Kind.INTEGER) for s in self.specs], dtype=bool)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(numeric & (span > 0) & (scale > 0), span / np.where(scale > 0, scale, 1.0), 1.0)
         return SchemaArrays(
             kind=np.array([int(s.kind) for s in self.specs], dtype=np.int8),
             lo=np.array([nan if s.lo is None else s.lo for s in self.specs], dtype=np.float64),
             hi=np.array([nan if s.hi is None else s.hi for s in self.specs], dtype=np.float64),
             mutable=np.array([s.mutable for s in self.specs], dtype=np.bool_),
             direction=np.array([int(s.direction) for s in self.specs], dtype=np.int8),
-            cost=np.array([s.cost for s in self.specs], dtype=np.float64),
+            cost=np.array([s.cost for s in self.specs], dtype=np.float64) * factor,
             categories=cats,
             n_categories=np.array([len(s.categories) for s in self.specs], dtype=np.int32),
+            scale=np.where(numeric, scale, 1.0),
         )
 
     def arrays(self) -> SchemaArrays:
@@ -220,6 +262,11 @@ class FeatureSchema:
         if missing:
             raise ScenarioError(f"no min/max for {missing[0]!r}: give them in the scenario or provide data to take them from",
                                 field=f"features.{missing[0]}")
+        no_iqr = [s.name for s in self.specs if s.mutable and s.cost_scale == "iqr" and s.iqr is None
+                  and s.kind in (Kind.CONTINUOUS, Kind.INTEGER)]
+        if no_iqr:
+            raise ScenarioError(f"cost_scale iqr for {no_iqr[0]!r} needs data to measure the inter-quartile range "
+                                "from (a data set or a world)", field=f"features.{no_iqr[0]}.cost_scale")
         return a
 
     def validate_frame(self, frame: pl.DataFrame, *, source: str | None = None, constraints: bool = True) -> None:

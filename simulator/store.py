@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 3  # 2: campaign tables and columns; 3: feature_columns (README, migration notes)
+SCHEMA_VERSION = 3  # 2: campaign tables and columns; 3: feature_columns, queries.opening (README, migration notes)
 QUERY_FIXED_COLUMNS = ("run_id", "round", "agent_id", "strategy", "target_id", "query_index", "score", "decision",
-                       "evaded", "cost")
+                       "evaded", "cost", "opening")  # "opening" (schema 3) comes after the feature columns
 TARGET_FIXED_COLUMNS = ("run_id", "strategy", "target_id", "original_score", "queries_used", "evaded",
                         "queries_to_first_evasion", "first_evasion_cost", "min_cost", "cheap_evaded",
                         "queries_to_first_cheap_evasion")
@@ -100,7 +100,8 @@ def _ddl(feature_names: Sequence[str]) -> list[str]:
             model_kind VARCHAR, threshold DOUBLE, feedback VARCHAR, budget BIGINT, scenario_yaml VARCHAR,
             fraudsim_version VARCHAR, error VARCHAR)""",
         f"""CREATE TABLE IF NOT EXISTS queries (run_id VARCHAR, round INTEGER, agent_id INTEGER, strategy VARCHAR,
-            target_id BIGINT, query_index INTEGER, score DOUBLE, decision VARCHAR, evaded BOOLEAN, cost DOUBLE{feats})""",
+            target_id BIGINT, query_index INTEGER, score DOUBLE, decision VARCHAR, evaded BOOLEAN, cost DOUBLE{feats},
+            opening BOOLEAN)""",
         f"""CREATE TABLE IF NOT EXISTS targets (run_id VARCHAR, strategy VARCHAR, target_id BIGINT,
             original_score DOUBLE, queries_used INTEGER, evaded BOOLEAN, queries_to_first_evasion INTEGER,
             first_evasion_cost DOUBLE, min_cost DOUBLE, cheap_evaded BOOLEAN, queries_to_first_cheap_evasion INTEGER{feats})""",
@@ -498,9 +499,11 @@ class QueryLog:
         self.total_rows = 0
 
     def add(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray, query_index: np.ndarray,
-            score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray) -> None:
+            score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
+            opening: np.ndarray | None = None) -> None:
         self._chunks.append(dict(round=round_, agent_id=agent_id, strategy=strategy, target_id=target_id,
-                                 query_index=query_index, score=score, decision=decision, evaded=evaded, cost=cost, X=X))
+                                 query_index=query_index, score=score, decision=decision, evaded=evaded, cost=cost, X=X,
+                                 opening=opening))
         self._rows += len(target_id)
         self.total_rows += len(target_id)
         if self._rows >= self.flush_rows:
@@ -528,6 +531,9 @@ class QueryLog:
             "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64),
         }
         cols.update(self.store.feature_table(X))
+        known = [c.get("opening") is not None for c in ch]  # NULL where the writer does not say (campaign probes)
+        cols["opening"] = pa.array(np.concatenate([np.asarray(c["opening"], bool) if k else np.zeros(m, bool)
+                                                   for c, k, m in zip(ch, known, n)]), mask=np.repeat(~np.array(known), n))
         self.store.append("queries", pa.table(cols))
         self._chunks, self._rows = [], 0
 

@@ -122,3 +122,32 @@ def test_a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one(tmp_path):
         del REGISTRY["breaks_midway"]
     assert out.read_bytes() == before
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_cost_scale_and_opening_are_recorded_per_query(team_files, write_scenario, tmp_path):
+    """cost_scale iqr (globally) with one feature per unit: every logged cost equals an independent recomputation
+    from the data's quartiles; queries.opening marks the strategies' opening moves, and opening: none has none."""
+    raw = scenario_dict(team_files, limit=3, budget=30, strategies=["random", "greedy", "evolutionary"],
+                        params={"evolutionary": {"opening": "none"}})
+    raw["cost_scale"] = "iqr"
+    raw["features"] = dict(raw["features"], hour=dict(raw["features"]["hour"], cost_scale="unit"))
+    res = fs.run(write_scenario(raw, "iqr.yaml"), output=tmp_path / "iqr.duckdb")
+    con = duckdb.connect(str(res.path), read_only=True)
+    q = con.sql("SELECT * FROM queries ORDER BY strategy, target_id, query_index").pl()
+    data = pl.read_parquet(team_files["data"])
+    orig = frame_to_matrix(data, FEATURES)[q["target_id"].to_numpy()]
+    X = q.select(FEATURES).to_numpy()
+    amount = data["amount"].to_numpy()
+    iqr = np.quantile(amount, 0.75) - np.quantile(amount, 0.25)
+    i_amt, i_hour = FEATURES.index("amount"), FEATURES.index("hour")
+    flags = {"merchant_cat": 0.5, "country_mismatch": 0.5, "new_device": 1.0}
+    expected = np.abs(X[:, i_amt] - orig[:, i_amt]) / iqr + 0.5 * np.abs(X[:, i_hour] - orig[:, i_hour])
+    for f, c in flags.items():
+        expected += c * (X[:, FEATURES.index(f)] != orig[:, FEATURES.index(f)])
+    np.testing.assert_allclose(q["cost"].to_numpy(), expected, rtol=1e-9)
+    per = {s: q.filter(pl.col("strategy") == s)["opening"] for s in ("random", "greedy", "evolutionary")}
+    assert per["random"].null_count() == 0 and not per["random"].any()  # random has no opening move
+    assert per["greedy"].any() and not per["evolutionary"].any()
+    first = q.filter((pl.col("strategy") == "greedy") & (pl.col("query_index") == 1))["opening"]
+    assert first.all()  # greedy opens with its informed batch
+    assert con.execute("SELECT value FROM fraudsim_meta WHERE key = 'schema_version'").fetchall() == [("3",)]

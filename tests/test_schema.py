@@ -72,3 +72,62 @@ def test_missing_values_are_data():
         FeatureSchema.from_mapping(["m"], {"m": {}}).with_bounds_from(pl.DataFrame({"m": [None, None]}, schema={"m": pl.Float64}))
     FeatureSchema.from_mapping(["m"], {"m": {"min": 0, "max": 1}}).with_bounds_from(
         pl.DataFrame({"m": [None, None]}, schema={"m": pl.Float64})).arrays()  # given bounds need no data
+
+
+# -- cost_scale: what a numeric feature's cost is per --------------------------------------------------------------
+def _cost(schema, x, x0):
+    from simulator.kernels import get_kernels, reference
+
+    sa = schema.arrays()
+    X, X0 = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(x0, float))
+    cpu = get_kernels("cpu").cost(X, X0, np.zeros(len(X), np.int64), sa)
+    np.testing.assert_allclose(cpu, reference.cost(X, X0, np.zeros(len(X), np.int64), sa))  # one meaning everywhere
+    return cpu
+
+
+def test_cost_scale_range_iqr_and_unit():
+    # 'Distance Km' has a long tail: range 0-5000, but half the rows lie between 10 and 60 km
+    rng = np.random.default_rng(0)
+    d = np.r_[rng.uniform(10, 60, 1000), 5000.0, 0.0]
+    q1, q3 = np.quantile(d, [0.25, 0.75])
+    frame = pl.DataFrame({"Distance Km": d, "SELECT": np.arange(len(d)) % 24})
+    specs = {"Distance Km": {"cost": 2.0}, "SELECT": {"type": "integer", "min": 0, "max": 23, "cost": 0.5}}
+    x0, x = [20.0, 3.0], [57.0, 5.0]
+    rng_ = FeatureSchema.from_mapping(["Distance Km", "SELECT"], specs).with_bounds_from(frame)
+    iqr = FeatureSchema.from_mapping(["Distance Km", "SELECT"], specs, cost_scale="iqr").with_bounds_from(frame)
+    unit = FeatureSchema.from_mapping(["Distance Km", "SELECT"], specs, cost_scale="unit").with_bounds_from(frame)
+    assert _cost(rng_, x, x0)[0] == pytest.approx(2.0 * 37 / 5000 + 0.5 * 2 / 23)  # as before: per range
+    assert _cost(iqr, x, x0)[0] == pytest.approx(2.0 * 37 / (q3 - q1) + 0.5 * 2 / 12, rel=1e-6)
+    assert _cost(unit, x, x0)[0] == pytest.approx(2.0 * 37 + 0.5 * 2)
+    assert iqr.arrays().scale.tolist() == pytest.approx([q3 - q1, 12.0], rel=1e-6)
+    assert "(iqr)" in iqr["Distance Km"].describe()
+
+
+def test_cost_scale_per_feature_overrides_the_default_and_flags_keep_their_cost():
+    frame = pl.DataFrame({"amount": [0.0, 10.0, 20.0, 30.0, 1000.0], "flag": [0, 1, 0, 1, 0]})
+    s = FeatureSchema.from_mapping(["amount", "flag"], {"amount": {"cost_scale": "unit"},
+                                   "flag": {"type": "binary", "cost": 3.0}}, cost_scale="iqr").with_bounds_from(frame)
+    assert _cost(s, [[15.0, 1.0]], [[10.0, 0.0]])[0] == pytest.approx(5.0 + 3.0)
+
+
+def test_cost_scale_iqr_of_zero_falls_back_to_the_range():
+    frame = pl.DataFrame({"n": [0.0] * 20 + [4.0, 8.0]})
+    s = FeatureSchema.from_mapping(["n"], {"n": {}}, cost_scale="iqr").with_bounds_from(frame)
+    assert s.arrays().scale.tolist() == [8.0]
+
+
+@pytest.mark.parametrize("mapping, default, field", [
+    ({"a": {"cost_scale": "log"}}, "range", "features.a.cost_scale"),
+    ({"a": {}}, "stdev", "cost_scale"),
+])
+def test_unknown_cost_scale_names_the_field(mapping, default, field):
+    with pytest.raises(ScenarioError, match="unknown cost_scale") as err:
+        FeatureSchema.from_mapping(["a"], mapping, cost_scale=default)
+    assert err.value.field == field
+
+
+def test_cost_scale_iqr_without_data_is_refused():
+    s = FeatureSchema.from_mapping(["a"], {"a": {"min": 0, "max": 10}}, cost_scale="iqr")
+    with pytest.raises(ScenarioError, match="needs data") as err:
+        s.arrays()
+    assert err.value.field == "features.a.cost_scale"

@@ -1,5 +1,7 @@
 """Contract every registered strategy passes (like Optuna's sampler tests and scikit-learn's
 ``parametrize_with_checks``): adding a strategy adds its tests. A real small XGBoost model is trained once."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,10 @@ SPECS = {
 }
 NAMES = list(SPECS) + ["velocity"]  # velocity: not listed, so frozen
 STRATEGIES = sorted(REGISTRY)
+WITH_OPENING = [n for n in STRATEGIES if "opening" in inspect.signature(REGISTRY[n].__init__).parameters]
+# every strategy as configured by default, and every one that has an opening move once more without it
+CASES = [pytest.param(n, {}, id=n) for n in STRATEGIES] + \
+        [pytest.param(n, {"opening": "none"}, id=f"{n}-opening-none") for n in WITH_OPENING]
 BUDGET = 60
 N_TARGETS = 3
 
@@ -81,21 +87,21 @@ def _problems(world, cls, budget=BUDGET):
             for x in world["targets"]]
 
 
-def _run(world, name, seed=0, budget=BUDGET, batch_size=None):
+def _run(world, name, seed=0, budget=BUDGET, batch_size=None, params=None):
     cls = REGISTRY[name]
     log = Log()
     oracle = Oracle(world["model"], threshold=world["threshold"], feedback=_feedback(cls), budget=budget,
                     originals=world["targets"], schema_arrays=world["sa"], kernels=get_kernels("cpu"), strategy=name,
                     log=log)
     rngs = [target_rng(seed, 0, i) for i in range(N_TARGETS)]
-    done = run_strategy(cls, {}, oracle=oracle, problems=_problems(world, cls, budget), rngs=rngs, batch_size=batch_size)
+    done = run_strategy(cls, dict(params or {}), oracle=oracle, problems=_problems(world, cls, budget), rngs=rngs, batch_size=batch_size)
     return done, oracle, log
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_budget_respected_and_every_candidate_valid(world, name):
+@pytest.mark.parametrize("name, params", CASES)
+def test_budget_respected_and_every_candidate_valid(world, name, params):
     # the oracle itself raises on an over-budget ask or an invalid row; check the log independently as well
-    done, oracle, log = _run(world, name, batch_size=7)
+    done, oracle, log = _run(world, name, batch_size=7, params=params)
     assert (oracle.used <= BUDGET).all()
     t = np.concatenate(log.targets)
     assert np.bincount(t, minlength=N_TARGETS).max() <= BUDGET
@@ -103,35 +109,37 @@ def test_budget_respected_and_every_candidate_valid(world, name):
     assert not k.violations(log.X, world["targets"], t, world["sa"]).any()
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_ask_returns_exactly_n_rows(world, name):
+@pytest.mark.parametrize("name, params", CASES)
+def test_ask_returns_exactly_n_rows(world, name, params):
     cls = REGISTRY[name]
     problem = _problems(world, cls)[0]
-    s = cls(problem, np.random.default_rng(1))
+    s = cls(problem, np.random.default_rng(1), **params)
     k = get_kernels("cpu")
     oracle = Oracle(world["model"], threshold=world["threshold"], feedback=_feedback(cls), budget=10_000,
                     originals=world["targets"][:1], schema_arrays=world["sa"], kernels=k, strategy=name)
     for n in (1, 3, 10, 17, 2, 25):
         X = s.ask(n)
-        assert X.shape == (n, len(NAMES))
+        assert X.shape == (n, len(NAMES)) and s.asked_opening.shape == (n,)
+        if params.get("opening") == "none":
+            assert not s.asked_opening.any()
         assert not k.violations(X, world["targets"][:1], np.zeros(n, np.int64), world["sa"]).any()
         s.tell(X, oracle.query(np.zeros(n, np.int64), X))
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_reproducible_by_seed(world, name):
-    _, _, a = _run(world, name, seed=3, budget=40)
-    _, _, b = _run(world, name, seed=3, budget=40)
+@pytest.mark.parametrize("name, params", CASES)
+def test_reproducible_by_seed(world, name, params):
+    _, _, a = _run(world, name, seed=3, budget=40, params=params)
+    _, _, b = _run(world, name, seed=3, budget=40, params=params)
     np.testing.assert_array_equal(a.X, b.X)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_best_cost_never_increases_and_an_evasion_is_found(world, name):
+@pytest.mark.parametrize("name, params", CASES)
+def test_best_cost_never_increases_and_an_evasion_is_found(world, name, params):
     cls = REGISTRY[name]
     k = get_kernels("cpu")
     oracle = Oracle(world["model"], threshold=world["threshold"], feedback=_feedback(cls), budget=BUDGET,
                     originals=world["targets"], schema_arrays=world["sa"], kernels=k, strategy=name)
-    strategies = [cls(p, target_rng(5, 0, i)) for i, p in enumerate(_problems(world, cls))]
+    strategies = [cls(p, target_rng(5, 0, i), **params) for i, p in enumerate(_problems(world, cls))]
     history = [[] for _ in strategies]
     for i, s in enumerate(strategies):
         while oracle.remaining(np.array([i]))[0] > 0 and not s.finished:
@@ -156,6 +164,25 @@ def test_declares_needs_and_refuses_unknown_parameters(world, name):
     assert set(cls.needs) <= set(NEEDS)
     with pytest.raises(ScenarioError, match="unknown parameter 'no_such_parameter'"):
         cls(_problems(world, cls)[0], np.random.default_rng(0), no_such_parameter=1)
+
+
+@pytest.mark.parametrize("name", WITH_OPENING)
+def test_opening_is_a_named_optional_part(world, name):
+    """The opening parameter is typed with the default 'typical'; with it, the first rows asked are opening moves
+    (recorded per query), without it none is; anything else is refused naming the parameter."""
+    cls = REGISTRY[name]
+    p = inspect.signature(cls.__init__).parameters["opening"]
+    assert p.kind is inspect.Parameter.KEYWORD_ONLY and p.default == "typical"
+    problem = _problems(world, cls)[0]
+    with_opening = cls(problem, np.random.default_rng(0))
+    with_opening.ask(5)
+    assert with_opening.asked_opening.any()
+    without = cls(problem, np.random.default_rng(0), opening="none")
+    without.ask(5)
+    assert not without.asked_opening.any()
+    with pytest.raises(ScenarioError, match="unknown opening 'sometimes'") as err:
+        cls(problem, np.random.default_rng(0), opening="sometimes")
+    assert err.value.field == f"attack.params.{name}.opening"
 
 
 def test_registering_a_duplicate_name_is_refused():

@@ -221,7 +221,7 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
     adv_train(1)
     timings["train_s"] = time.perf_counter() - t1
 
-    schema = FeatureSchema.from_mapping(names, specs).with_bounds_from(history[0])
+    schema = FeatureSchema.from_mapping(names, specs, cost_scale=scenario.cost_scale).with_bounds_from(history[0])
     hist = pl.concat(history)
     X_hist = frame_to_matrix(hist, names)
     score = fit.model.predict_score(X_hist)

@@ -12,20 +12,28 @@ Lifecycle (who calls what, when):
 ``ask`` must return exactly ``n`` rows that already satisfy the constraints (use :meth:`Strategy.project` or
 :meth:`Strategy.mutate`); ``tell`` receives only what the feedback mode allows. The base class keeps the
 bookkeeping every strategy shares: the best (cheapest) evasion so far and the lowest score seen.
+
+The opening move (``opening: typical``, the default of every strategy that has one) is an informed first batch
+built from the approved traffic the attacker has seen (:func:`simulator.strategies.moves.opening_moves`);
+``opening: none`` leaves it out, so the search alone has to find an evasion. A strategy registers its opening
+rows with :meth:`Strategy.set_opening`; after each ``ask``, :attr:`Strategy.asked_opening` says which asked rows
+are opening moves (the runner records it per query in ``queries.opening``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ..errors import ScenarioError
-from ..kernels import MODE_LOCAL, Kernels
+from ..kernels import MODE_LOCAL, MODE_UNIFORM, Kernels
 from ..oracle import Feedback
 from ..schema import SchemaArrays
 
 REGISTRY: dict[str, type["Strategy"]] = {}
+OPENINGS = ("typical", "none")
+Opening = Literal["typical", "none"]
 NEEDS = {"score": "feedback: score", "model": "the model file granted to the attacker", "data": "public data"}
 
 
@@ -99,11 +107,18 @@ class Strategy:
         self.lowest_score = np.inf
         self.lowest_score_x = self.x0.copy()
         self.finished = len(self.mutable_idx) == 0
+        self._opening_keys: frozenset[bytes] = frozenset()
+        self.asked_opening = np.zeros(0, dtype=bool)  # per row of the last ask: is it an opening move?
 
     # -- protocol --------------------------------------------------------------------------------------------
     def ask(self, n: int) -> np.ndarray:
         X = self._ask(int(n))
         assert X.shape == (n, self.d), f"{self.name}.ask({n}) returned shape {X.shape}"
+        if self._opening_keys:
+            C = np.ascontiguousarray(X, dtype=np.float64)
+            self.asked_opening = np.fromiter((x.tobytes() in self._opening_keys for x in C), dtype=bool, count=n)
+        else:
+            self.asked_opening = np.zeros(n, dtype=bool)
         return X
 
     def tell(self, X: np.ndarray, feedback: Feedback) -> None:
@@ -146,6 +161,19 @@ class Strategy:
         pass
 
     # -- tools every strategy uses ----------------------------------------------------------------------------
+    def check_opening(self, opening: str) -> bool:
+        """Validate an ``opening`` parameter; True when the strategy should play its opening move."""
+        if opening not in OPENINGS:
+            raise ScenarioError(f"unknown opening {opening!r}; use one of {', '.join(OPENINGS)}",
+                                field=f"attack.params.{self.name}.opening")
+        return opening == "typical"
+
+    def set_opening(self, X: np.ndarray) -> np.ndarray:
+        """Register the rows of the opening move, so asked rows equal to one are recorded as opening queries."""
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float64)
+        self._opening_keys = frozenset(x.tobytes() for x in X)
+        return X
+
     def project(self, X: np.ndarray) -> np.ndarray:
         return self.problem.repair(self.problem.kernels.project(X, self._X0, np.zeros(len(X), np.int64),
                                                                 self.problem.schema))
@@ -160,6 +188,17 @@ class Strategy:
         return self.problem.repair(self.problem.kernels.mutate(
             base, self._X0, np.zeros(n, np.int64), U, Z, V, np.broadcast_to(np.asarray(step, np.float64), (n,)),
             np.broadcast_to(np.asarray(p, np.float64), (n,)), mode, self.problem.schema))
+
+    def cheaper_redraws(self, n: int, *, pool: int = 20, p_max: float = 0.6) -> np.ndarray:
+        """Up to ``n`` random redraws (as random search draws them) that cost less than the best evasion so far:
+        once something evades, a dearer candidate cannot improve the result, so it is not worth a query."""
+        if n <= 0:
+            return np.empty((0, self.d))
+        m = max(pool * n, 100)
+        X = self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, p_max, m), mode=MODE_UNIFORM)
+        if self.best_x is not None:
+            X = X[self.cost(X) < self.best_cost]
+        return X[:n]
 
     def pull_back(self, x: np.ndarray, n: int) -> np.ndarray:
         """Cheaper variants of an evading ``x``: each changed feature is, at random, kept, reverted to the

@@ -6,7 +6,7 @@ import numpy as np
 from ..kernels import MODE_UNIFORM
 from ..kernels.reference import CONTINUOUS, INTEGER
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, project_rows, unique_rows
 
 
@@ -22,16 +22,20 @@ class Boundary(Strategy):
 
     batch_size = 10
 
-    param_bounds = {"tol": (1e-6, 1), "probe_step": (1e-6, 1), "max_starts": (1, 100_000)}  # checked at validate (strategies/params.py)
+    param_bounds = {"tol": (1e-6, 1), "probe_step": (1e-6, 1), "max_starts": (1, 100_000), "explore": (0, 1)}  # checked at validate (strategies/params.py)
 
-    def __init__(self, problem, rng, *, tol: float = 0.02, probe_step: float = 0.02, max_starts: int = 200, **params):
+    def __init__(self, problem, rng, *, tol: float = 0.1, probe_step: float = 0.02, max_starts: int = 200,
+                 explore: float = 0.8, opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
+        play_opening = self.check_opening(opening)
+        self.explore = float(explore)
         self.tol, self.probe_step = float(tol), float(probe_step)
         self.prior = Prior.from_problem(problem)
         self.seen = Seen()
         self.seen.add(self._X0)
         self.reducer = CostReducer(problem)
-        self.starts = self._start_points(int(max_starts))
+        # the opening: approved-looking starts; without it, random redraws until one is approved (as HopSkipJump)
+        self.starts = self.set_opening(self._start_points(int(max_starts)) if play_opening else np.empty((0, self.d)))
         self.phase = "start"
         self.line: tuple[np.ndarray, float, float] | None = None  # (approved end, declined t, approved t)
         self.probe_base: np.ndarray | None = None
@@ -103,11 +107,16 @@ class Boundary(Strategy):
         elif self.phase == "walk":
             self.reducer.set_incumbent(self.inc)
             plan = [(x, ("reduce", 0.0)) for x in self.reducer.propose(n, self.seen)]
-        plan = plan[:n]
+        # a share of every batch explores: random redraws cheaper than the best evasion (new starts for the walk)
+        k = int(round(self.explore * n)) if self.best_x is not None else 0
+        plan = plan[: n - k]
+        plan += [(x, ("explore", 0.0)) for x in self.seen.new(self.cheaper_redraws(n - len(plan)), n - len(plan))]
         while len(plan) < n:  # fill: cheaper random variants of the best evasion, or random redraws
             m = n - len(plan)
             if self.best_x is not None:
                 X = self.pull_back(self.best_x, m)
+                if self.rng.random() < 0.5:
+                    X = np.vstack([self.cheaper_redraws(m), X])
             else:
                 X = self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.6, m),
                                 mode=MODE_UNIFORM)
@@ -136,7 +145,7 @@ class Boundary(Strategy):
             if c.min() < self.cost(self.inc[None, :])[0]:
                 self.inc = X[ok][int(np.argmin(c))].copy()
         if self.phase == "start":
-            found = [i for i, k in enumerate(kinds) if k in ("start", "fill") and ok[i]]
+            found = [i for i, k in enumerate(kinds) if k in ("start", "fill", "explore") and ok[i]]
             if found:
                 order = sorted(found, key=lambda i: self.cost(X[i : i + 1])[0])
                 self.spare = [X[i].copy() for i in order[1:]]  # other approved starts, for restarts

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import MODE_UNIFORM
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import Prior, opening_moves
 
 
@@ -21,9 +22,12 @@ class Evolutionary(Strategy):
 
     param_bounds = {"elite": (1, 1000), "step": (0, 10), "p": (0, 1)}  # checked at validate (strategies/params.py)
 
-    def __init__(self, problem, rng, *, elite: int = 6, step: float = 0.08, p: float = 0.3, **params):
+    def __init__(self, problem, rng, *, elite: int = 6, step: float = 0.08, p: float = 0.3,
+                 opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.elite_size, self.step, self.p = elite, step, p
+        self.opening = self.set_opening(opening_moves(problem, Prior.from_problem(problem)) if self.check_opening(opening)
+                                        else np.empty((0, self.d)))
         self.elite_X = self._X0.copy()
         self.elite_f = np.array([np.inf])
 
@@ -33,10 +37,14 @@ class Evolutionary(Strategy):
 
     def _ask(self, n: int) -> np.ndarray:
         if self.n_told == 0:
-            opening = opening_moves(self.problem, Prior.from_problem(self.problem))[:n]
+            opening = self.opening[:n]
             if len(opening) == n:
                 return opening
-            return np.vstack([opening, self.mutate(np.repeat(self._X0, n - len(opening), axis=0), step=self.step, p=self.p)])
+            m = n - len(opening)
+            if not len(opening):  # no opening: the first elite comes from redraws spread over the allowed space
+                return self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.6, m),
+                                   mode=MODE_UNIFORM)
+            return np.vstack([opening, self.mutate(np.repeat(self._X0, m, axis=0), step=self.step, p=self.p)])
         if self.best_x is not None:
             n_back = n // 2
             back = self.pull_back(self.best_x, n_back)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
 
 _EPS = 1e-7
@@ -45,11 +45,13 @@ class Greedy(Strategy):
 
     param_bounds = {"grid": (2, 1000), "stack_share": (0, 1)}  # checked at validate (strategies/params.py)
 
-    def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, **params):
+    def __init__(self, problem, rng, *, grid: int = 8, stack_share: float = 0.4, opening: Opening = "typical",
+                 **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
-        self.opening = opening_moves(problem, self.prior)
+        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+                                        else np.empty((0, self.d)))
         self.seen = Seen()
         self.reducer = CostReducer(problem)
         self.margin0: float | None = None  # log-odds score of the original, once asked
@@ -59,20 +61,34 @@ class Greedy(Strategy):
         self._segment_end: np.ndarray | None = None
         self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
         self._segment_ts = np.empty(0)
+        self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
+        self._front_cache: tuple | None = None
+        self._gains_cache: dict[int, tuple] = {}
+        self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
+        self._highest_single = -np.inf
 
     # -- what was learnt -----------------------------------------------------------------------------------------
+    def _base(self) -> float:
+        """The log-odds score effects are measured against: the original's, or until it is known the highest
+        single move's."""
+        return self.margin0 if self.margin0 is not None else (self._highest_single if self._measured else 0.0)
+
     def _gains(self, j: int) -> list[tuple[float, float]]:
-        """(value, gain in log-odds against the original), most lowering first."""
-        base = self.margin0 if self.margin0 is not None else max(
-            [m for d in self.singles.values() for m in d.values()], default=0.0)
-        return sorted(((v, m - base) for v, m in self.singles[j].items()), key=lambda t: t[1])
+        """(value, gain in log-odds against the original), most lowering first (cached until a move of ``j`` is
+        measured or the original's score becomes known)."""
+        base = self._base()
+        key = (len(self.singles[j]), base)
+        hit = self._gains_cache.get(j)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out = sorted(((v, m - base) for v, m in self.singles[j].items()), key=lambda t: t[1])
+        self._gains_cache[j] = (key, out)
+        return out
 
     def _sensitivity(self) -> dict[int, float]:
-        out = {}
-        for j in self.singles:
-            g = [t[1] for t in self._gains(j)]
-            out[j] = -min(g) if g else np.inf  # unmeasured features first
-        return out
+        base = self._base()
+        # unmeasured features first
+        return {j: base - self._lowest_single[j] if j in self._lowest_single else np.inf for j in self.singles}
 
     # -- candidate sources ------------------------------------------------------------------------------------------
     def _stacks(self) -> list[np.ndarray]:
@@ -116,24 +132,42 @@ class Greedy(Strategy):
                 q -= 1
         return rows
 
+    def _single_cost(self, j: int, values: np.ndarray) -> np.ndarray:
+        """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column)."""
+        X = np.repeat(self._X0, len(values), axis=0)
+        X[:, j] = values
+        return feature_costs(self.problem, X)[:, j]
+
+    def _front(self):
+        """The Pareto front of combinations of measured single moves, recomputed only when a move was measured."""
+        if self._front_cache is not None:  # recomputed as the measured moves grow by a quarter (each costs ms)
+            (measured, margin0), front = self._front_cache
+            if margin0 == self.margin0 and self._measured - measured < max(1, measured // 5):
+                return front
+        key = (self._measured, self.margin0)
+        feats, options = [], []
+        for j in self.singles:
+            gains = [(v, g) for v, g in self._gains(j) if g < 0]
+            if not gains:
+                continue
+            costs = self._single_cost(j, np.array([v for v, _ in gains]))
+            g = np.array([t[1] for t in gains])
+            order = np.lexsort((g, costs))  # this feature's own front: a dearer move must lower the score more
+            keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
+            feats.append(j)
+            options.append([(self.x0[j], 0.0, 0.0)] + [(gains[i][0], float(costs[i]), gains[i][1]) for i in keep])
+        front = (feats, options, *pareto_combos(options)) if feats else None
+        self._front_cache = (key, front)
+        return front
+
     def _knapsack(self, k: int) -> list[np.ndarray]:
         """Cheapest combinations of measured single moves that the additive log-odds model predicts to evade."""
         if self.margin0 is None or not np.isfinite(self.max_evaded_margin):
             return []
-        feats, options = [], []
-        for j in self.singles:
-            opts = [(self.x0[j], 0.0, 0.0)]
-            for v, g in self._gains(j):
-                if g < 0:
-                    x = self.x0.copy()
-                    x[j] = v
-                    opts.append((v, float(feature_costs(self.problem, x[None, :])[0, j]), g))
-            if len(opts) > 1:
-                feats.append(j)
-                options.append(opts)
-        if not feats:
+        front = self._front()
+        if front is None:
             return []
-        cost, gain, pick = pareto_combos(options)
+        feats, options, cost, gain, pick = front
         ok = (self.margin0 + gain < self.max_evaded_margin) & (cost < self.best_cost)
         rows = []
         for i in np.flatnonzero(ok)[: 4 * k]:
@@ -211,6 +245,9 @@ class Greedy(Strategy):
                 j = int(np.flatnonzero(diff[i])[0])
                 if j in self.singles:
                     self.singles[j][float(X[i, j])] = float(margin[i])
+                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), float(margin[i]))
+                    self._highest_single = max(self._highest_single, float(margin[i]))
+                    self._measured += 1
         if fb.evaded.any():
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)

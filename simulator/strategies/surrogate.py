@@ -5,7 +5,7 @@ import numpy as np
 
 from ..kernels import MODE_LOCAL, MODE_UNIFORM
 from ..oracle import Feedback
-from .base import Strategy, register
+from .base import Opening, Strategy, register
 from .greedy import logit
 from .moves import CostReducer, Prior, Seen, opening_moves
 
@@ -26,11 +26,12 @@ class Surrogate(Strategy):
     param_bounds = {"pool": (10, 100_000), "refit_growth": (0, 10), "explore": (0, 1)}  # checked at validate (strategies/params.py)
 
     def __init__(self, problem, rng, *, pool: int = 1500, refit_growth: float = 0.2,
-                 explore: float = 0.2, **params):
+                 explore: float = 0.2, opening: Opening = "typical", **params):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.pool, self.refit_growth, self.explore = int(pool), float(refit_growth), float(explore)
         self.prior = Prior.from_problem(problem)
-        self.opening = opening_moves(problem, self.prior)
+        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+                                        else np.empty((0, self.d)))
         self.seen = Seen()
         self.seen.add(self._X0)
         self.reducer = CostReducer(problem)
@@ -81,7 +82,8 @@ class Surrogate(Strategy):
             return p
         declined = self._predict_declined(X)
         c = self.cost(X)
-        return np.where(declined, 1e6 + p, c)
+        # a candidate dearer than the best evasion cannot improve it: after every cheaper one
+        return np.where(declined, 1e6 + p, np.where(c < self.best_cost, c, 1e3 + c))
 
     # -- candidates --------------------------------------------------------------------------------------------
     def _pool(self) -> np.ndarray:
@@ -97,6 +99,7 @@ class Surrogate(Strategy):
         parts.append(self.mutate(np.repeat(self._X0, k2, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.7, k2), mode=MODE_UNIFORM))
         if self.best_x is not None:
             parts.append(self.pull_back(self.best_x, m // 4))
+            parts.append(self.cheaper_redraws(m // 6, pool=4))
             parts.append(self.mutate(np.repeat(self.best_x[None, :], m // 6, axis=0),
                                      step=np.exp(self.rng.uniform(np.log(0.002), np.log(0.1), m // 6)), p=0.2))
             self.reducer.set_incumbent(self.best_x)
@@ -126,7 +129,10 @@ class Surrogate(Strategy):
         while len(out) < n:
             m = n - len(out)
             base = self.best_x if self.best_x is not None else self.lowest_score_x
-            X = self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.3)
+            if self.model is None and not len(self.opening):  # no opening: a first sample spread over the space
+                X = self.mutate(np.repeat(self._X0, m, axis=0), step=0.0, p=self.rng.uniform(0.0, 0.7, m), mode=MODE_UNIFORM)
+            else:
+                X = self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.3)
             new = self.seen.new(X, m)
             out.extend(new if len(new) else X)
         X = np.array(out[:n]).reshape(n, self.d)
