@@ -13,7 +13,7 @@ from simulator.relations import compile_relations, parse_relations
 from simulator.schema import FeatureSchema
 from simulator.strategies import Problem
 from simulator.strategies.exact import ExactMILP, solve_min_cost_evasion
-from simulator.target import TargetModel
+from simulator.target import load_model
 from simulator.target.trees import tree_ensemble
 
 NAMES = ["Amount (€)", "tries", "select", "frozen"]
@@ -42,9 +42,8 @@ def model(request):
     else:
         import lightgbm as lgb
         b = lgb.train({"objective": "binary", "num_leaves": 6, "learning_rate": 0.5, "verbose": -1,
-                       "num_threads": 1}, lgb.Dataset(X, y, feature_name=["a", "tries", "select", "frozen"],
-                                                      categorical_feature=[2]), 6)
-    return TargetModel(kind=request.param, feature_names=tuple(NAMES), booster=b), X
+                       "num_threads": 1}, lgb.Dataset(X, y, categorical_feature=[2]), 6)  # unnamed: model.features names it
+    return load_model(b, features=list(NAMES)), X
 
 
 def _grid_values(ens, j, sa, x0):

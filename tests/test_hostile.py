@@ -171,10 +171,10 @@ def test_campaign_rounds_temperature_and_fraudsters(tmp_path):
 def test_typed_params_accept_what_the_constructor_takes():
     sc = Scenario.from_dict(world(attack={"strategies": ["evolutionary", "optuna"],
                                           "params": {"evolutionary": {"step": 1, "elite": 3},
-                                                     "optuna": {"sampler": "random", "enqueue_opening": False}}}))
+                                                     "optuna": {"sampler": "random", "multivariate": False}}}))
     assert sc.attack.params["evolutionary"] == {"step": 1, "elite": 3}
-    with pytest.raises(ScenarioError, match="enqueue_opening: expected true or false"):
-        Scenario.from_dict(world(attack={"strategies": ["optuna"], "params": {"optuna": {"enqueue_opening": 1}}}))
+    with pytest.raises(ScenarioError, match="multivariate: expected true or false"):
+        Scenario.from_dict(world(attack={"strategies": ["optuna"], "params": {"optuna": {"multivariate": 1}}}))
 
 
 # -- messages are literal, one line ---------------------------------------------------------------------------------
