@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import polars as pl
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .errors import FraudsimError
+
+if TYPE_CHECKING:  # imported in the command bodies that need them, so `fraudsim --help` starts fast
+    import polars as pl
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="fraudsim: how easily can a fraudster who can only query your fraud model get fraud through?")
