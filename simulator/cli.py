@@ -29,7 +29,9 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc
     if isinstance(exc, FraudsimError):
-        err.print(f"[bold red]fraudsim: {exc.kind}:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        from rich.markup import escape  # a reason such as "pip install 'fraudsim[ray]'" is text, not markup
+
+        err.print(f"[bold red]fraudsim: {exc.kind}:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     raise exc
 
@@ -143,16 +145,32 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML"),
 
 
 @app.command()
-def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o", help="Parquet file to write"),
+def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o",
+                                         help="a .parquet file, or a folder for one Hive partition per day"),
              customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=1),
-             seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0)) -> None:
-    """Write a labelled synthetic transaction data set from the agent-based world."""
+             seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+             debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Write a labelled synthetic transaction data set from the agent-based world, one day at a time (memory
+    stays bounded: worlds larger than memory go to a folder, ``-o world/``, as ``day=<d>/part-0.parquet``)."""
     from .world import World, WorldConfig
+    from .world.parquet import check_target, write_world
 
-    frame = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed).generate()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(output)
-    out.print(f"wrote {frame.height:,} transactions ({frame['is_fraud'].sum():,} fraud) to {output}", highlight=False)
+    try:
+        check_target(output)
+        world = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed)
+        if quiet:
+            stats = write_world(world, output)
+        else:
+            from .progress import rich_progress
+
+            with rich_progress(err) as prog:
+                stats = write_world(world, output, on_day=lambda n, adv=prog("world days", days): adv(1))
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    out.print(f"wrote {stats.rows:,} transactions ({stats.fraud:,} fraud) over {stats.days} days to {output} "
+              f"in {stats.seconds:.1f} s", highlight=False)
 
 
 @app.command()
@@ -286,6 +304,48 @@ def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
             _emit(df, fmt, output)
     except FraudsimError as exc:
         _fail(exc, debug)
+
+
+@app.command()
+def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario plus grid or variants"),
+          engine: str = typer.Option("ray", "--engine", "-e", help="ray (the optional extra) or serial"),
+          address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster (default: start one "
+                                                "on this machine)"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="sweep DuckDB file (overrides the file's)"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+          debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Run every variant of a base scenario (a grid or a list of overrides) as its own task, then merge the runs
+    into one DuckDB file with a ``sweep`` table. Reruns skip finished variants.
+
+    Exit 0 when every variant finished and passed its gates, 1 otherwise (2 for bad input)."""
+    from .sweep import check_engine, load_sweep, run_sweep
+
+    try:
+        check_engine(engine, address)
+        sw = load_sweep(sweep_file, output=output)
+        if quiet:
+            res = run_sweep(sw, engine=engine, address=address)
+        else:
+            from .progress import rich_progress
+
+            with rich_progress(err) as prog:
+                res = run_sweep(sw, engine=engine, address=address, progress=prog)
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    table = Table(title=f"Sweep {sweep_file} ({engine})", title_justify="left", box=box.SIMPLE_HEAD)
+    for c in ("variant", "overrides", "status", "wall s", "worker", "gates / error"):
+        table.add_column(c, overflow="fold")
+    for r in res.rows:
+        note = r["error"] or (f"failed: {r['gates_failed']}" if r["gates_failed"] else "")
+        table.add_row(r["variant"], r["overrides"], r["status"], "–" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
+                      r["worker"] or "–", note)
+    out.print(table)
+    done = len(res.rows) - len(res.failed)
+    out.print(f"{done} of {len(res.rows)} variants finished ({res.skipped} from an earlier run), "
+              f"{len(res.failed)} failed, {len(res.gates_failed)} failed a gate; results: [bold]{res.path}[/]",
+              highlight=False)
+    raise typer.Exit(1 if res.failed or res.gates_failed else 0)
 
 
 def main() -> None:

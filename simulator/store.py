@@ -185,21 +185,23 @@ class QueryLog:
     appends it on its own cursor of the store's connection, in order, while the oracle keeps scoring (DuckDB and
     NumPy release the GIL). At most ``max_pending`` batches wait, so memory stays bounded. :meth:`flush` returns
     once every row added so far is in ``queries``; a failed write is raised there (or at the next :meth:`add`).
-    The store closes its logs before it finishes or drops its file. ``background=False`` writes in the caller's
-    thread instead.
+    The store closes its logs before it finishes or drops its file. ``background=False`` (or a ``store`` that is
+    not a :class:`Store`, such as the campaign's own background writer) writes in the caller's thread instead.
     """
 
     def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool = True,
                  max_pending: int = 2):
         self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
-        self.background, self.max_pending = background and store is not None, max_pending
+        # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
+        # batches in this thread
+        self.background, self.max_pending = background and isinstance(store, Store), max_pending
         self._chunks: list[dict] = []
         self._rows = 0
         self.total_rows = 0
         self._pool = None  # the writer thread and its cursor, made on the first background write
         self._cursor = None
         self._pending: list = []
-        if store is not None:
+        if isinstance(store, Store):
             store.logs.append(self)
 
     def add(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray, query_index: np.ndarray,
@@ -259,7 +261,10 @@ class QueryLog:
                     raise
 
     def _write(self, chunks: list[dict], con) -> None:
-        self.store.append("queries", self._table(chunks), con=con)
+        if con is None:
+            self.store.append("queries", self._table(chunks))
+        else:
+            self.store.append("queries", self._table(chunks), con=con)
 
     def _table(self, ch: list[dict]) -> pa.Table:
         import numpy as np
