@@ -252,15 +252,28 @@ def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duck
            gate: list[str] = typer.Option([], "--gate", "-g", help="also show this gate's verdict (repeatable); "
                                            "default: the scenario's gates"),
            title: Optional[str] = typer.Option(None, help="title of the report"),
+           x_axis: Optional[str] = typer.Option(None, "--x", help="sweep files: the override on the heatmap's columns "
+                                                "(default: the first)"),
+           y_axis: Optional[str] = typer.Option(None, "--y", help="sweep files: the override on its rows "
+                                                "(default: the second)"),
            debug: bool = typer.Option(False, help="show tracebacks")) -> None:
-    """Write a self-contained HTML report of a run (opens offline): summary, curves, heatmap, worst evasions, cards."""
+    """Write a self-contained HTML report of a run (opens offline): summary, curves, heatmap, worst evasions, cards.
+
+    On a sweep file: success as a heatmap over two override axes, every variant, and the gates over all."""
     import time
 
     from .report.html_report import write_report
 
     t0 = time.perf_counter()
     try:
-        path = write_report(run_file, output, run_id, gates=gate or None, title=title)
+        from .sweep import is_sweep_file
+
+        if is_sweep_file(run_file):  # a sweep: success over two override axes, every variant, gates over all
+            from .report.sweep_report import write_sweep_report
+
+            path = write_sweep_report(run_file, output, x=x_axis, y=y_axis, gates=gate or None, title=title)
+        else:
+            path = write_report(run_file, output, run_id, gates=gate or None, title=title)
     except FraudsimError as exc:
         _fail(exc, debug)
         return

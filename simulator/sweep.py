@@ -337,7 +337,7 @@ def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], No
             kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
         try:
             ray.init(**kw)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
             raise SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
                              field="--address" if address else "--engine") from None
     try:

@@ -89,6 +89,14 @@ def test_grid_runs_every_variant_merges_and_resumes(team, tmp_path):
     again = run_sweep(sw, engine="serial")  # resumable: nothing runs again
     assert again.skipped == 4 and [Path(r["run_file"]).stat().st_mtime_ns for r in again.rows] == mtimes
     assert table(again.path, "SELECT count(*) FROM queries") == table(res.path, "SELECT count(*) FROM queries")
+    # fraudsim report on a sweep file: the heatmap over two override axes, every variant, the gates over all
+    html = tmp_path / "sweep report.html"
+    r = runner.invoke(app, ["report", str(res.path), "-o", str(html), "--x", "seed", "--y", "attack.budget"])
+    assert r.exit_code == 0, r.output
+    text = html.read_text()
+    assert "Cheap success by seed and attack.budget" in text and all(f"v00{i}" in text for i in range(4))
+    assert "success_rate_at_10 &lt;= 1" in text or "success_rate_at_10 <= 1" in text
+    one_line_error(runner.invoke(app, ["report", str(res.path), "-o", str(html), "--x", "nope"]), "--x", "nope")
 
 
 def test_a_failed_variant_is_recorded_and_the_others_run(team, tmp_path):
