@@ -19,18 +19,23 @@ from pathlib import Path
 HEAVY = ("numba", "duckdb", "polars", "xgboost", "lightgbm", "optuna", "pyarrow")
 
 
-def timed(cmd: list[str], repeat: int) -> tuple[float, float]:
-    """Median and best wall-clock seconds of ``cmd`` over ``repeat`` fresh processes (one warm-up first)."""
+def timed(cmd: list[str], repeat: int) -> tuple[float, float, float]:
+    """Median and best wall-clock seconds, and median CPU seconds (user + system: what the process itself needs,
+    which a loaded machine inflates less than wall time), of ``cmd`` over ``repeat`` fresh processes."""
     env = dict(os.environ, NO_COLOR="1", COLUMNS="120")
     subprocess.run(cmd, capture_output=True, env=env)  # warm the file cache and Numba/pyc caches
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
         times.append(time.perf_counter() - t0)
-        if r.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.decode()[-400:]}")
-    return statistics.median(times), min(times)
+        cpu.append(usage.ru_utime + usage.ru_stime)
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} failed ({code}): {proc.stderr.read().decode()[-400:]}")
+        proc.stderr.close()
+    return statistics.median(times), min(times), statistics.median(cpu)
 
 
 def tiny_run(folder: Path) -> Path:
@@ -62,12 +67,13 @@ def main(argv=None) -> int:
         rows = [(name, *timed(cmd, args.repeat)) for name, cmd in cases]
     loaded = subprocess.run([py, "-c", f"import sys, simulator; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"],
                             capture_output=True, text=True).stdout.strip()
-    base = rows[0][1]
+    base, base_cpu = rows[0][1], rows[0][3]
     print(f"fresh processes, median (best) of {args.repeat}; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'command':<44}{'median s':>10}{'best s':>9}{'÷ baseline':>12}{'< 1 s':>7}")
-    for name, med, best in rows:
-        print(f"{name:<44}{med:>10.3f}{best:>9.3f}{med / base:>12.2f}{'yes' if med < 1 else 'NO':>7}")
+    print(f"{'command':<44}{'median s':>10}{'best s':>9}{'÷ baseline':>12}{'CPU s':>8}{'CPU ÷ base':>12}{'< 1 s':>7}")
+    for name, med, best, cpu in rows:
+        print(f"{name:<44}{med:>10.3f}{best:>9.3f}{med / base:>12.2f}{cpu:>8.3f}{cpu / base_cpu:>12.2f}"
+              f"{'yes' if med < 1 else 'NO':>7}")
     print(f"heavy modules loaded by `import simulator`: {loaded or 'none'}")
     return 0
 
