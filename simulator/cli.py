@@ -299,24 +299,42 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
 
 
 @app.command()
-def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
-            run_b: Path = typer.Argument(..., help="run file B (the candidate)"),
+def compare(runs: list[str] = typer.Argument(..., help="two runs: A (the baseline) and B (the candidate); or more "
+                                            "run files, FILE::RUN_ID, or a sweep file (all its variants)"),
             fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet"),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
             debug: bool = typer.Option(False, help="show tracebacks")) -> None:
-    """Two runs side by side: success per strategy, AUC, FPR, threshold, model, with deltas B − A."""
-    from .report.compare import compare_runs
+    """Runs side by side: success per strategy, AUC, FPR, threshold, model. Two runs: with deltas B − A; more (or
+    a sweep file): one column per run and the spread."""
     from .report.output import compare_table
 
     try:
         fmt = _output_format(fmt, output)
-        df = compare_runs(run_a, run_b)
-        if fmt == "table":
-            out.print(compare_table(df, str(run_a), str(run_b)))
+        if len(runs) == 2 and not any("::" in r for r in runs) and not _is_sweep(runs):
+            from .report.compare import compare_runs
+
+            run_a, run_b = (Path(r) for r in runs)
+            df = compare_runs(run_a, run_b)
+            if fmt == "table":
+                out.print(compare_table(df, str(run_a), str(run_b)))
+                return
         else:
-            _emit(df, fmt, output)
+            from .report.compare_many import compare_many
+            from .report.output import frame_table
+
+            df = compare_many(runs)
+            if fmt == "table":
+                out.print(frame_table(df, caption="spread = max − min over the runs"))
+                return
+        _emit(df, fmt, output)
     except FraudsimError as exc:
         _fail(exc, debug)
+
+
+def _is_sweep(paths: list[str]) -> bool:
+    from .sweep import is_sweep_file
+
+    return any(Path(p).is_file() and is_sweep_file(p) for p in paths)
 
 
 @app.command()

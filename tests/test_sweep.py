@@ -97,6 +97,15 @@ def test_grid_runs_every_variant_merges_and_resumes(team, tmp_path):
     assert "Cheap success by seed and attack.budget" in text and all(f"v00{i}" in text for i in range(4))
     assert "success_rate_at_10 &lt;= 1" in text or "success_rate_at_10 <= 1" in text
     one_line_error(runner.invoke(app, ["report", str(res.path), "-o", str(html), "--x", "nope"]), "--x", "nope")
+    # fraudsim compare on N runs: a sweep file gives one column per variant; three run files, one per file
+    r = runner.invoke(app, ["compare", str(res.path), "-f", "csv"])
+    assert r.exit_code == 0, r.output
+    header = r.stdout.splitlines()[0].split(",")
+    assert header == ["measure", "strategy", "s:v000", "s:v001", "s:v002", "s:v003", "spread"]
+    budget_row = next(line for line in r.stdout.splitlines() if line.startswith("budget,"))
+    assert budget_row.split(",")[2:] == ["10", "10", "20", "20", "10.0"]
+    r = runner.invoke(app, ["compare", *(row[5] for row in rows[:3]), "-f", "json"])
+    assert r.exit_code == 0 and len(json.loads(r.stdout)[0]) == 3 + 3
 
 
 def test_a_failed_variant_is_recorded_and_the_others_run(team, tmp_path):
