@@ -187,9 +187,9 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
         raise SweepError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=src) from None
     if not isinstance(raw, dict):
         raise SweepError("a sweep file is a mapping with 'base', and 'grid' or 'variants'", file=src)
-    unknown = [k for k in raw if k not in ("base", "grid", "variants", "output", "name")]
+    unknown = [k for k in raw if k not in ("base", "grid", "variants", "output")]
     if unknown:
-        raise SweepError(f"unknown key; allowed here: base, grid, variants, output, name", file=src, field=str(unknown[0]))
+        raise SweepError("unknown key; allowed here: base, grid, variants, output", file=src, field=str(unknown[0]))
     if not isinstance(raw.get("base"), str):
         raise SweepError("required: the base scenario file (relative to this file)", file=src, field="base")
     base = (path.resolve().parent / raw["base"]).resolve()
