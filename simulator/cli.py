@@ -8,9 +8,8 @@ import functools
 import sys
 import unicodedata
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import polars as pl
 import typer
 from rich import box
 from rich.console import Console
@@ -19,6 +18,9 @@ from rich.markup import escape
 from rich.text import Text
 
 from .errors import FraudsimError, Terminated, install_sigterm
+
+if TYPE_CHECKING:  # imported in the command bodies that need them, so `fraudsim --help` starts fast
+    import polars as pl
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="fraudsim: how easily can a fraudster who can only query your fraud model get fraud through?")
@@ -228,16 +230,32 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML"),
 
 @app.command()
 @guarded
-def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o", help="Parquet file to write"),
+def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o",
+                                         help="a .parquet file, or a folder for one Hive partition per day"),
              customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=1),
-             seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0)) -> None:
-    """Write a labelled synthetic transaction data set from the agent-based world."""
+             seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+             debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Write a labelled synthetic transaction data set from the agent-based world, one day at a time (memory
+    stays bounded: worlds larger than memory go to a folder, ``-o world/``, as ``day=<d>/part-0.parquet``)."""
     from .world import World, WorldConfig
+    from .world.parquet import check_target, write_world
 
-    frame = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed).generate()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(output)
-    out.print(f"wrote {frame.height:,} transactions ({frame['is_fraud'].sum():,} fraud) to {output}", highlight=False)
+    try:
+        check_target(output)
+        world = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed)
+        if quiet:
+            stats = write_world(world, output)
+        else:
+            from .progress import rich_progress
+
+            with rich_progress(err) as prog:
+                stats = write_world(world, output, on_day=lambda n, adv=prog("world days", days): adv(1))
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    out.print(f"wrote {stats.rows:,} transactions ({stats.fraud:,} fraud) over {stats.days} days to {output} "
+              f"in {stats.seconds:.1f} s", highlight=False)
 
 
 @app.command()
@@ -330,8 +348,14 @@ def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duck
            gate: list[str] = typer.Option([], "--gate", "-g", help="also show this gate's verdict (repeatable); "
                                            "default: the scenario's gates"),
            title: Optional[str] = typer.Option(None, help="title of the report"),
+           x_axis: Optional[str] = typer.Option(None, "--x", help="sweep files: the override on the heatmap's columns "
+                                                "(default: the first)"),
+           y_axis: Optional[str] = typer.Option(None, "--y", help="sweep files: the override on its rows "
+                                                "(default: the second)"),
            debug: bool = typer.Option(False, help="show tracebacks")) -> None:
-    """Write a self-contained HTML report of a run (opens offline): summary, curves, heatmap, worst evasions, cards."""
+    """Write a self-contained HTML report of a run (opens offline): summary, curves, heatmap, worst evasions, cards.
+
+    On a sweep file: success as a heatmap over two override axes, every variant, and the gates over all."""
     import time
 
     from .report.html_report import write_report
@@ -342,7 +366,14 @@ def report(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duck
     check_export_path(output, protected=[run_file])
     t0 = time.perf_counter()
     try:
-        path = write_report(run_file, output, run_id, gates=gate or None, title=title)
+        from .sweep import is_sweep_file
+
+        if is_sweep_file(run_file):  # a sweep: success over two override axes, every variant, gates over all
+            from .report.sweep_report import write_sweep_report
+
+            path = write_sweep_report(run_file, output, x=x_axis, y=y_axis, gates=gate or None, title=title)
+        else:
+            path = write_report(run_file, output, run_id, gates=gate or None, title=title)
     except FraudsimError as exc:
         _fail(exc, debug)
         return
@@ -375,13 +406,13 @@ def gate(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckdb
 
 @app.command()
 @guarded
-def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
-            run_b: Path = typer.Argument(..., help="run file B (the candidate)"),
+def compare(runs: list[str] = typer.Argument(..., help="two runs: A (the baseline) and B (the candidate); or more "
+                                            "run files, FILE::RUN_ID, or a sweep file (all its variants)"),
             fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table, csv, json or parquet"),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file (needed for parquet)"),
             debug: bool = typer.Option(False, help="show tracebacks")) -> None:
-    """Two runs side by side: success per strategy, AUC, FPR, threshold, model, with deltas B − A."""
-    from .report.compare import compare_runs
+    """Runs side by side: success per strategy, AUC, FPR, threshold, model. Two runs: with deltas B − A; more (or
+    a sweep file): one column per run and the spread."""
     from .report.output import compare_table
 
     try:
@@ -389,14 +420,75 @@ def compare(run_a: Path = typer.Argument(..., help="run file A (the baseline)"),
         if output is not None:
             from .store import check_export_path
 
-            check_export_path(output, protected=[run_a, run_b])
-        df = compare_runs(run_a, run_b)
-        if fmt == "table":
-            out.print(compare_table(df, str(run_a), str(run_b)))
+            check_export_path(output, protected=[Path(r.split("::")[0]) for r in runs])
+        if len(runs) == 2 and not any("::" in r for r in runs) and not _is_sweep(runs):
+            from .report.compare import compare_runs
+
+            run_a, run_b = (Path(r) for r in runs)
+            df = compare_runs(run_a, run_b)
+            if fmt == "table":
+                out.print(compare_table(df, str(run_a), str(run_b)))
+                return
         else:
-            _emit(df, fmt, output)
+            from .report.compare_many import compare_many
+            from .report.output import frame_table
+
+            df = compare_many(runs)
+            if fmt == "table":
+                out.print(frame_table(df, caption="spread = max − min over the runs"))
+                return
+        _emit(df, fmt, output)
     except FraudsimError as exc:
         _fail(exc, debug)
+
+
+def _is_sweep(paths: list[str]) -> bool:
+    from .sweep import is_sweep_file
+
+    return any(Path(p).is_file() and is_sweep_file(p) for p in paths)
+
+
+@app.command()
+@guarded
+def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario plus grid or variants"),
+          engine: str = typer.Option("ray", "--engine", "-e", help="ray (the optional extra) or serial"),
+          address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster (default: start one "
+                                                "on this machine)"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="sweep DuckDB file (overrides the file's)"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+          debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Run every variant of a base scenario (a grid or a list of overrides) as its own task, then merge the runs
+    into one DuckDB file with a ``sweep`` table. Reruns skip finished variants.
+
+    Exit 0 when every variant finished and passed its gates, 1 otherwise (2 for bad input)."""
+    from .sweep import check_engine, load_sweep, run_sweep
+
+    try:
+        check_engine(engine, address)
+        sw = load_sweep(sweep_file, output=output)
+        if quiet:
+            res = run_sweep(sw, engine=engine, address=address)
+        else:
+            from .progress import rich_progress
+
+            with rich_progress(err) as prog:
+                res = run_sweep(sw, engine=engine, address=address, progress=prog)
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    table = Table(title=f"Sweep {sweep_file} ({engine})", title_justify="left", box=box.SIMPLE_HEAD)
+    for c in ("variant", "overrides", "status", "wall s", "worker", "gates / error"):
+        table.add_column(c, overflow="fold")
+    for r in res.rows:
+        note = r["error"] or (f"failed: {r['gates_failed']}" if r["gates_failed"] else "")
+        table.add_row(r["variant"], r["overrides"], r["status"], "–" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
+                      r["worker"] or "–", note)
+    out.print(table)
+    done = len(res.rows) - len(res.failed)
+    out.print(f"{done} of {len(res.rows)} variants finished ({res.skipped} from an earlier run), "
+              f"{len(res.failed)} failed, {len(res.gates_failed)} failed a gate; results: [bold]{res.path}[/]",
+              highlight=False)
+    raise typer.Exit(1 if res.failed or res.gates_failed else 0)
 
 
 def main() -> None:

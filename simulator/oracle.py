@@ -111,10 +111,14 @@ class Oracle:
 
     def _next_indices(self, targets: np.ndarray) -> np.ndarray:
         """1-based per-target query numbers, in row order within the batch."""
-        order = np.argsort(targets, kind="stable")
-        ts = targets[order]
-        starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
-        rank = np.arange(len(ts)) - np.repeat(starts, np.diff(np.r_[starts, len(ts)]))
-        out = np.empty(len(ts), dtype=np.int64)
-        out[order] = self.used[ts] + rank + 1
+        # strategies usually ask target by target (sorted): then no sort is needed; either way a row's rank among
+        # its target's rows is its position minus the position of that target's first row
+        ordered = len(targets) < 2 or bool((targets[1:] >= targets[:-1]).all())
+        order = None if ordered else np.argsort(targets, kind="stable")
+        ts = targets if order is None else targets[order]
+        idx = self.used[ts] + (np.arange(1, len(ts) + 1) - np.searchsorted(ts, ts))
+        if order is None:
+            return idx
+        out = np.empty_like(idx)
+        out[order] = idx
         return out

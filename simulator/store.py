@@ -15,13 +15,15 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
 from .errors import StoreError
+
+if TYPE_CHECKING:  # imported where rows are written, so reading a run (fraudsim gate) does not load them
+    import numpy as np
+    import pyarrow as pa
 
 SCHEMA_VERSION = 3  # 2: campaign tables and columns; 3: feature_columns, queries.opening (README, migration notes)
 QUERY_FIXED_COLUMNS = ("run_id", "round", "agent_id", "strategy", "target_id", "query_index", "score", "decision",
@@ -378,6 +380,7 @@ class Store:
         check_output_path(self.path)
         self._lock_cm = output_lock(self.path)
         self.lock = self._lock_cm.__enter__()
+        self.logs: list[QueryLog] = []  # query logs writing in the background; finish/abandon wait for them
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
             stale.unlink(missing_ok=True)
         try:
@@ -403,17 +406,21 @@ class Store:
         """Feature columns of a batch (rows of ``X`` in model order) keyed by their stored column names."""
         return {c: X[:, j] for j, c in enumerate(self.columns)}
 
-    def append(self, table: str, data: pa.Table | dict) -> None:
-        """Append a whole batch (Arrow table, or a dict of equal-length arrays) in one statement."""
+    def append(self, table: str, data: pa.Table | dict, *, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Append a whole batch (Arrow table, or a dict of equal-length arrays) in one statement; ``con`` is a cursor
+        of this store's connection when the append runs on another thread (see :class:`QueryLog`)."""
+        import pyarrow as pa
+
+        con = self.con if con is None else con
         tbl = data if isinstance(data, pa.Table) else pa.table(data)
         if tbl.num_rows == 0:
             return
-        self.con.register("_batch", tbl)
+        con.register("_batch", tbl)
         try:
             cols = ", ".join(_ident(c) for c in tbl.column_names)
-            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch").fetchall()
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch").fetchall()
         finally:
-            self.con.unregister("_batch")
+            con.unregister("_batch")
 
     def execute(self, sql: str, params: Sequence | None = None) -> None:
         """Run a statement to completion (DuckDB refuses new work while a result is unread)."""
@@ -425,6 +432,8 @@ class Store:
         Call it as soon as the run's own tables are written and the run is marked finished: steps derived from them
         (views, summary, report) run on the finished file, so their failure never costs the run. A Ctrl-C or
         SIGTERM that arrives before the move leaves the older file in place and is raised afterwards."""
+        for log in self.logs:
+            log.close()
         self.con.execute("CHECKPOINT")
         self.con.close()
         try:
@@ -452,6 +461,8 @@ class Store:
 
     def abandon(self) -> None:
         """Drop the partial file of a failed run; an older finished file at ``path`` stays untouched."""
+        for log in self.logs:
+            log.close(discard=True)
         try:
             self.con.close()
         except Exception:
@@ -490,13 +501,30 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 class QueryLog:
-    """Buffers oracle queries as column chunks and appends them to ``queries`` in large batches."""
+    """Buffers oracle queries as column chunks and appends them to ``queries`` in large batches.
 
-    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 200_000):
+    Every ``flush_rows`` rows the buffered chunks go to one background thread, which builds the Arrow table and
+    appends it on its own cursor of the store's connection, in order, while the oracle keeps scoring (DuckDB and
+    NumPy release the GIL). At most ``max_pending`` batches wait, so memory stays bounded. :meth:`flush` returns
+    once every row added so far is in ``queries``; a failed write is raised there (or at the next :meth:`add`).
+    The store closes its logs before it finishes or drops its file. ``background=False`` (or a ``store`` that is
+    not a :class:`Store`, such as the campaign's own background writer) writes in the caller's thread instead.
+    """
+
+    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool = True,
+                 max_pending: int = 2):
         self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
+        # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
+        # batches in this thread
+        self.background, self.max_pending = background and isinstance(store, Store), max_pending
         self._chunks: list[dict] = []
         self._rows = 0
         self.total_rows = 0
+        self._pool = None  # the writer thread and its cursor, made on the first background write
+        self._cursor = None
+        self._pending: list = []
+        if isinstance(store, Store):
+            store.logs.append(self)
 
     def add(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray, query_index: np.ndarray,
             score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
@@ -507,39 +535,97 @@ class QueryLog:
         self._rows += len(target_id)
         self.total_rows += len(target_id)
         if self._rows >= self.flush_rows:
-            self.flush()
+            self._submit()
 
     def flush(self) -> None:
-        if not self._chunks or self.store is None:
-            self._chunks, self._rows = [], 0
+        """Write every buffered row and wait until all of them are in ``queries``."""
+        self._submit(wait=True)
+
+    def close(self, *, discard: bool = False) -> None:
+        """Flush (or, with ``discard``, drop the buffer and ignore write errors), then stop the writer thread."""
+        try:
+            if discard:
+                self._chunks, self._rows = [], 0
+                self._wait(raise_errors=False)
+            else:
+                self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            if self._cursor is not None:
+                self._cursor.close()
+                self._cursor = None
+
+    def _submit(self, wait: bool = False) -> None:
+        chunks, self._chunks, self._rows = self._chunks, [], 0
+        if self.store is None:
             return
-        ch = self._chunks
+        if not self.background:
+            if chunks:
+                self._write(chunks, None)
+            return
+        if chunks:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._cursor = self.store.con.cursor()
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-log")
+            self._pending.append(self._pool.submit(self._write, chunks, self._cursor))
+        while self._pending and (wait or self._pending[0].done() or len(self._pending) > self.max_pending):
+            self._pending.pop(0).result()  # re-raises a failed write in the caller's thread
+
+    def _wait(self, raise_errors: bool) -> None:
+        while self._pending:
+            fut = self._pending.pop(0)
+            try:
+                fut.result()
+            except Exception:
+                if raise_errors:
+                    raise
+
+    def _write(self, chunks: list[dict], con) -> None:
+        if con is None:
+            self.store.append("queries", self._table(chunks))
+        else:
+            self.store.append("queries", self._table(chunks), con=con)
+
+    def _table(self, ch: list[dict]) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
         n = [len(c["target_id"]) for c in ch]
-        X = np.concatenate([c["X"] for c in ch])
+        ends = np.cumsum(n)
+        XT = np.empty((len(self.store.feature_names), int(ends[-1])))  # one copy into contiguous feature columns
+        for c, a, b in zip(ch, ends - n, ends):
+            XT[:, a:b] = c["X"].T
         cols = {
-            "run_id": _dict_column([self.run_id], [sum(n)]),
+            "run_id": _dict_column([self.run_id], [int(ends[-1])]),
             "round": np.repeat([c["round"] for c in ch], n).astype(np.int32),
             "agent_id": pa.array(np.repeat([-1 if c["agent_id"] is None else c["agent_id"] for c in ch], n).astype(np.int32),
                                  mask=np.repeat([c["agent_id"] is None for c in ch], n)),
             "strategy": _dict_column([c["strategy"] for c in ch], n),
-            "target_id": np.concatenate([c["target_id"] for c in ch]).astype(np.int64),
+            "target_id": np.concatenate([c["target_id"] for c in ch]).astype(np.int64, copy=False),
             "query_index": np.concatenate([c["query_index"] for c in ch]).astype(np.int32),
-            "score": np.concatenate([c["score"] for c in ch]).astype(np.float64),
+            "score": np.concatenate([c["score"] for c in ch]).astype(np.float64, copy=False),
             "decision": pa.DictionaryArray.from_arrays(
                 pa.array(np.concatenate([c["decision"] for c in ch]).astype(np.int8)), pa.array(["approve", "decline"])),
-            "evaded": np.concatenate([c["evaded"] for c in ch]).astype(bool),
-            "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64),
+            "evaded": np.concatenate([c["evaded"] for c in ch]).astype(bool, copy=False),
+            "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64, copy=False),
         }
-        cols.update(self.store.feature_table(X))
+        for c, col in zip(self.store.columns, XT):
+            cols[c] = col
         known = [c.get("opening") is not None for c in ch]  # NULL where the writer does not say (campaign probes)
         cols["opening"] = pa.array(np.concatenate([np.asarray(c["opening"], bool) if k else np.zeros(m, bool)
                                                    for c, k, m in zip(ch, known, n)]), mask=np.repeat(~np.array(known), n))
-        self.store.append("queries", pa.table(cols))
-        self._chunks, self._rows = [], 0
+        return pa.table(cols)
 
 
 def _dict_column(values: list[str], counts: Sequence[int]) -> pa.DictionaryArray:
     """A string column of runs of repeated values, built without a Python object per row."""
+    import numpy as np
+    import pyarrow as pa
+
     uniq = sorted(set(values))
     codes = np.repeat(np.array([uniq.index(v) for v in values], dtype=np.int32), counts)
     return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(uniq, pa.string()))

@@ -6,14 +6,17 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..errors import FraudsimError
 from .gates import GateResult, check_run, exit_code, format_value
+
+if TYPE_CHECKING:  # frames come from the callers; `fraudsim gate` prints without loading Polars
+    import polars as pl
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -59,6 +62,8 @@ def _flat(df: pl.DataFrame) -> pl.DataFrame:
     nested = [c for c, t in df.schema.items() if t.is_nested()]
     if not nested:
         return df
+    import polars as pl
+
     return df.with_columns([pl.Series(c, [None if v is None else json.dumps(v, default=str) for v in df[c].to_list()],
                                       dtype=pl.String) for c in nested])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -149,23 +150,38 @@ class World:
     def generate(self) -> pl.DataFrame:
         """The whole stream: :meth:`step` for each remaining day up to ``config.days``, concatenated.
 
-        Same result as calling :meth:`step` in a loop, only faster: while the streaming pipeline
-        featurises day ``d`` (Numba, GIL released), a worker thread already simulates the raw events
-        of day ``d + 1``. The two touch disjoint state (behaviour: world state and its generators;
-        pipeline: its own state), so the output does not depend on the overlap.
+        Same result as calling :meth:`step` in a loop, only faster (see :meth:`stream`).
+        """
+        frames = list(self.stream())
+        if not frames:
+            return pl.DataFrame(schema=SCHEMA)
+        return pl.concat(frames, rechunk=False)  # one chunk per day; rechunking would only copy
+
+    def stream(self) -> Iterator[pl.DataFrame]:
+        """Yield each remaining day's transactions up to ``config.days``, one frame per day, as :meth:`step` would.
+
+        Only the customers' state and the streaming pipeline's stay in memory, so a caller that writes each day
+        away (``fraudsim generate`` to Parquet) makes worlds larger than memory. While the pipeline featurises
+        day ``d`` (Numba, GIL released), a worker thread already simulates the raw events of day ``d + 1``. The
+        two touch disjoint state (behaviour: world state and its generators; pipeline: its own state), so the
+        output does not depend on the overlap.
+
+        Examples
+        --------
+        >>> w = World(WorldConfig(customers=300, merchants=100, days=3, fraudsters=4), seed=2)
+        >>> [int(f["day"].unique().item()) for f in w.stream()]
+        [0, 1, 2]
         """
         days = range(self._day, self.config.days)
         if not days:
-            return pl.DataFrame(schema=SCHEMA)
-        frames = []
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="world-behaviour") as pool:
             upcoming = pool.submit(self._simulate_day, days[0], None)
             for day in days:
                 events = upcoming.result()
                 if day + 1 < days.stop:
                     upcoming = pool.submit(self._simulate_day, day + 1, None)
-                frames.append(self._finish_day(events))
-        return pl.concat(frames, rechunk=False)  # one chunk per day; rechunking would only copy
+                yield self._finish_day(events)
 
     def step(self, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         """Simulate the next day and return its transactions, features computed by the streaming pipeline.

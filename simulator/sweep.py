@@ -1,0 +1,547 @@
+"""Sweeps: one base scenario, many variants (a grid or a list of overrides), each run as its own task, merged.
+
+A sweep file::
+
+    base: release_check.yaml               # relative to this file
+    grid: {attack.budget: [100, 1000], seed: [1, 2]}   # the cartesian product; or
+    # variants: [{model.threshold: 0.02}, {model.threshold: 0.05, attack.budget: 300}]
+    output: sweep.duckdb                   # relative to this file; -o overrides it
+
+Every override is a scenario key by its dotted path (``model.path``, ``attack.budget``, ``features.amount.max``,
+``adversaries.rings``, ...), checked against the scenario model before anything runs; every variant is validated
+as a whole scenario up front, so bad input is one line and nothing is written.
+
+Each variant is one task (a Ray task with ``engine="ray"``, in this process with ``engine="serial"``) that writes
+its own run file, ``<output stem>.runs/<variant>-<hash>.duckdb``: the hash covers the variant's whole scenario, so
+a rerun skips the variants whose run file is there and finished (resumable), and a changed base or grid runs again.
+A variant that fails is recorded with its one-line error and the others go on; a Ray worker that dies is retried
+once, then its variant is recorded as failed.
+
+The sweep file is a DuckDB file with a ``sweep`` table (``variant``, ``overrides`` as JSON, ``status`` finished or
+failed, ``error``, ``run_file``, ``wall_s``, ``engine``, ``worker``, ``run_id``, ``gates_failed``) and every
+finished variant's tables (``runs``, ``queries``, ``targets``, ...) with their ``run_id``, plus the usual views.
+
+Examples
+--------
+>>> expand({"attack.budget": [100, 1000], "seed": [1, 2]}, None)
+[{'attack.budget': 100, 'seed': 1}, {'attack.budget': 100, 'seed': 2}, {'attack.budget': 1000, 'seed': 1}, {'attack.budget': 1000, 'seed': 2}]
+>>> check_path("attack.budjet", field="grid")
+Traceback (most recent call last):
+...
+simulator.errors.ScenarioError: grid.attack.budjet: unknown scenario key 'budjet'; allowed in attack: targets, limit, budget, feedback, strategies, params, batch_size, backend, grant_model
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+import socket
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from .errors import FraudsimError, ScenarioError
+
+ENGINES = ("ray", "serial")
+#: overrides whose values are file paths: a relative one is relative to the sweep file (where it is written)
+PATH_KEYS = ("model.path", "data.path")
+RAY_EXTRA = "pip install 'fraudsim[ray]'  (or -e '.[ray]' in a checkout)"
+
+
+class SweepError(FraudsimError):
+    """The sweep file, or how the sweep was asked to run, is invalid."""
+
+    kind = "sweep error"
+
+
+# -- the sweep file --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One scenario of the sweep: its name, its overrides and the whole scenario they make."""
+
+    name: str
+    overrides: dict[str, Any]
+    scenario: dict  # the base's raw mapping with the overrides applied (paths absolute, no output)
+    source: str  # for error messages: "sweep.yaml, variant v003"
+    key: str  # a hash of the whole scenario: the run file's suffix
+
+    @property
+    def overrides_json(self) -> str:
+        return json.dumps(self.overrides, sort_keys=True, default=str)
+
+
+@dataclass
+class Sweep:
+    path: Path
+    base: Path
+    output: Path
+    variants: list[Variant]
+    axes: list[str] = field(default_factory=list)  # the grid's keys, in file order (for the report's heatmap)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.output.with_name(self.output.stem + ".runs")
+
+    def run_file(self, v: Variant) -> Path:
+        return self.runs_dir / f"{v.name}-{v.key}.duckdb"
+
+
+def _fields_of(model: Any) -> dict | None:
+    from pydantic import BaseModel
+
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return {k: f for k, f in model.model_fields.items() if not f.exclude}
+    return None
+
+
+def _inner(annotation: Any) -> Any:
+    """The part of a field's type a dotted path can walk into: a model, a ``dict[str, X]``, or a plain value."""
+    from pydantic import BaseModel
+
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if union else (annotation,)
+    for arg in args:
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    for arg in args:
+        if typing.get_origin(arg) is dict:
+            return arg
+    return None
+
+
+def check_path(path: str, *, field: str, file: str | None = None) -> None:
+    """Raise a one-line :class:`ScenarioError` unless ``path`` names a key of the scenario model."""
+    from .scenario import Scenario
+
+    if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+        raise ScenarioError(f"an override key must be a dotted scenario path such as 'attack.budget' (got {path!r})",
+                            file=file, field=field)
+    current: Any = Scenario
+    where = "the scenario"
+    for i, part in enumerate(path.split(".")):
+        fields = _fields_of(current)
+        if fields is not None:
+            f = fields.get(part)
+            if f is None:
+                raise ScenarioError(f"unknown scenario key {part!r}; allowed in {where}: {', '.join(fields)}",
+                                    file=file, field=f"{field}.{path}")
+            current, where = _inner(f.annotation), ".".join(path.split(".")[:i + 1])
+        elif typing.get_origin(current) is dict:  # any key (a feature name, a strategy name), then its value's type
+            current, where = _inner(typing.get_args(current)[1]), ".".join(path.split(".")[:i + 1])
+        else:
+            raise ScenarioError(f"{where!r} is a value, not a section: nothing below it to set", file=file,
+                                field=f"{field}.{path}")
+
+
+def expand(grid: dict[str, list] | None, variants: list[dict] | None) -> list[dict[str, Any]]:
+    """The override maps: the cartesian product of ``grid`` (last key varying fastest) or the ``variants`` list."""
+    if grid is not None:
+        keys = list(grid)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    return [dict(v) for v in variants or []]
+
+
+def _set(raw: dict, path: str, value: Any) -> None:
+    node = raw
+    parts = path.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _resolve_paths(raw: dict, base_dir: Path) -> dict:
+    """The base scenario's relative file paths made absolute (the variants run from anywhere)."""
+    raw = copy.deepcopy(raw)
+    for section in ("data", "model"):
+        sec = raw.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get("path"), str) and not Path(sec["path"]).expanduser().is_absolute():
+            sec["path"] = str((base_dir / sec["path"]).resolve())
+    raw.pop("output", None)  # each variant writes its own run file
+    return raw
+
+
+def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
+    """Read and check a sweep file and every variant's scenario; raises a one-line error on bad input."""
+    from .scenario import Scenario
+
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise SweepError("file not found", file=src)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SweepError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=src) from None
+    if not isinstance(raw, dict):
+        raise SweepError("a sweep file is a mapping with 'base', and 'grid' or 'variants'", file=src)
+    unknown = [k for k in raw if k not in ("base", "grid", "variants", "output")]
+    if unknown:
+        raise SweepError("unknown key; allowed here: base, grid, variants, output", file=src, field=str(unknown[0]))
+    if not isinstance(raw.get("base"), str):
+        raise SweepError("required: the base scenario file (relative to this file)", file=src, field="base")
+    base = (path.resolve().parent / raw["base"]).resolve()
+    if not base.is_file():
+        raise SweepError(f"base scenario {raw['base']!r} not found (looked at {base})", file=src, field="base")
+    grid, listed = raw.get("grid"), raw.get("variants")
+    if (grid is None) == (listed is None):
+        raise SweepError("give either 'grid' (lists of values per key) or 'variants' (a list of override maps)",
+                         file=src, field="grid")
+    if grid is not None:
+        if not isinstance(grid, dict) or not grid:
+            raise SweepError("the grid is empty: give at least one key with a list of values", file=src, field="grid")
+        for k, vals in grid.items():
+            check_path(k, field="grid", file=src)
+            if not isinstance(vals, list) or not vals:
+                raise SweepError("give a non-empty list of values", file=src, field=f"grid.{k}")
+    else:
+        if not isinstance(listed, list) or not listed:
+            raise SweepError("the variants list is empty: give at least one map of overrides", file=src, field="variants")
+        for i, v in enumerate(listed):
+            if not isinstance(v, dict):
+                raise SweepError("each variant is a map of overrides such as {attack.budget: 100}", file=src,
+                                 field=f"variants.{i}")
+            for k in v:
+                check_path(k, field=f"variants.{i}", file=src)
+    try:
+        base_raw = yaml.safe_load(base.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(base)) from None
+    if not isinstance(base_raw, dict):
+        raise ScenarioError("the scenario must be a mapping of keys", file=str(base))
+    base_raw = _resolve_paths(base_raw, base.parent)
+    out = Path(output) if output is not None else (path.resolve().parent / raw["output"] if raw.get("output")
+                                                   else path.with_suffix(".duckdb"))
+    variants = []
+    for i, ov in enumerate(expand(grid, listed)):
+        name = f"v{i:03d}"
+        scen = copy.deepcopy(base_raw)
+        for k, value in ov.items():
+            if k in PATH_KEYS and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                value = str((path.resolve().parent / value).resolve())
+            _set(scen, k, value)
+        where = f"{src} (variant {name}: {json.dumps(ov, default=str)})"
+        sc = Scenario.from_dict(scen, base_dir=base.parent, source=where)  # bad values: one line, nothing run
+        key = hashlib.sha256(sc.to_yaml().encode()).hexdigest()[:10]
+        variants.append(Variant(name, ov, scen, where, key))
+    return Sweep(path=path, base=base, output=out, variants=variants, axes=list(grid) if grid else
+                 list(dict.fromkeys(k for v in listed for k in v)))
+
+
+# -- running a variant (in a Ray worker or in this process) ----------------------------------------------------
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_variant(scenario: dict, source: str, base_dir: str, run_file: str) -> dict:
+    """Run one variant into ``run_file``; never raises for a failed run: returns its status and one-line error."""
+    from .runner import execute, prepare
+    from .scenario import Scenario
+
+    t0 = time.perf_counter()
+    result = {"status": "failed", "error": None, "run_id": None, "worker": worker_name(), "gates_failed": None}
+    try:
+        sc = Scenario.from_dict(scenario, base_dir=base_dir, source=source)
+        res = execute(prepare(sc), output=Path(run_file))
+        result.update(status="finished", run_id=res.run_id)
+        if sc.gates:
+            from .report.gates import evaluate_gates
+
+            failed = [g.name for g in evaluate_gates(res.path, res.run_id, sc.gates) if not g.passed]
+            result["gates_failed"] = "; ".join(failed) or None
+    except Exception as exc:  # a failed variant is a row of the sweep, not the end of it
+        text = str(exc) if isinstance(exc, FraudsimError) else f"{type(exc).__name__}: {exc}"
+        result["error"] = (text.strip().splitlines() or [type(exc).__name__])[0][:500]
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def finished_run(run_file: Path) -> str | None:
+    """The run id in an existing run file when that run finished (a resumed sweep skips it), else None."""
+    if not run_file.is_file():
+        return None
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(run_file), read_only=True)
+        try:
+            rows = con.execute("SELECT run_id FROM runs WHERE status = 'finished' ORDER BY started_at DESC LIMIT 1").fetchall()
+        finally:
+            con.close()
+    except duckdb.Error:
+        return None
+    return rows[0][0] if rows else None
+
+
+# -- engines ---------------------------------------------------------------------------------------------------
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+
+
+def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def _serial(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None]) -> None:
+    for v, kwargs in jobs:
+        on_done(v, run_variant(**kwargs))
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_address(address: str) -> None:
+    """Fail fast, in one line, when nothing answers at a Ray address (ray.init would wait a long while)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"a Ray address is HOST:PORT, ray://HOST:PORT, auto or local (got {address!r})",
+                         field="--address")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise SweepError(f"no Ray cluster answers at {hostport} ({exc.strerror or exc})", field="--address") from None
+
+
+def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None], address: str | None,
+         num_cpus: int | None) -> None:
+    import ray
+    from ray.exceptions import RayError
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False,
+                                  ignore_reinit_error=True)
+        if address is None:
+            kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
+        try:
+            ray.init(**kw)
+        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
+            raise SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
+                             field="--address" if address else "--engine") from None
+    try:
+        # max_retries: a task whose worker process dies is run once more, then ray.get raises (recorded as failed)
+        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
+        pending = {task.remote(**kwargs): v for v, kwargs in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                v = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayError as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
+                              "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
+                on_done(v, result)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_engine(engine: str, address: str | None) -> None:
+    """One-line errors for an unknown engine, Ray not installed, or an address without Ray."""
+    if engine not in ENGINES:
+        raise SweepError(f"unknown engine {engine!r}; use ray or serial", field="--engine")
+    if engine == "ray" and not ray_available():
+        raise SweepError(f"--engine ray needs Ray, an optional extra: {RAY_EXTRA}; or use --engine serial",
+                         field="--engine")
+    if address is not None and engine != "ray":
+        raise SweepError("--address is for --engine ray", field="--address")
+    if address is not None:
+        _check_address(address)
+
+
+# -- the whole sweep -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    rows: list[dict]  # one per variant, as in the ``sweep`` table
+    skipped: int  # finished variants of an earlier run, not run again
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] != "finished"]
+
+    @property
+    def gates_failed(self) -> list[dict]:
+        return [r for r in self.rows if r.get("gates_failed")]
+
+
+SWEEP_COLUMNS = ("variant", "overrides", "status", "error", "run_file", "wall_s", "engine", "worker", "run_id",
+                 "gates_failed")
+
+
+def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | None = None,
+              output: str | Path | None = None, progress: Progress = _no_progress, num_cpus: int | None = None) -> SweepResult:
+    """Run every variant not finished before, then write the merged sweep file (see the module docstring)."""
+    check_engine(engine, address)
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep, output=output)
+    elif output is not None:
+        sweep.output = Path(output)
+    previous = _previous_rows(sweep.output)
+    sweep.runs_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    jobs = []
+    for v in sweep.variants:
+        run_file = sweep.run_file(v)
+        run_id = finished_run(run_file)
+        if run_id is not None:
+            old = previous.get(v.name) or {}
+            same = old.get("run_file") == str(run_file) and old.get("status") == "finished"
+            rows[v.name] = _row(v, run_file, {"status": "finished", "error": None, "run_id": run_id,
+                                               "wall_s": old.get("wall_s") if same else None,
+                                               "worker": old.get("worker") if same else None,
+                                               "gates_failed": old.get("gates_failed") if same else None},
+                                old.get("engine") if same else None)
+            continue
+        jobs.append((v, dict(scenario=v.scenario, source=v.source, base_dir=str(sweep.base.parent),
+                             run_file=str(run_file))))
+    skipped = len(rows)
+    advance = progress(f"sweep: {len(jobs)} variants" + (f" ({skipped} done before)" if skipped else ""), len(jobs))
+
+    def on_done(v: Variant, result: dict) -> None:
+        rows[v.name] = _row(v, sweep.run_file(v), result, engine)
+        advance(1)
+
+    if jobs:
+        if engine == "ray":
+            _ray(jobs, on_done, address, num_cpus)
+        else:
+            _serial(jobs, on_done)
+    ordered = [rows[v.name] for v in sweep.variants]
+    merge(sweep.output, ordered)
+    return SweepResult(path=sweep.output, rows=ordered, skipped=skipped)
+
+
+def _row(v: Variant, run_file: Path, result: dict, engine: str | None) -> dict:
+    return {"variant": v.name, "overrides": v.overrides_json, "status": result["status"], "error": result.get("error"),
+            "run_file": str(run_file), "wall_s": result.get("wall_s"), "engine": engine, "worker": result.get("worker"),
+            "run_id": result.get("run_id"), "gates_failed": result.get("gates_failed")}
+
+
+def _previous_rows(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            cur = con.execute("SELECT * FROM sweep")
+            names = [d[0] for d in cur.description]
+            return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+        finally:
+            con.close()
+    except duckdb.Error:
+        return {}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def merge(output: Path, rows: Sequence[dict]) -> Path:
+    """Write the sweep file: the ``sweep`` table and every finished variant's tables, in variant order.
+
+    Written to ``<output>.partial`` and moved into place, so an interrupted merge never leaves half a file."""
+    import duckdb
+
+    from .store import SCHEMA_VERSION
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    for stale in (partial, Path(str(partial) + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = duckdb.connect(str(partial))
+    try:
+        con.execute("CREATE TABLE fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute("""CREATE TABLE sweep (variant VARCHAR, overrides VARCHAR, status VARCHAR, error VARCHAR,
+            run_file VARCHAR, wall_s DOUBLE, engine VARCHAR, worker VARCHAR, run_id VARCHAR, gates_failed VARCHAR)""")
+        con.executemany(f"INSERT INTO sweep VALUES ({', '.join('?' * len(SWEEP_COLUMNS))})",
+                        [[r[c] for c in SWEEP_COLUMNS] for r in rows])
+        tables: dict[str, list[str]] = {}
+        features: list[str] = []
+        for r in rows:
+            if r["status"] != "finished":
+                continue
+            con.execute(f"ATTACH {_lit(r['run_file'])} AS variant_run (READ_ONLY)")
+            try:
+                meta = dict(con.execute("SELECT key, value FROM variant_run.main.fraudsim_meta").fetchall())
+                features += [f for f in (meta.get("features") or "").split(",") if f and f not in features]
+                for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'variant_run' "
+                                        "AND schema_name = 'main' ORDER BY table_name").fetchall():
+                    if t == "fraudsim_meta":
+                        continue
+                    cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                                       "'variant_run' AND table_name = ? ORDER BY column_index", [t]).fetchall()
+                    src = f"variant_run.main.{_q(t)}"
+                    if t not in tables:
+                        con.execute(f"CREATE TABLE main.{_q(t)} AS SELECT * FROM {src}")
+                        tables[t] = [c for c, _ in cols]
+                        continue
+                    for c, dtype in cols:  # a variant with other features (another model) adds its columns
+                        if c not in tables[t]:
+                            con.execute(f"ALTER TABLE main.{_q(t)} ADD COLUMN {_q(c)} {dtype}")
+                            tables[t].append(c)
+                    con.execute(f"INSERT INTO main.{_q(t)} BY NAME SELECT * FROM {src}")
+            finally:
+                con.execute("DETACH variant_run")
+        con.execute("INSERT INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?), ('kind', 'sweep')",
+                     [str(SCHEMA_VERSION), ",".join(features)])
+        if "runs" in tables and "targets" in tables:
+            from .report.views import create_views
+
+            create_views(con)
+        con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        for f in (partial, Path(str(partial) + ".wal")):
+            f.unlink(missing_ok=True)
+        raise
+    con.close()
+    os.replace(partial, output)
+    return output
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def is_sweep_file(path: str | Path) -> bool:
+    """True for a sweep file (a fraudsim store with a ``sweep`` table)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'sweep' "
+                                    "AND schema_name = 'main'").fetchall()[0][0])
+        finally:
+            con.close()
+    except duckdb.Error:
+        return False
