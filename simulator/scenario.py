@@ -126,6 +126,41 @@ class AttackSpec(Section):
         return self
 
 
+class TrainSpec(Section):
+    """``fraudsim harden``: the labelled data hardened candidates are trained on (Parquet or CSV)."""
+
+    path: Path
+    label: str = "is_fraud"
+
+
+class HardenSpec(Section):
+    """``fraudsim harden``: the methods to try (see simulator/defences) and the clean AUC a candidate may lose."""
+
+    methods: tuple[str, ...] = ("adversarial_training", "monotone", "squeeze", "ensemble")
+    max_auc_loss: float = Field(0.01, ge=0, le=1)
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method keyword parameters")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _known_methods(self):
+        from .defences import get_defence
+
+        if not self.methods:
+            raise ValueError("give at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("a method is listed twice")
+        for i, name in enumerate(self.methods):
+            get_defence(name, field=f"harden.methods.{i}")
+        for name in self.params:
+            if name not in self.methods:
+                raise ScenarioError(f"parameters for {name!r}, which is not in harden.methods", field=f"harden.params.{name}")
+        return self
+
+
 class Scenario(Section):
     """A whole fight: where the traffic comes from, the model, what attackers may change, how they attack."""
 
@@ -139,6 +174,8 @@ class Scenario(Section):
     adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
     defence: DefenceSpec | None = None
     rounds: RoundsSpec | None = None
+    train: TrainSpec | None = None  # fraudsim harden: training data of the candidates
+    harden: HardenSpec | None = None  # fraudsim harden: methods to try
     gates: tuple[str, ...] = Field((), description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
     output: Path | None = None
     source: str | None = Field(None, exclude=True, description="the file this came from, for error messages")
@@ -157,7 +194,7 @@ class Scenario(Section):
         if not isinstance(raw, dict) or base is None:
             return raw
         raw = dict(raw)
-        for section in ("data", "model"):
+        for section in ("data", "model", "train"):
             if isinstance(raw.get(section), dict) and raw[section].get("path") is not None:
                 raw[section] = dict(raw[section], path=_resolve(base, raw[section]["path"]))
         if raw.get("output") is not None:
@@ -168,7 +205,7 @@ class Scenario(Section):
     def _sources(self):
         if self.world is not None and self.data is not None:
             raise ScenarioError("give either 'world' or 'data', not both", field="data")
-        if self.data is not None and self.model.path is None:
+        if self.data is not None and self.model.path is None and self.train is None:
             raise ScenarioError("a scenario on a team's data needs the model file to attack", field="model.path")
         check_campaign(self)
         from .report.gates import validate_gates
