@@ -187,6 +187,7 @@ class HardenContext:
               seed: int | None = None, provenance: dict | None = None):
         """Train one model of the base kind with the base parameters overridden by ``params``."""
         p = {k: v for k, v in self.data.base_params.items() if k not in ("seed", "nthread")}
+        p.update(self.scenario.harden.train_params if self.scenario.harden else {})
         p.update(params or {})
         X = self.data.X_train if X is None else X
         y = self.data.y_train if y is None else y
@@ -312,7 +313,7 @@ def confidence_stability(model, X: np.ndarray, schema: FeatureSchema, threshold:
             "stability_flip_rate": float(flip.mean())}
 
 
-def latency(model, X: np.ndarray, *, single: int = 200, batch: int = 10_000) -> dict:
+def latency(model, X: np.ndarray, *, single: int = 50, batch: int = 4_000) -> dict:
     """Median microseconds for one-row queries, and microseconds per row in a batch."""
     row = np.ascontiguousarray(X[:1])
     model.predict_score(row)

@@ -139,6 +139,8 @@ class HardenSpec(Section):
     methods: tuple[str, ...] = ("adversarial_training", "monotone", "squeeze", "ensemble")
     max_auc_loss: float = Field(0.01, ge=0, le=1)
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method keyword parameters")
+    train_params: dict[str, Any] = Field(default_factory=dict, description="library parameters over the base model's "
+                                         "for every model trained here, e.g. {rounds: 50}")
 
     @field_validator("methods", mode="before")
     @classmethod

@@ -21,14 +21,15 @@ class Tuning:
     kinds = TREE_KINDS
 
     def __init__(self, *, trials: int = 12, budget: int = 100, limit: int | None = 20, population: int = 6,
-                 journal: str = "tuning.journal"):
+                 max_rounds: int = 300, journal: str = "tuning.journal"):
         if trials < 1 or budget < 1 or population < 2:
             raise ValueError("trials and budget must be >= 1, population >= 2")
         self.trials, self.budget, self.limit, self.population, self.journal = \
             int(trials), int(budget), limit, int(population), journal
+        self.max_rounds = max(10, int(max_rounds))
 
     def _space(self, trial, base: dict) -> dict:
-        p = {"rounds": trial.suggest_int("rounds", 40, 300, log=True)}
+        p = {"rounds": trial.suggest_int("rounds", min(40, self.max_rounds), self.max_rounds, log=True)}
         if "max_depth" in base:  # depth-wise trees
             p["max_depth"] = trial.suggest_int("max_depth", 2, 8)
             p["eta"] = trial.suggest_float("eta", 0.03, 0.3, log=True)

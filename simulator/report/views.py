@@ -242,8 +242,8 @@ def _segments_sql(con: duckdb.DuckDBPyConnection, feats: list[str]) -> str:
                                             "ON g.run_id = x.run_id AND g.target_id = x.transaction_id")[0][0]:
         parts.append(joined("ring_id", "ring"))
     if not parts:
-        parts.append("SELECT run_id, strategy, target_id, 'all', 'all', 0.0, queries_to_first_evasion, evaded, "
-                     "cheap_evaded FROM targets")
+        parts.append("SELECT run_id, strategy, target_id, 'all' AS segment, 'all' AS value, 0.0 AS value_order, "
+                     "queries_to_first_evasion, evaded, cheap_evaded FROM targets")
     union = "\n  UNION ALL ".join(parts)
     return f"""
 WITH s AS (
