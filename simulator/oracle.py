@@ -51,7 +51,7 @@ class Oracle:
 
     def __init__(self, model, *, threshold: float, feedback: str, budget: int, originals: np.ndarray,
                  schema_arrays: SchemaArrays, kernels: Kernels, strategy: str, target_ids: np.ndarray | None = None,
-                 log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None):
+                 log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None, defence=None):
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}")
         self.model, self.threshold, self.feedback = model, float(threshold), feedback
@@ -62,6 +62,7 @@ class Oracle:
         self.target_ids = np.arange(n, dtype=np.int64) if target_ids is None else np.asarray(target_ids, np.int64)
         self.used = np.zeros(n, dtype=np.int64)
         self.log, self.round, self.agent_id = log, round_, agent_id
+        self.defence = defence  # runtime defences (simulator.defences.runtime): may refuse or hold queries
 
     def remaining(self, targets: np.ndarray) -> np.ndarray:
         return self.budget - self.used[targets]
@@ -85,12 +86,15 @@ class Oracle:
         score = self.model.predict_score(X)
         declined = score >= self.threshold
         query_index = self._next_indices(targets)
+        shown = score
+        if self.defence is not None:
+            declined, shown = self.defence(targets, self.target_ids[targets], query_index, X, score, declined)
         self.used += asked
         if self.log is not None:
             self.log.add(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
                          target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
                          evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X)
-        return Feedback(declined=declined, score=score if self.feedback == "score" else None)
+        return Feedback(declined=declined, score=shown if self.feedback == "score" else None)
 
     def _next_indices(self, targets: np.ndarray) -> np.ndarray:
         """1-based per-target query numbers, in row order within the batch."""

@@ -425,9 +425,12 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
     for s_idx, sname in enumerate(sc.attack.strategies):
         t1 = time.perf_counter()
         cls = get_strategy(sname)
+        from .defences.runtime import build_runtime
+
+        defence = build_runtime(sc.defence, prep, strategy=sname, store=store, run_id=run_id)
         oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
                         originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
-                        target_ids=target_ids, log=log)
+                        target_ids=target_ids, log=log, defence=defence)
         problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
                             feedback=sc.attack.feedback, approved_examples=approved,
                             model=prep.model if sc.attack.grant_model else None) for i in range(len(rows))]
@@ -442,6 +445,8 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
                                               "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
         advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
         log.flush()
+        if defence is not None:
+            defence.flush()
         store.execute(_targets_sql(names), [run_id, sname])
         timings[f"attack_{sname}_s"] = time.perf_counter() - t1
     store.con.unregister("_originals")
