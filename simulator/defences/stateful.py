@@ -52,7 +52,7 @@ def embed(X: np.ndarray, sa: SchemaArrays, columns: np.ndarray | None = None) ->
 
 
 @njit(cache=True, nogil=True)
-def _knn_kernel(key, ts, emb, k, window, buf, bts, pos, cnt, out):
+def _knn_kernel(key, ts, emb, push, k, window, buf, bts, pos, cnt, out):
     n, e = emb.shape
     B = buf.shape[1]
     tmp = np.empty(B, np.float64)
@@ -76,6 +76,8 @@ def _knn_kernel(key, ts, emb, k, window, buf, bts, pos, cnt, out):
             out[i] = acc / k
         else:
             out[i] = np.inf
+        if not push[i]:
+            continue
         p = pos[r]
         for q in range(e):
             buf[r, p, q] = emb[i, q]
@@ -105,25 +107,29 @@ class KnnState:
         self.pos = np.concatenate([self.pos, np.zeros(extra, np.int64)])
         self.cnt = np.concatenate([self.cnt, np.zeros(extra, np.int64)])
 
-    def process(self, key: np.ndarray, ts: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """Mean distance of each row to its k nearest earlier rows of the same key (inf: too little history)."""
+    def process(self, key: np.ndarray, ts: np.ndarray, emb: np.ndarray, push: np.ndarray | None = None) -> np.ndarray:
+        """Mean distance of each row to its k nearest earlier rows of the same key (inf: too little history);
+        rows with ``push`` false are looked up but not remembered (e.g. remember only declined transactions)."""
         key = np.ascontiguousarray(key, np.int64)
         if len(key):
             self.grow(int(key.max()) + 1)
         out = np.empty(len(key), np.float64)
-        _knn_kernel(key, np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(emb, np.float32), self.k,
+        push = np.ones(len(key), np.bool_) if push is None else np.ascontiguousarray(push, np.bool_)
+        _knn_kernel(key, np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(emb, np.float32), push, self.k,
                     self.window, self.buf, self.bts, self.pos, self.cnt, out)
         return out
 
 
-def knn_distances(key, ts, emb, *, k: int = 4, buffer: int = 32, window: float = np.inf) -> np.ndarray:
+def knn_distances(key, ts, emb, *, k: int = 4, buffer: int = 32, window: float = np.inf,
+                  push: np.ndarray | None = None) -> np.ndarray:
     """One time-sorted stream: each row's mean distance to its k nearest buffered rows of the same key."""
     key = np.asarray(key, np.int64)
     state = KnnState(int(key.max()) + 1 if len(key) else 1, np.asarray(emb).shape[1], buffer=buffer, k=k, window=window)
-    return state.process(key, ts, emb)
+    return state.process(key, ts, emb, push)
 
 
-def reference_knn_distances(key, ts, emb, *, k: int = 4, buffer: int = 32, window: float = np.inf) -> np.ndarray:
+def reference_knn_distances(key, ts, emb, *, k: int = 4, buffer: int = 32, window: float = np.inf,
+                            push: np.ndarray | None = None) -> np.ndarray:
     """Plain-NumPy twin of :func:`knn_distances`."""
     hist: dict[int, list] = {}
     out = np.empty(len(key))
@@ -136,7 +142,8 @@ def reference_knn_distances(key, ts, emb, *, k: int = 4, buffer: int = 32, windo
             out[i] = d[:k].mean()
         else:
             out[i] = np.inf
-        h.append((ts[i], emb[i]))
+        if push is None or push[i]:
+            h.append((ts[i], emb[i]))
     return out
 
 
