@@ -444,7 +444,7 @@ def _harden_into(sc: Scenario, data: HardenData, defences: list, work: Path, say
     else:
         trained = ctx.train()
         base = Candidate(name="baseline", method="baseline", model=trained.model, members=[trained],
-                         params=dict(data.base_params), notes="trained here with the baseline parameters")
+                         params=dict(trained.card["params"]), notes="trained here with the baseline parameters")
     base_thr = ctx.threshold(base.model)
     say("measuring baseline")
     base_m = measure(ctx, "baseline", base.model, base_thr)
@@ -524,6 +524,7 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
             "name": cand.name, "method": cand.method, "kind": ctx.data.kind, "model_files": files,
             "sha256": {f: file_sha256(models_dir / f) for f in files},
             "params": cand.params, "wrapper": cand.wrapper,
+            "training_params": cand.members[0].card.get("params") if cand.members else cand.params,
             "training_data_sha256": (cand.members[0].card.get("provenance", {}).get("training_data_sha256")
                                      if cand.members else None) or ctx.data.train_sha256,
             "training_data": ctx.data.train_source, "feature_names": list(ctx.names),

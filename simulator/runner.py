@@ -156,7 +156,10 @@ def _labels(frame: pl.DataFrame, label: str, source: str, needed: bool) -> np.nd
 
 def _prepare_data(scenario: Scenario, progress: Progress) -> Prepared:
     t0 = time.perf_counter()
-    assert scenario.data is not None and scenario.model.path is not None
+    assert scenario.data is not None
+    if scenario.model.path is None:  # allowed only for fraudsim harden, which trains the base model itself
+        raise ScenarioError("a run on a team's data needs the model file to attack (fraudsim harden can train one "
+                            "from train:)", file=scenario.source, field="model.path")
     model = load_model(scenario.model.path, scenario.model.kind)
     threshold, rule = _threshold_for(scenario, model)
     src = str(scenario.data.path)

@@ -239,3 +239,18 @@ def test_cli_prints_the_before_after_table(team, tmp_path):
     assert r.exit_code == 0, r.output
     assert "baseline" in r.output and "squeeze" in r.output and "AUC" in r.output
     assert (tmp_path / "o/candidates.json").is_file()
+
+
+def test_without_a_model_file_the_baseline_is_trained_on_train(team, tmp_path):
+    raw = _scenario(team, ["monotone"], params={"monotone": {"interactions": False}})
+    del raw["model"]["path"]
+    raw["harden"]["train_params"] = {"rounds": 15}
+    path = _write(team, raw, "no_model.yaml")
+    res = harden(Scenario.from_yaml(path), tmp_path / "out")
+    base = res.candidates[0]
+    assert base["name"] == "baseline" and (tmp_path / "out" / base["model_file"]).is_file()
+    card = json.loads((tmp_path / "out" / base["card_file"]).read_text())
+    assert card["training_params"]["rounds"] == 15 and "baseline" in card["notes"]  # what it was trained with
+    assert load_candidate(tmp_path / "out" / base["card_file"]).feature_names == tuple(NAMES)
+    r = runner.invoke(app, ["run", str(path), "-o", str(tmp_path / "r.duckdb")])  # a run needs the model file
+    assert r.exit_code == 2 and "model.path" in r.output and not (tmp_path / "r.duckdb").exists()
