@@ -107,8 +107,6 @@ def load_data(sc: Scenario) -> HardenData:
         else:  # no model file: every numeric training column but the label
             names = tuple(c for c in train_frame.columns if c != label and
                           (train_frame.schema[c].is_numeric() or train_frame.schema[c] == pl.Boolean))
-    if sc.train is None and not sc.uses_world:
-        raise ScenarioError("train: is required", file=sc.source, field="train")
     missing = [n for n in names if n not in train_frame.columns]
     if missing:
         raise DataError(f"the training data lacks model feature {missing[0]!r} ({len(missing)} of {len(names)} missing)",
@@ -526,7 +524,8 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
             "params": cand.params, "wrapper": cand.wrapper,
             "training_params": cand.members[0].card.get("params") if cand.members else cand.params,
             "training_data_sha256": (cand.members[0].card.get("provenance", {}).get("training_data_sha256")
-                                     if cand.members else None) or ctx.data.train_sha256,
+                                     if cand.members else (getattr(cand.model, "card", None) or {}).get(
+                                         "training_data_sha256")),  # a given model file: only if its card says
             "training_data": ctx.data.train_source, "feature_names": list(ctx.names),
             "threshold": thr, "threshold_rule": f"lowest score declining at most {ctx.fpr:.2%} of the holdout's "
                                                 f"legitimate rows (model.threshold_fpr)",
