@@ -273,6 +273,46 @@ def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder
         out.print(f"wrote {path} (test AUC {card['test_auc']:.3f}, threshold {card['threshold']:.4g})", highlight=False)
 
 
+@app.command()
+def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (train:, data:, model:, features:, attack:, harden:)"),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: <name>-harden)"),
+           quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
+    """Train hardened candidates of a model (adversarial training, monotone constraints, squeezing, ensembles,
+    robustness-aware tuning) and measure each before/after: clean AUC, FPR, attack success, confidence stability."""
+    from .harden import harden as run_harden, table_rows
+    from .scenario import Scenario
+
+    try:
+        sc = Scenario.from_yaml(scenario)
+        res = run_harden(sc, output, log=None if quiet else (lambda m: err.print(f"[dim]{m}[/]", highlight=False)))
+    except FraudsimError as exc:
+        _fail(exc, debug)
+        return
+    head, body = table_rows(res.candidates)
+    table = Table(title=f"Hardening {sc.name}: before/after (strongest strategy: {res.strongest})",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  caption="thresholds at the same FPR on the holdout's legitimate rows; cheap≤100: share of targets "
+                          "evaded at cost ≤ 1 within 100 queries; cost: median best cost; |Δs|p95, flips: score "
+                          f"moves under small legitimate perturbations; ★ best within max_auc_loss {sc.harden.max_auc_loss:g}", caption_justify="left")
+    for h in head:
+        table.add_column(h, justify="left" if h == "candidate" else "right", no_wrap=True)
+    for r in body:
+        table.add_row(*r)
+    Console(width=max(out.width, 200) if not sys.stdout.isatty() else None).print(table)
+    base = res.candidates[0]["strongest_cheap_success_at_100"]
+    if res.best is None:
+        out.print("no candidate cut the strongest strategy's cheap success within the allowed AUC loss", highlight=False)
+    else:
+        b = next(r for r in res.candidates if r["name"] == res.best)
+        rel = 1 - b["strongest_cheap_success_at_100"] / base if base else 0.0
+        out.print(f"best: {res.best}: cheap success at 100 of {res.strongest} {base:.0%} -> "
+                  f"{b['strongest_cheap_success_at_100']:.0%} ({rel:.0%} relative), AUC loss {b['auc_loss']:+.4f}",
+                  highlight=False)
+    out.print(f"wrote [bold]{res.out_dir}[/] (candidates.json, harden.html, harden.duckdb, models/, attacks/)",
+              highlight=False)
+
+
 # -- reading finished runs: query, report, gate, compare (the work is in simulator/report) -------------------------
 
 

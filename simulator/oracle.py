@@ -52,7 +52,7 @@ class Oracle:
     def __init__(self, model, *, threshold: float, feedback: str, budget: int, originals: np.ndarray,
                  schema_arrays: SchemaArrays, kernels: Kernels, strategy: str, target_ids: np.ndarray | None = None,
                  log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None,
-                 relations=None, extras: np.ndarray | None = None):
+                 relations=None, extras: np.ndarray | None = None, defence=None):
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}")
         self.model, self.threshold, self.feedback = model, float(threshold), feedback
@@ -66,6 +66,7 @@ class Oracle:
         # relations between features (simulator/relations.py) and the extra data columns they read, per original
         self.relations = None if relations is None or relations.empty else relations
         self.extras = extras
+        self.defence = defence  # runtime defences (simulator.defences.runtime): may refuse or hold queries
 
     def remaining(self, targets: np.ndarray) -> np.ndarray:
         return self.budget - self.used[targets]
@@ -90,13 +91,16 @@ class Oracle:
         score = self.model.predict_score(X)
         declined = score >= self.threshold
         query_index = self._next_indices(targets)
+        shown = score
+        if self.defence is not None:
+            declined, shown = self.defence(targets, self.target_ids[targets], query_index, X, score, declined)
         self.used += asked
         if self.log is not None:
             self.log.add(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
                          target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
                          evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X,
                          opening=opening)
-        return Feedback(declined=declined, score=score if self.feedback == "score" else None)
+        return Feedback(declined=declined, score=shown if self.feedback == "score" else None)
 
     def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Candidates breaking a bound or a relation. Derived features are frozen in the schema but follow their

@@ -272,6 +272,9 @@ def _labels(frame: pl.DataFrame, label: str, source: str, needed: bool) -> np.nd
 def _prepare_data(scenario: Scenario, progress: Progress, validate_only: bool = False, data: Any = None,
                   model_obj: Any = None) -> Prepared:
     t0 = time.perf_counter()
+    if not scenario.model.given and model_obj is None:  # allowed only for fraudsim harden, which trains one
+        raise ScenarioError("a run on a team's data needs the model to attack (model.path or model.url; fraudsim "
+                            "harden can train one from train:)", file=scenario.source, field="model.path")
     model = load_target(scenario, model_obj)
     threshold, rule = _threshold_for(scenario, model)
     if data is not None:
@@ -625,9 +628,12 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
     for s_idx, sname in enumerate(sc.attack.strategies):
         t1 = time.perf_counter()
         cls = get_strategy(sname)
+        from .defences.runtime import build_runtime
+
+        defence = build_runtime(sc.defence, prep, strategy=sname, store=store, run_id=run_id)
         oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
                         originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
-                        target_ids=target_ids, log=log, relations=ra, extras=extras)
+                        target_ids=target_ids, log=log, relations=ra, extras=extras, defence=defence)
         live = np.flatnonzero(feasible)  # infeasible targets get no query (see the exact strategy's table)
         problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
                             feedback=sc.attack.feedback, approved_examples=approved,
@@ -648,6 +654,8 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
                                               "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
         advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
         log.flush()
+        if defence is not None:
+            defence.flush()
         store.execute(_targets_sql(store.columns), [run_id, sname])
         timings[f"attack_{sname}_s"] = time.perf_counter() - t1
     store.con.unregister("_originals")

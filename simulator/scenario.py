@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .campaign.config import AdversariesSpec, DefenceSpec, RoundsSpec, check_campaign
 from .errors import ScenarioError
@@ -243,6 +244,100 @@ class AttackSpec(Section):
         return self
 
 
+class TrainSpec(Section):
+    """``fraudsim harden``: the labelled data hardened candidates are trained on (Parquet or CSV)."""
+
+    path: Path
+    label: str = "is_fraud"
+
+
+class HardenSpec(Section):
+    """``fraudsim harden``: the methods to try (see simulator/defences) and the clean AUC a candidate may lose."""
+
+    methods: tuple[str, ...] = ("adversarial_training", "monotone", "squeeze", "ensemble")
+    max_auc_loss: float = Field(0.01, ge=0, le=1)
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method keyword parameters")
+    train_params: dict[str, Any] = Field(default_factory=dict, description="library parameters over the base model's "
+                                         "for every model trained here, e.g. {rounds: 50}")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _known_methods(self):
+        from .defences import get_defence
+
+        if not self.methods:
+            raise ValueError("give at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("a method is listed twice")
+        for i, name in enumerate(self.methods):
+            get_defence(name, field=f"harden.methods.{i}")
+        for name in self.params:
+            if name not in self.methods:
+                raise ScenarioError(f"parameters for {name!r}, which is not in harden.methods", field=f"harden.params.{name}")
+        return self
+
+
+class RateLimitSpec(Section):
+    """Refuse a query when its card (or device) already made ``max_queries`` attempts in the last ``window_s``."""
+
+    key: Literal["card", "device"] = "card"
+    max_queries: int = Field(gt=0)
+    window_s: float = Field(3600.0, gt=0)
+
+
+class ReviewBandSpec(Section):
+    """Hold for review (not an evasion) the scores between the review threshold and the decline threshold."""
+
+    review_fpr: float = Field(0.03, gt=0, lt=1, description="review threshold at this FPR on the data's legitimate rows")
+    review_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class StatefulDetectionSpec(Section):
+    """k-NN probe detection (Chen, Carlini & Wagner 2019): a query whose mean distance to its k nearest recent
+    queries of the same card/device is below the threshold is a probe."""
+
+    k: int = Field(4, ge=1, le=64)
+    buffer: int = Field(32, ge=1, le=1024)
+    threshold: float | None = Field(None, ge=0, description="default: calibrated at calibrate_fpr on legitimate rows")
+    calibrate_fpr: float = Field(0.001, gt=0, lt=1)
+    window_s: float | None = Field(None, gt=0)
+    key: Literal["card", "device", "both"] = "both"
+    action: Literal["block", "review"] = "block"
+    block_s: float = Field(86_400.0, ge=0)
+    include_original: bool = Field(True, description="the target's own transaction is in its card's history")
+
+    @model_validator(mode="after")
+    def _buffer(self):
+        if self.buffer < self.k:
+            raise ValueError(f"buffer ({self.buffer}) < k ({self.k})")
+        return self
+
+
+RUN_DEFENCE_KEYS = ("rate_limits", "review_band", "stateful_detection", "seconds_between_queries", "card_column",
+                    "device_column")
+
+
+class RunDefenceSpec(Section):
+    """Runtime defences of a single-round run (a campaign's ``defence:`` has its own keys)."""
+
+    rate_limits: tuple[RateLimitSpec, ...] = ()
+    review_band: ReviewBandSpec | None = None
+    stateful_detection: StatefulDetectionSpec | None = None
+    seconds_between_queries: float = Field(60.0, gt=0, description="the attacker's pace: one query per target every N s")
+    card_column: str | None = Field(None, description="the card of a target row (default: each target its own card)")
+    device_column: str | None = None
+
+
+def _defence_kind(v: Any) -> str:
+    if isinstance(v, RunDefenceSpec) or (isinstance(v, dict) and any(k in RUN_DEFENCE_KEYS for k in v)):
+        return "run"
+    return "campaign"
+
+
 class Scenario(Section):
     """A whole fight: where the traffic comes from, the model, what attackers may change, how they attack."""
 
@@ -258,8 +353,11 @@ class Scenario(Section):
                              "inter-quartile range, or one unit; a feature may give its own")
     attack: AttackSpec = AttackSpec()
     adversaries: AdversariesSpec | None = None  # a campaign (see simulator/campaign): rings, agents, evolution
-    defence: DefenceSpec | None = None
+    defence: Annotated[Union[Annotated[DefenceSpec, Tag("campaign")], Annotated[RunDefenceSpec, Tag("run")]],
+                       Discriminator(_defence_kind)] | None = None
     rounds: RoundsSpec | None = None
+    train: TrainSpec | None = None  # fraudsim harden: training data of the candidates
+    harden: HardenSpec | None = None  # fraudsim harden: methods to try
     gates: tuple[str, ...] = Field((), max_length=bound("gates"),
                                    description="release gates, e.g. 'success_rate_at_100 <= 0.05'")
     output: Path | None = None
@@ -290,7 +388,7 @@ class Scenario(Section):
         if not isinstance(raw, dict) or base is None:
             return raw
         raw = dict(raw)
-        for section in ("data", "model"):
+        for section in ("data", "model", "train"):
             if isinstance(raw.get(section), dict) and raw[section].get("path") is not None:
                 raw[section] = dict(raw[section], path=_resolve(base, raw[section]["path"], f"{section}.path"))
         if raw.get("output") is not None:
@@ -306,7 +404,7 @@ class Scenario(Section):
     def _sources(self):
         if self.world is not None and self.data is not None:
             raise ScenarioError("give either 'world' or 'data', not both", field="data")
-        if self.data is not None and not self.model.given:
+        if self.data is not None and not self.model.given and self.train is None:
             raise ScenarioError("a scenario on a team's data needs the model to attack: model.path (a file) or "
                                 "model.url (an endpoint)", field="model.path")
         check_campaign(self)
@@ -428,6 +526,10 @@ def _resolve(base: Path, p: Any, field: str) -> str:
 
 def _to_scenario_error(exc: ValidationError, source: str | None) -> ScenarioError:
     err = exc.errors()[0]
+    raw_loc = err["loc"]
+    if len(raw_loc) > 1 and raw_loc[0] == "defence" and raw_loc[1] in ("run", "campaign"):  # the union's tag
+        raw_loc = (raw_loc[0],) + tuple(raw_loc[2:])
+        err = dict(err, loc=raw_loc)
     loc = [str(x) for x in err["loc"]]
     field = ".".join(loc) or None
     if err["type"] == "extra_forbidden":

@@ -258,12 +258,17 @@ def check_campaign(scenario) -> None:
     """Cross-section checks of a scenario with campaign sections (called by the scenario's validator)."""
     if scenario.adversaries is None:
         for key in ("defence", "rounds"):
+            if key == "defence" and not isinstance(scenario.defence, (DefenceSpec, type(None))):
+                continue  # a single-round run's runtime defences (simulator.scenario.RunDefenceSpec)
             if getattr(scenario, key) is not None:
                 raise ScenarioError(f"'{key}' belongs to a campaign; add an 'adversaries' section (or remove '{key}')",
                                     field=key)
         return
     if scenario.data is not None:
         raise ScenarioError("a campaign runs on the synthetic world; use 'world' instead of 'data'", field="adversaries")
+    if scenario.defence is not None and not isinstance(scenario.defence, DefenceSpec):
+        raise ScenarioError("rate_limits, review_band, stateful_detection are single-round defences; a campaign's "
+                            "defence has policy, rules, probe_detection, labels, retrain, drift", field="defence")
     if scenario.world_spec.fraudsters < 1:
         raise ScenarioError("a campaign's rings copy the world's caught frauds, so the world needs fraudsters; "
                             "set world.fraudsters to at least 1", field="world.fraudsters")
