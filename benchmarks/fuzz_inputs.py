@@ -151,7 +151,6 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
-    import numpy as np
     import polars as pl
 
     from simulator.runner import prepare

@@ -500,13 +500,13 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
     """Save each candidate's native model file(s) and its card; one row per candidate for candidates.json."""
     import shutil as _sh
 
-    from .target import file_sha256
+    from .target import file_sha256, get_adapter
     from .target.train import save_model
 
     models_dir = work / "models"
     models_dir.mkdir(exist_ok=True)
     rows = []
-    suffix = ".json" if ctx.data.kind == "xgboost" else ".txt"
+    suffix = get_adapter(ctx.data.kind).native_suffix
     for cand, thr, m, seconds in measured:
         files = []
         if cand.name == "baseline" and ctx.data.base_model is not None and ctx.data.base_model.path is not None:

@@ -1,7 +1,6 @@
 """Shared fixtures: a small real world, a real XGBoost and LightGBM model trained on it, saved natively."""
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pytest
 

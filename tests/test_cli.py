@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app

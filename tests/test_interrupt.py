@@ -5,7 +5,6 @@ previous finished file must stay byte-identical and readable, the partial file (
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import signal
 import subprocess

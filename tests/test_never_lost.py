@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 import simulator as fs

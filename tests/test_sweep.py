@@ -6,7 +6,6 @@ keyword, a label called ``Betrug?``. The Ray tests skip without the ``ray`` extr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

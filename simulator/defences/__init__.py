@@ -29,7 +29,13 @@ from typing import Any, Callable, ClassVar, Protocol
 
 from ..errors import ScenarioError
 
-TREE_KINDS = ("xgboost", "lightgbm")
+def _trainable() -> tuple[str, ...]:
+    from ..target.train import trainable_kinds
+
+    return trainable_kinds()
+
+
+TREE_KINDS = _trainable()  # the kinds fraudsim can train (XGBoost, LightGBM): what training-time defences apply to
 
 
 @dataclass

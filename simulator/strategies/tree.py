@@ -9,7 +9,7 @@ from ..kernels.reference import BINARY, CATEGORICAL
 from ..oracle import Feedback
 from ..target.trees import OP_IN, OP_LT, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register
-from .moves import Seen, cost_rows, feature_costs, project_rows
+from .moves import Seen, cost_rows, project_rows
 
 
 @dataclass(frozen=True)

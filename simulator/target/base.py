@@ -39,6 +39,7 @@ class TargetModel:
     kind: ClassVar[str] = "?"
     #: the class can train new models (``fit``); retraining defences need it
     trainable: ClassVar[bool] = False
+    native_suffix: ClassVar[str] = ""  # the file suffix of the native format, when the kind can be saved
     #: scores come over the network (validation makes one test call; scoring costs real requests)
     remote: ClassVar[bool] = False
     #: the scenario key that locates the model, for error messages

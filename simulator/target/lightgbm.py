@@ -43,6 +43,7 @@ def _check_objective(objective: str | None, source: str | None) -> None:
 @register_adapter("lightgbm")
 class LightGBMModel(TargetModel):
     trainable = True
+    native_suffix = ".txt"
 
     def __init__(self, booster: Any, feature_names: Sequence[str], **kw):
         super().__init__(feature_names, **kw)

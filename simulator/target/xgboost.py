@@ -25,6 +25,7 @@ _BINARY = ("binary:logistic", "reg:logistic")
 @register_adapter("xgboost")
 class XGBoostModel(TargetModel):
     trainable = True
+    native_suffix = ".json"
 
     def __init__(self, booster: Any, feature_names: Sequence[str], **kw):
         super().__init__(feature_names, **kw)
