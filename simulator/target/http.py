@@ -5,7 +5,7 @@
 - ``mlflow``: ``POST url`` with ``{"dataframe_split": {"columns": features, "data": rows}}`` (NaN sent as JSON
   ``null``); the answer is ``{"predictions": [...]}`` of numbers, ``[p0, p1]`` lists or ``{class: p}`` dicts.
 - ``kserve_v2``: ``POST .../v2/models/NAME/infer`` (the URL as given, or built from ``url`` + ``model_name``) with
-  one FP32 tensor of shape ``[n, d]``; the answer's output tensor (``[n]``, ``[n, 1]`` or ``[n, 2]``) gives
+  one FP32 tensor of shape ``[n, d]`` (data flat, row-major); the answer's output tensor (``[n]``, ``[n, 1]`` or ``[n, 2]``) gives
   P(fraud). JSON has no NaN, so missing values go as ``null``.
 
 Rows go in batches of ``batch_size``, at most ``concurrency`` requests at a time and ``max_rps`` requests per
@@ -124,12 +124,11 @@ class HTTPModel(TargetModel):
 
     def payload(self, X: np.ndarray) -> bytes:
         """The request body for a batch (public so benchmarks post exactly what the adapter posts)."""
-        rows = _rows(X)
         if self.protocol == "mlflow":
-            body: dict = {"dataframe_split": {"columns": list(self.feature_names), "data": rows}}
-        else:
+            body: dict = {"dataframe_split": {"columns": list(self.feature_names), "data": _rows(X)}}
+        else:  # the tensor's data flat, in row-major order (the protocol's canonical form)
             body = {"inputs": [{"name": self.input_name, "shape": list(X.shape), "datatype": "FP32",
-                                "data": rows}]}
+                                "data": _rows(X.reshape(-1))}]}
         return json.dumps(body, allow_nan=False).encode()
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
