@@ -2,7 +2,6 @@
 export, and the notebook API with DataFrames and live model objects; team column names throughout."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +79,7 @@ def test_cli_run_on_unnamed_models_with_features(team, fname, kind, proba):
     con = duckdb.connect(str(db), read_only=True)
     try:
         kind_row, status = con.execute("SELECT model_kind, status FROM runs").fetchone()
-        q = con.execute(f'SELECT "hour of day", "ländercode", score FROM queries').fetchnumpy()
+        q = con.execute('SELECT "hour of day", "ländercode", score FROM queries').fetchnumpy()
     finally:
         con.close()
     assert kind_row == kind and status == "finished" and len(q["score"]) > 0
