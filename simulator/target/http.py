@@ -8,6 +8,9 @@
   one FP32 tensor of shape ``[n, d]`` (data flat, row-major); the answer's output tensor (``[n]``, ``[n, 1]`` or ``[n, 2]``) gives
   P(fraud). JSON has no NaN, so missing values go as ``null``.
 
+``headers`` (e.g. ``Authorization: Bearer ${TOKEN}``) go with every request; ``${VAR}`` is read from the
+environment, and headers are kept out of the card and the hash.
+
 Rows go in batches of ``batch_size``, at most ``concurrency`` requests at a time and ``max_rps`` requests per
 second. Connection errors and 5xx answers are retried ``retries`` times with exponential backoff (a 5xx means
 the server did not score the batch, so a retried batch is scored once); a read timeout is not retried (the
@@ -100,7 +103,9 @@ class HTTPModel(TargetModel):
             raise ModelError("an endpoint needs model.features: the names of its inputs, in order", file=source or url,
                              field="model.features")
         kw = {k: get(k) for k in ("timeout", "retries", "batch_size", "concurrency", "max_rps", "model_name",
-                                  "input_name", "headers") if get(k) is not None}
+                                  "input_name") if get(k) is not None}
+        if get("headers"):
+            kw["headers"] = expand_headers(get("headers"), url)
         return cls(url, get("protocol") or "mlflow", list(features), **kw)
 
     # -- scoring ---------------------------------------------------------------------------------------------------
@@ -210,6 +215,21 @@ class HTTPModel(TargetModel):
 
     def describe(self) -> str:
         return f"{self.protocol} endpoint {self.url} ({len(self.feature_names)} features)"
+
+
+def expand_headers(headers: dict, url: str) -> dict[str, str]:
+    """Header values with ``${VAR}`` taken from the environment (so tokens stay out of scenario files and runs)."""
+    import os
+    import re
+
+    out = {}
+    for key, value in headers.items():
+        missing = [v for v in re.findall(r"\$\{(\w+)\}", str(value)) if v not in os.environ]
+        if missing:
+            raise ModelError(f"header {key!r} needs the environment variable {missing[0]}, which is not set",
+                             file=url, field=f"model.headers.{key}")
+        out[str(key)] = re.sub(r"\$\{(\w+)\}", lambda m: os.environ[m.group(1)], str(value))
+    return out
 
 
 def _infer_url(url: str, protocol: str, model_name: str | None) -> str:
