@@ -29,7 +29,7 @@ from .schema import FeatureSchema, frame_to_matrix
 from .store import CHEAP_COST, QueryLog, Store, _ident
 from .strategies import Problem, get_strategy
 from .target import TargetModel, load_model
-from .target.train import roc_auc, train_model
+from .target.train import DEFAULT_KIND, check_trainable, roc_auc, train_model
 
 SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 WORLD_COLUMNS = ("timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type")
@@ -323,9 +323,7 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, 
             model.check_columns(FEATURES, source="<world>")
             probe(model, np.zeros((2, len(model.feature_names))))
         else:
-            from .target.train import check_trainable
-
-            check_trainable(scenario.model.kind or "xgboost", source=scenario.source)
+            check_trainable(scenario.model.kind or DEFAULT_KIND, source=scenario.source)
         return None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -360,7 +358,7 @@ def _prepare_world(scenario: Scenario, progress: Progress, validate_only: bool, 
     else:
         adv = progress("train model", None)
         trained = train_model(frame_to_matrix(train, names), train.get_column(LABEL).to_numpy(), X_test, y_test, names,
-                              kind=scenario.model.kind or "xgboost", seed=scenario.seed, fpr=scenario.model.threshold_fpr,
+                              kind=scenario.model.kind or DEFAULT_KIND, seed=scenario.seed, fpr=scenario.model.threshold_fpr,
                               provenance={"world": cfg.__dict__, "world_seed": scenario.seed, "train_days": [0, cut - 1]})
         adv(1)
         model, card = trained.model, trained.card

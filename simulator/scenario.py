@@ -114,6 +114,8 @@ class ModelSpec(Section):
     batch_size: int = Field(1000, gt=0, le=1_000_000, description="rows per request")
     concurrency: int = Field(1, gt=0, le=256, description="requests in flight at once")
     max_rps: float | None = Field(None, gt=0, description="at most this many requests per second")
+    headers: dict[str, str] | None = Field(None, description="HTTP headers, e.g. Authorization: Bearer ${TOKEN}; "
+                                                          "${VAR} is read from the environment, never stored")
 
     @field_validator("kind")
     @classmethod
@@ -132,7 +134,7 @@ class ModelSpec(Section):
             raise ScenarioError("an endpoint needs model.features: the names of its inputs, in order",
                                 field="model.features")
         if self.url is None:
-            http_only = [k for k in ("model_name", "max_rps") if getattr(self, k) is not None]
+            http_only = [k for k in ("model_name", "max_rps", "headers") if getattr(self, k) is not None]
             if http_only:
                 raise ScenarioError(f"model.{http_only[0]} applies to an endpoint (model.url) only",
                                     field=f"model.{http_only[0]}")

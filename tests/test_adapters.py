@@ -130,6 +130,22 @@ def test_lgbmclassifier_object_and_file(data, tmp_path):
            clf.predict_proba(Xq.astype(np.float32))[:, 1])
 
 
+def test_lightgbm_with_a_pandas_categorical(data, tmp_path):
+    import lightgbm as lgb
+    import pandas as pd
+
+    X, y, _ = data
+    df = pd.DataFrame(X, columns=[n.replace(" ", "_") for n in NAMES])
+    df["mcc"] = pd.Categorical(X[:, 2].astype(int))
+    clf = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1).fit(df, y)
+    clf.booster_.save_model(str(tmp_path / "cat.txt"))
+    m = load_model(tmp_path / "cat.txt", features=NAMES)  # LightGBM wrote "hour_of_day"; the given names are kept
+    assert m.feature_names == tuple(NAMES)
+    codes = X.copy()
+    codes[:, 2] = df["mcc"].cat.codes.to_numpy()  # categories as their codes, as LightGBM reads NumPy input
+    _close(m.predict_score(codes), clf.predict_proba(df)[:, 1])
+
+
 # -- ONNX ------------------------------------------------------------------------------------------------------------
 def _onnx_file(tmp_path, name, onx):
     path = tmp_path / name
@@ -254,7 +270,8 @@ def test_trainers_take_param_overrides_and_round_trip(data, tmp_path, kind):
 
 def test_untrainable_kind_is_one_error(data):
     X, y, _ = data
-    with pytest.raises(ModelError, match=r"fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm \(or give model.path"):
+    with pytest.raises(ModelError, match=r"fraudsim cannot train a onnx model; trainable kinds: xgboost, lightgbm "
+                                         r"\(or give model.path"):
         fit_model(X, y, NAMES, kind="onnx")
 
 

@@ -142,6 +142,7 @@ class _Fixed(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen = dict(self.headers)
         status, body = self.server.answer
         data = body.encode()
         self.send_response(status)
@@ -239,3 +240,17 @@ def test_bad_endpoint_is_exit_2_and_no_run_file(team, fixed_server):
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))
     res = runner.invoke(app, ["validate", str(path)])
     assert res.exit_code == 2 and "model.features: an endpoint needs model.features" in res.stderr, res.output
+
+
+def test_headers_come_from_the_environment(fixed_server, monkeypatch):
+    fixed_server.answer = (200, json.dumps({"predictions": [0.25, 0.75]}))
+    url = f"http://127.0.0.1:{fixed_server.server_address[1]}/invocations"
+    spec = {"url": url, "features": NAMES, "headers": {"Authorization": "Bearer ${FRAUDSIM_TEST_TOKEN}"}}
+    with pytest.raises(ModelError, match="model.headers.Authorization: header 'Authorization' needs the environment "
+                                         "variable FRAUDSIM_TEST_TOKEN"):
+        load_model(spec)
+    monkeypatch.setenv("FRAUDSIM_TEST_TOKEN", "s3cret")
+    m = load_model(spec)
+    assert m.predict_score(np.ones((2, 6))).tolist() == [0.25, 0.75]
+    assert fixed_server.seen["Authorization"] == "Bearer s3cret"
+    assert "s3cret" not in json.dumps(m.card) and m.sha256 == load_model({"url": url, "features": NAMES}).sha256

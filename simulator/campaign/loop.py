@@ -36,7 +36,7 @@ from ..schema import FeatureSchema, frame_to_matrix
 from ..store import QueryLog, Store, _ident, feature_columns
 from ..strategies import Problem, get_strategy
 from ..target import TargetModel, load_model
-from ..target.train import threshold_at_fpr
+from ..target.train import DEFAULT_KIND, check_trainable, threshold_at_fpr
 from .adversaries import (
     Agents,
     Cards,
@@ -180,9 +180,7 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
             rows = np.zeros((2, len(model_given.feature_names)))
             model_given.check_scores(model_given.predict_score(rows), len(rows))
         else:
-            from ..target.train import check_trainable
-
-            check_trainable(scenario.model.kind or "xgboost", source=scenario.source)
+            check_trainable(scenario.model.kind or DEFAULT_KIND, source=scenario.source)
         return None
 
     timings: dict[str, float] = {}
@@ -213,7 +211,7 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
     if model_given is not None:
         fit = _adopt(model_given, stream, scenario, cut, last, ws.days - 1, pol, decline_fpr, dfc)
     else:
-        fit = fit_version(stream, version=1, names=names, kind=scenario.model.kind or "xgboost", as_of=ws.days - 1,
+        fit = fit_version(stream, version=1, names=names, kind=scenario.model.kind or DEFAULT_KIND, as_of=ws.days - 1,
                           first=0, last=last, validation_from=cut, legit_fraction=dfc.retrain.legit_fraction,
                           review_fpr=max(pol.review_fpr, decline_fpr), decline_fpr=decline_fpr,
                           decline_threshold=given_decline, review_threshold=pol.review_threshold,

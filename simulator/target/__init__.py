@@ -67,6 +67,9 @@ def load_model(spec_or_path: Any, kind: str | None = None, *, features: Sequence
             if get("path") is not None:
                 raise ModelError("give model.path or model.url, not both", file=source, field="model.url")
             cls = get_adapter(kind or "http", source=source)
+            if not hasattr(cls, "from_spec"):
+                raise ModelError(f"a {kind} model is read from a file (model.path), not from a URL", file=source,
+                                 field="model.kind")
             return cls.from_spec(obj, source=source, features=features)
         obj = get("path")
         if obj is None:

@@ -5,8 +5,11 @@
 - ``mlflow``: ``POST url`` with ``{"dataframe_split": {"columns": features, "data": rows}}`` (NaN sent as JSON
   ``null``); the answer is ``{"predictions": [...]}`` of numbers, ``[p0, p1]`` lists or ``{class: p}`` dicts.
 - ``kserve_v2``: ``POST .../v2/models/NAME/infer`` (the URL as given, or built from ``url`` + ``model_name``) with
-  one FP32 tensor of shape ``[n, d]``; the answer's output tensor (``[n]``, ``[n, 1]`` or ``[n, 2]``) gives
+  one FP32 tensor of shape ``[n, d]`` (data flat, row-major); the answer's output tensor (``[n]``, ``[n, 1]`` or ``[n, 2]``) gives
   P(fraud). JSON has no NaN, so missing values go as ``null``.
+
+``headers`` (e.g. ``Authorization: Bearer ${TOKEN}``) go with every request; ``${VAR}`` is read from the
+environment, and headers are kept out of the card and the hash.
 
 Rows go in batches of ``batch_size``, at most ``concurrency`` requests at a time and ``max_rps`` requests per
 second. Connection errors and 5xx answers are retried ``retries`` times with exponential backoff (a 5xx means
@@ -100,7 +103,9 @@ class HTTPModel(TargetModel):
             raise ModelError("an endpoint needs model.features: the names of its inputs, in order", file=source or url,
                              field="model.features")
         kw = {k: get(k) for k in ("timeout", "retries", "batch_size", "concurrency", "max_rps", "model_name",
-                                  "input_name", "headers") if get(k) is not None}
+                                  "input_name") if get(k) is not None}
+        if get("headers"):
+            kw["headers"] = expand_headers(get("headers"), url)
         return cls(url, get("protocol") or "mlflow", list(features), **kw)
 
     # -- scoring ---------------------------------------------------------------------------------------------------
@@ -124,12 +129,11 @@ class HTTPModel(TargetModel):
 
     def payload(self, X: np.ndarray) -> bytes:
         """The request body for a batch (public so benchmarks post exactly what the adapter posts)."""
-        rows = _rows(X)
         if self.protocol == "mlflow":
-            body: dict = {"dataframe_split": {"columns": list(self.feature_names), "data": rows}}
-        else:
+            body: dict = {"dataframe_split": {"columns": list(self.feature_names), "data": _rows(X)}}
+        else:  # the tensor's data flat, in row-major order (the protocol's canonical form)
             body = {"inputs": [{"name": self.input_name, "shape": list(X.shape), "datatype": "FP32",
-                                "data": rows}]}
+                                "data": _rows(X.reshape(-1))}]}
         return json.dumps(body, allow_nan=False).encode()
 
     def _score_batch(self, X: np.ndarray) -> np.ndarray:
@@ -211,6 +215,21 @@ class HTTPModel(TargetModel):
 
     def describe(self) -> str:
         return f"{self.protocol} endpoint {self.url} ({len(self.feature_names)} features)"
+
+
+def expand_headers(headers: dict, url: str) -> dict[str, str]:
+    """Header values with ``${VAR}`` taken from the environment (so tokens stay out of scenario files and runs)."""
+    import os
+    import re
+
+    out = {}
+    for key, value in headers.items():
+        missing = [v for v in re.findall(r"\$\{(\w+)\}", str(value)) if v not in os.environ]
+        if missing:
+            raise ModelError(f"header {key!r} needs the environment variable {missing[0]}, which is not set",
+                             file=url, field=f"model.headers.{key}")
+        out[str(key)] = re.sub(r"\$\{(\w+)\}", lambda m: os.environ[m.group(1)], str(value))
+    return out
 
 
 def _infer_url(url: str, protocol: str, model_name: str | None) -> str:

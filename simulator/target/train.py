@@ -12,11 +12,15 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import TargetModel, card_path_for
-from .lightgbm import PARAMS as LGBM_PARAMS
-from .lightgbm import ROUNDS as LGBM_ROUNDS
+from .lightgbm import PARAMS as LGBM_PARAMS  # noqa: F401  (the learners' defaults, re-exported)
+from .lightgbm import ROUNDS as LGBM_ROUNDS  # noqa: F401
 from .registry import ADAPTERS, get_adapter
-from .xgboost import PARAMS as XGB_PARAMS
-from .xgboost import ROUNDS as XGB_ROUNDS
+from .xgboost import PARAMS as XGB_PARAMS  # noqa: F401
+from .xgboost import ROUNDS as XGB_ROUNDS  # noqa: F401
+
+
+#: what a world scenario trains when ``model.kind`` is not given
+DEFAULT_KIND = "xgboost"
 
 
 def trainable_kinds() -> tuple[str, ...]:
