@@ -4,7 +4,9 @@ A run writes to ``<output>.partial`` and is moved to ``<output>`` only when it f
 interrupted run never leaves a half-written file where a finished one is expected.
 
 Tables (a contract; see the README): ``runs``, ``queries``, ``targets``, ``transactions``, ``model_versions``,
-``defence_events`` and ``fraudsim_meta`` (which marks the file as a fraudsim store and carries its version).
+``defence_events``, ``feature_columns`` (which column holds which feature: :func:`feature_columns` names them,
+:func:`read_feature_columns` reads them back) and ``fraudsim_meta`` (which marks the file as a fraudsim store and
+carries its version). Missing feature values are stored as NaN.
 """
 from __future__ import annotations
 

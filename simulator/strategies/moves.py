@@ -42,20 +42,25 @@ def cost_rows(problem, X: np.ndarray) -> np.ndarray:
 
 
 def allowed_range(sa, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature, the interval its direction allows around the original (numeric features)."""
-    a = np.where(sa.direction == 1, x0, sa.lo)
-    b = np.where(sa.direction == -1, x0, sa.hi)
+    """Per feature, the interval its direction allows around the original (numeric features); a missing (NaN)
+    original allows the whole range."""
+    present = ~np.isnan(x0)
+    a = np.where((sa.direction == 1) & present, x0, sa.lo)
+    b = np.where((sa.direction == -1) & present, x0, sa.hi)
     return a, b
 
 
 def feature_costs(problem, X: np.ndarray) -> np.ndarray:
     """(n, d) cost contribution of each feature (the terms that :func:`kernels.cost` sums)."""
     sa, x0 = problem.schema, problem.x0
-    diff = np.abs(np.atleast_2d(X) - x0[None, :])
+    X = np.atleast_2d(X)
+    nan_x, nan_0 = np.isnan(X), np.isnan(x0)[None, :]
+    diff = np.where(nan_x | nan_0, 0.0, np.abs(X - x0[None, :]))
     span = sa.hi - sa.lo
     numeric = (sa.kind == CONTINUOUS) | (sa.kind == INTEGER)
     per_unit = np.where(numeric & (span > 0), sa.cost / np.where(span > 0, span, 1.0), 0.0)
-    return np.where(numeric & (span > 0), diff * per_unit, np.where(diff != 0, sa.cost, 0.0))
+    out = np.where(numeric & (span > 0), diff * per_unit, np.where(diff != 0, sa.cost, 0.0))
+    return np.where(nan_x != nan_0, sa.cost, out)  # a missing value given one costs the full weight
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,10 @@ class Prior:
                     typical[j] = cats[0] if cats[0] != x0[j] else cats[min(1, len(cats) - 1)]
                 atyp[j] = 0.5
                 continue
-            col = A[:, j]
+            col = A[:, j][~np.isnan(A[:, j])]  # approved traffic's present values
+            if len(col) == 0:
+                atyp[j] = 0.5
+                continue
             if k in (CONTINUOUS, INTEGER):
                 q[:, j] = np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9])
                 typical[j] = q[2, j]
@@ -131,7 +139,7 @@ def value_grid(problem, prior: Prior, j: int, *, points: int = 8) -> np.ndarray:
     X = np.repeat(x0[None, :], len(vals), axis=0)
     X[:, j] = vals
     v = project_rows(problem, X)[:, j]
-    v = v[v != x0[j]]
+    v = v[(v != x0[j]) & ~np.isnan(v)]
     if k in (CONTINUOUS, INTEGER):
         v = np.unique(v)
         v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
