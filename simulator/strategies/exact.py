@@ -468,31 +468,27 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             else:  # A <= B
                 m.row(_lin_add(A, B, -1.0)[0], -np.inf, B[1] - A[1])
 
-    # 7. solve; a greedy solution over the same regions stands in when the solver finds none in time
+    # 7. a greedy solution over the same regions (it stands in when the solver finds nothing better in time), then
+    # the solver gets what is left of the time limit
+    g = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
+    g_cost = np.inf if g is None else float(problem.kernels.cost(g[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
     res = m.solve(max(time_limit - (time.perf_counter() - t0), 0.1), mip_rel_gap)
     n_vars, n_rows = len(m.lb), len(m.rows)
     if res.status == "infeasible":
         return ExactResult("infeasible", float("nan"), float("nan"), None, time.perf_counter() - t0, n_vars, n_rows)
     bound = max(res.dual, 0.0) if res.dual is not None else 0.0  # costs are >= 0: 0 is always a bound
     if res.x is None:
-        x = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
         solve_s = time.perf_counter() - t0
-        if x is None:
+        if g is None:
             return ExactResult("time_limit", bound, float("nan"), None, solve_s, n_vars, n_rows)
-        k = problem.kernels
-        c = float(k.cost(x[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
-        return ExactResult("time_limit", min(bound, c), c, x, solve_s, n_vars, n_rows, {"greedy": True})
+        return ExactResult("time_limit", min(bound, g_cost), g_cost, g, solve_s, n_vars, n_rows, {"greedy": True})
     objective = res.objective
     x = _decode(res.x, x0, v0, feats, derived, d)
     info = {}
     if res.status == "optimal":
         bound = objective
-    else:  # the greedy solution may beat the solver's incumbent
-        g = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
-        if g is not None:
-            c = float(problem.kernels.cost(g[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
-            if c < objective:
-                x, objective, info = g, c, {"greedy": True}
+    elif g is not None and g_cost < objective:  # the greedy solution beats the solver's incumbent
+        x, objective, info = g, g_cost, {"greedy": True}
     return ExactResult(res.status, min(bound, objective), objective, x, time.perf_counter() - t0, n_vars, n_rows,
                        info)
 
