@@ -220,7 +220,7 @@ def _holds(v: float, op: int, vals) -> bool:
 
 
 def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.0, mip_rel_gap: float = 1e-4,
-                           margin_tol: float = 1e-4) -> ExactResult:
+                           margin_tol: float = 1e-4, leaf_boxes: bool = True) -> ExactResult:
     """The MILP of one target (see the module docstring); never raises for an infeasible target."""
     t0 = time.perf_counter()
     ens = tree_ensemble(problem.model)
@@ -419,6 +419,8 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
                 terms[v] = terms.get(v, 0.0) + s * c
             rhs = (p[1] if side else 1.0 - p[1])
             m.row(terms, -np.inf, rhs)
+    if leaf_boxes:
+        _leaf_boxes(m, ens, seen, feats, leaf_var, varying)
     logit = math.log(threshold / (1.0 - threshold)) / float(ens.margin_scale) if 0 < threshold < 1 else (
         -np.inf if threshold <= 0 else np.inf)
     if not math.isfinite(logit):
@@ -523,6 +525,49 @@ def _reachable_leaves(ens, seen, k: int, memo: dict | None = None) -> list[int]:
     if memo is not None:
         memo[k] = out
     return out
+
+
+def _leaf_boxes(m: _MILP, ens, seen, feats, leaf_var, varying) -> None:
+    """Per leaf and feature split twice or more on its path: the leaf only when the feature lies in the box the
+    path allows (a sum of interval or category binaries). Implied by the path constraints for integer points, but
+    much tighter in the LP relaxation."""
+    for t in range(ens.n_trees):
+        stack = [(int(ens.tree_root[t]), {})]
+        while stack:
+            k, box = stack.pop()
+            if ens.is_leaf[k]:
+                if k in leaf_var:
+                    for j, (count, lo, hi, cats) in box.items():
+                        if count < 2:
+                            continue
+                        f = feats[j]
+                        if isinstance(f, _Num):
+                            terms = {z: -1.0 for i, z in enumerate(f.z) if lo <= i < hi}
+                        else:
+                            terms = {y: -1.0 for c, y in f.y.items() if c in cats}
+                        terms[leaf_var[k]] = 1.0
+                        m.row(terms, -np.inf, 0.0)
+                continue
+            j = int(ens.feature[k])
+            for child, left in ((int(ens.left[k]), True), (int(ens.right[k]), False)):
+                if not seen[child]:
+                    continue
+                nb = box
+                if j in varying and isinstance(feats[j], (_Num, _Cat)):
+                    f = feats[j]
+                    count, lo, hi, cats = box.get(j, (0, 0, 10**9, None))
+                    if isinstance(f, _Num):
+                        c = ens.left_cut(k)
+                        c = float(math.ceil(c)) if f.integer else c
+                        if f.a < c <= f.b:
+                            pos = f.starts.index(c) + 1
+                            lo, hi = (lo, min(hi, pos)) if left else (max(lo, pos), hi)
+                            nb = {**box, j: (count + 1, lo, hi, cats)}
+                    else:
+                        allowed = {cc for cc in f.y if ens.go_left(k, cc) == left}
+                        cats = allowed if cats is None else cats & allowed
+                        nb = {**box, j: (count + 1, lo, hi, cats)}
+                stack.append((child, nb))
 
 
 def _cond_expr(f, op: int, vals) -> Lin | bool:
