@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..relations import P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
+from ..relations import P_ADD, P_CONST, P_DIV, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
 
 CONTINUOUS, INTEGER, BINARY, CATEGORICAL = 0, 1, 2, 3
 PASSES = 3

@@ -36,7 +36,7 @@ from ..errors import ScenarioError
 from ..kernels import relations as rk
 from ..kernels.reference import BINARY, CATEGORICAL, INTEGER
 from ..oracle import Feedback
-from ..relations import OP_CODE, P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
+from ..relations import P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
 from ..target.trees import OP_IN, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register
 
@@ -363,7 +363,6 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
         """The left-branch predicate of node ``kk`` on a varying feature."""
         j = int(ens.feature[kk])
         f = feats[j]
-        op = int(ens.op[kk])
         if isinstance(f, _Num):
             return f.left(ens.left_cut(kk))
         if isinstance(f, _Bin):
