@@ -199,3 +199,26 @@ def test_oracle_refuses_a_candidate_that_breaks_a_relation():
                 [40.0, 3.0, 1.0, 0.0, 2.5, 0.0]):  # the derived feature does not follow its input
         with pytest.raises(ValueError, match="break the constraints"):
             o.query(np.zeros(1, np.int64), np.array([bad]))
+
+
+def test_independent_relation_check_finds_broken_queries(tmp_path):
+    import duckdb
+    import polars as pl
+    import yaml
+
+    from tests.relations_check import broken
+
+    pl.DataFrame({"mean_amount_30d": [10.0, 20.0]}).write_parquet(tmp_path / "d.parquet")
+    sc = tmp_path / "s.yaml"
+    sc.write_text(yaml.safe_dump({"data": {"path": "d.parquet"}, "relations": [
+        "if card_present == 1 then merchant_cat in [0, 1, 2]", "distance_km >= 300 * country_mismatch",
+        "amount_ratio_30d = min(amount / mean_amount_30d, 1000)"]}))
+    q = pl.DataFrame({"target_id": [0, 1, 1], "card_present": [1.0, 1.0, 0.0], "merchant_cat": [3.0, 2.0, 7.0],
+                      "distance_km": [10.0, 500.0, float("nan")], "country_mismatch": [1.0, 1.0, 1.0],
+                      "amount": [50.0, 50.0, 40.0], "amount_ratio_30d": [5.0, 2.0, 9.0]})
+    con = duckdb.connect(str(tmp_path / "r.duckdb"))
+    con.register("q", q.to_arrow())
+    con.execute("CREATE TABLE queries AS SELECT * FROM q")
+    con.close()
+    counts, skipped = broken(sc, tmp_path / "r.duckdb")
+    assert list(counts.values()) == [1, 1, 2] and not skipped  # NaN distance counts as satisfied

@@ -36,7 +36,7 @@ from ..errors import ScenarioError
 from ..kernels import relations as rk
 from ..kernels.reference import BINARY, CATEGORICAL, INTEGER
 from ..oracle import Feedback
-from ..relations import OP_CODE, P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
+from ..relations import P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
 from ..target.trees import OP_IN, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register
 
@@ -220,7 +220,7 @@ def _holds(v: float, op: int, vals) -> bool:
 
 
 def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.0, mip_rel_gap: float = 1e-4,
-                           margin_tol: float = 1e-4) -> ExactResult:
+                           margin_tol: float = 1e-4, leaf_boxes: bool = True) -> ExactResult:
     """The MILP of one target (see the module docstring); never raises for an infeasible target."""
     t0 = time.perf_counter()
     ens = tree_ensemble(problem.model)
@@ -363,7 +363,6 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
         """The left-branch predicate of node ``kk`` on a varying feature."""
         j = int(ens.feature[kk])
         f = feats[j]
-        op = int(ens.op[kk])
         if isinstance(f, _Num):
             return f.left(ens.left_cut(kk))
         if isinstance(f, _Bin):
@@ -419,6 +418,8 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
                 terms[v] = terms.get(v, 0.0) + s * c
             rhs = (p[1] if side else 1.0 - p[1])
             m.row(terms, -np.inf, rhs)
+    if leaf_boxes:
+        _leaf_boxes(m, ens, seen, feats, leaf_var, varying)
     logit = math.log(threshold / (1.0 - threshold)) / float(ens.margin_scale) if 0 < threshold < 1 else (
         -np.inf if threshold <= 0 else np.inf)
     if not math.isfinite(logit):
@@ -468,31 +469,27 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             else:  # A <= B
                 m.row(_lin_add(A, B, -1.0)[0], -np.inf, B[1] - A[1])
 
-    # 7. solve; a greedy solution over the same regions stands in when the solver finds none in time
+    # 7. a greedy solution over the same regions (it stands in when the solver finds nothing better in time), then
+    # the solver gets what is left of the time limit
+    g = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
+    g_cost = np.inf if g is None else float(problem.kernels.cost(g[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
     res = m.solve(max(time_limit - (time.perf_counter() - t0), 0.1), mip_rel_gap)
     n_vars, n_rows = len(m.lb), len(m.rows)
     if res.status == "infeasible":
         return ExactResult("infeasible", float("nan"), float("nan"), None, time.perf_counter() - t0, n_vars, n_rows)
     bound = max(res.dual, 0.0) if res.dual is not None else 0.0  # costs are >= 0: 0 is always a bound
     if res.x is None:
-        x = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
         solve_s = time.perf_counter() - t0
-        if x is None:
+        if g is None:
             return ExactResult("time_limit", bound, float("nan"), None, solve_s, n_vars, n_rows)
-        k = problem.kernels
-        c = float(k.cost(x[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
-        return ExactResult("time_limit", min(bound, c), c, x, solve_s, n_vars, n_rows, {"greedy": True})
+        return ExactResult("time_limit", min(bound, g_cost), g_cost, g, solve_s, n_vars, n_rows, {"greedy": True})
     objective = res.objective
     x = _decode(res.x, x0, v0, feats, derived, d)
     info = {}
     if res.status == "optimal":
         bound = objective
-    else:  # the greedy solution may beat the solver's incumbent
-        g = _greedy(ens, problem, threshold, margin_tol, feats, derived, v0, d)
-        if g is not None:
-            c = float(problem.kernels.cost(g[None, :], x0[None, :], np.zeros(1, np.int64), sa)[0])
-            if c < objective:
-                x, objective, info = g, c, {"greedy": True}
+    elif g is not None and g_cost < objective:  # the greedy solution beats the solver's incumbent
+        x, objective, info = g, g_cost, {"greedy": True}
     return ExactResult(res.status, min(bound, objective), objective, x, time.perf_counter() - t0, n_vars, n_rows,
                        info)
 
@@ -527,6 +524,49 @@ def _reachable_leaves(ens, seen, k: int, memo: dict | None = None) -> list[int]:
     if memo is not None:
         memo[k] = out
     return out
+
+
+def _leaf_boxes(m: _MILP, ens, seen, feats, leaf_var, varying) -> None:
+    """Per leaf and feature split twice or more on its path: the leaf only when the feature lies in the box the
+    path allows (a sum of interval or category binaries). Implied by the path constraints for integer points, but
+    much tighter in the LP relaxation."""
+    for t in range(ens.n_trees):
+        stack = [(int(ens.tree_root[t]), {})]
+        while stack:
+            k, box = stack.pop()
+            if ens.is_leaf[k]:
+                if k in leaf_var:
+                    for j, (count, lo, hi, cats) in box.items():
+                        if count < 2:
+                            continue
+                        f = feats[j]
+                        if isinstance(f, _Num):
+                            terms = {z: -1.0 for i, z in enumerate(f.z) if lo <= i < hi}
+                        else:
+                            terms = {y: -1.0 for c, y in f.y.items() if c in cats}
+                        terms[leaf_var[k]] = 1.0
+                        m.row(terms, -np.inf, 0.0)
+                continue
+            j = int(ens.feature[k])
+            for child, left in ((int(ens.left[k]), True), (int(ens.right[k]), False)):
+                if not seen[child]:
+                    continue
+                nb = box
+                if j in varying and isinstance(feats[j], (_Num, _Cat)):
+                    f = feats[j]
+                    count, lo, hi, cats = box.get(j, (0, 0, 10**9, None))
+                    if isinstance(f, _Num):
+                        c = ens.left_cut(k)
+                        c = float(math.ceil(c)) if f.integer else c
+                        if f.a < c <= f.b:
+                            pos = f.starts.index(c) + 1
+                            lo, hi = (lo, min(hi, pos)) if left else (max(lo, pos), hi)
+                            nb = {**box, j: (count + 1, lo, hi, cats)}
+                    else:
+                        allowed = {cc for cc in f.y if ens.go_left(k, cc) == left}
+                        cats = allowed if cats is None else cats & allowed
+                        nb = {**box, j: (count + 1, lo, hi, cats)}
+                stack.append((child, nb))
 
 
 def _cond_expr(f, op: int, vals) -> Lin | bool:
