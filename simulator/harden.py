@@ -338,6 +338,10 @@ def measure(ctx: HardenContext, name: str, model, threshold: float) -> dict:
              "fpr": float(declined[~y].mean()), "threshold": float(threshold)}
     clean.update(latency(model, d.X_hold))
     clean.update(confidence_stability(model, d.X_hold[~y], d.schema, threshold, seed=ctx.seed))
+    kind = ctx.scenario.attack.targets
+    none_left = not (declined & y).any() if kind == "caught_fraud" else (not declined.any() if kind == "declined" else False)
+    if none_left:  # e.g. a candidate that catches no fraud at this FPR: nothing to attack, listed as such
+        return {"model": clean, "attack": {}, "attack_file": None, "attack_run_id": None, "targets": 0}
     outcome = ctx.attack(model, threshold, name=name, keep=True)
     per_strategy = {r["strategy"]: {k: v for k, v in r.items() if k != "strategy"} for r in outcome.summary.iter_rows(named=True)}
     return {"model": clean, "attack": per_strategy, "attack_file": str(Path("attacks") / outcome.path.name),
