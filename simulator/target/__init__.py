@@ -33,11 +33,11 @@ from . import xgboost as _xgboost  # noqa: F401  # isort: skip
 from . import lightgbm as _lightgbm  # noqa: F401  # isort: skip
 from . import onnx as _onnx  # noqa: F401  # isort: skip
 from . import http as _http  # noqa: F401  # isort: skip
-from .base import TargetModel, card_path_for, file_sha256, read_card, resolve_features
+from .base import TargetModel, card_path_for, file_sha256, load_card, read_card, resolve_features
 from .registry import ADAPTERS, detect_kind, detect_object, get_adapter, kinds, register_adapter
 
 __all__ = ["TargetModel", "load_model", "register_adapter", "get_adapter", "kinds", "detect_kind", "card_path_for",
-           "file_sha256", "read_card", "resolve_features", "ADAPTERS"]
+           "file_sha256", "load_card", "read_card", "resolve_features", "ADAPTERS"]
 
 KINDS = kinds()
 
