@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sys
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -75,7 +76,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.get("debug", False))
         restore = install_sigterm()
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not debug:  # NumPy's and the libraries' RuntimeWarnings are not the user's business
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    warnings.simplefilter("ignore", UserWarning)
+                return command(*args, **kwargs)
         except typer.Exit:
             raise
         except FraudsimError as exc:
@@ -225,8 +230,10 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
              customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=1),
              seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0)) -> None:
     """Write a labelled synthetic transaction data set from the agent-based world."""
+    from .store import check_output_path
     from .world import World, WorldConfig
 
+    check_output_path(output, field="--output", only_replace_runs=False)
     frame = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed).generate()
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(output)
