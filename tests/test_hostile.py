@@ -434,3 +434,15 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
     assert not (tmp_path / "o.duckdb.lock").exists()
     with pytest.raises(StoreError, match="is a folder"):
         Store(tmp_path, ["a"])
+
+
+def test_gate_names_keep_their_brackets(team_files, write_scenario, tmp_path):
+    """A failing gate on one strategy is printed with its [strategy], in a file whose name has brackets."""
+    raw = scenario_dict(team_files, budget=20)
+    raw["gates"] = ["success_rate_at_20[evolutionary] <= -1"]
+    (tmp_path / "a[b]").mkdir()
+    out = tmp_path / "a[b]" / "run[x].duckdb"
+    r = invoke("run", write_scenario(raw, "brackets.yaml"), "-o", out, "-q")
+    assert r.exit_code == 1, r.output
+    assert "success_rate_at_20[evolutionary]" in r.stderr and "run[x].duckdb" in r.output
+    one_line_error(invoke("gate", out, "success_rate_at_20[tree] <= 1"), "run[x].duckdb", "tree")
