@@ -80,8 +80,14 @@ def detect_kind(path: Path) -> str:
 def load_model(path: str | Path, kind: str | None = None, *, field_name: str = "model.path") -> TargetModel:
     """Load a binary classifier from its native file; ``kind`` is detected when not given."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError("file not found", file=str(path), field=field_name)
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise ModelError(f"cannot be read ({exc.strerror or type(exc).__name__})", file=str(path),
+                         field=field_name) from None
+    if not is_file:
+        raise ModelError("a folder, not a model file" if path.is_dir() else "file not found", file=str(path),
+                         field=field_name)
     kind = kind or detect_kind(path)
     if kind not in KINDS:
         raise ModelError(f"unknown model kind {kind!r}; use xgboost or lightgbm", file=str(path), field="model.kind")
@@ -109,7 +115,10 @@ def load_card(card_path: Path) -> dict | None:
     a one-line ``ModelError`` naming the card, the field and the reason, never silently ignored."""
     from ..safe_yaml import YamlError, read_text_file
 
-    if not (card_path.exists() or card_path.is_symlink()):
+    try:
+        if not (card_path.exists() or card_path.is_symlink()):
+            return None
+    except OSError:  # the card's name is too long for the file system: there is no card
         return None
     try:
         text = read_text_file(card_path, max_bytes=MAX_CARD_BYTES, what="model card")
