@@ -335,6 +335,10 @@ def main() -> None:
     for outcome in ("traceback", "hang", "multi-line error", "native crash", "native hang", "run failure"):
         for s in samples.get(outcome, []):
             print(f"  {outcome}: {s}")
+    if not any(samples.get(o) for o in ("traceback", "hang", "native crash", "native hang", "run failure")):
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)  # kept only when there is something to look at
 
 
 if __name__ == "__main__":

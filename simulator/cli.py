@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sys
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -77,7 +78,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.get("debug", False))
         restore = install_sigterm()
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not debug:  # NumPy's and the libraries' RuntimeWarnings are not the user's business
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    warnings.simplefilter("ignore", UserWarning)
+                return command(*args, **kwargs)
         except typer.Exit:
             raise
         except FraudsimError as exc:
@@ -242,6 +247,10 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
     from .world.parquet import check_target, write_world
 
     try:
+        if output.suffix.lower() == ".parquet":  # one file: the same path checks as every other output
+            from .store import check_output_path
+
+            check_output_path(output, field="--output", only_replace_runs=False)
         check_target(output)
         world = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed)
         if quiet:

@@ -24,6 +24,7 @@ simulator.safe_yaml.YamlError: with its aliases expanded the document has more t
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,12 @@ def load_yaml_text(text: str) -> Any:
     """Parse one YAML document of plain data with the limits above; raises :class:`YamlError` (one line)."""
     if len(text) > MAX_BYTES:
         raise YamlError(f"over the limit of {MAX_BYTES:,} characters")
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", text):  # PyYAML is quadratic in flow nesting: refuse deep text up front
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise YamlError(f"nested more than {MAX_DEPTH} levels deep")
     loader = None
     try:
         loader = _Loader(text)

@@ -434,3 +434,36 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
     assert not (tmp_path / "o.duckdb.lock").exists()
     with pytest.raises(StoreError, match="is a folder"):
         Store(tmp_path, ["a"])
+
+
+def test_gate_names_keep_their_brackets(team_files, write_scenario, tmp_path):
+    """A failing gate on one strategy is printed with its [strategy], in a file whose name has brackets."""
+    raw = scenario_dict(team_files, budget=20)
+    raw["gates"] = ["success_rate_at_20[evolutionary] <= -1"]
+    (tmp_path / "a[b]").mkdir()
+    out = tmp_path / "a[b]" / "run[x].duckdb"
+    r = invoke("run", write_scenario(raw, "brackets.yaml"), "-o", out, "-q")
+    assert r.exit_code == 1, r.output
+    assert "success_rate_at_20[evolutionary]" in r.stderr and "run[x].duckdb" in r.output
+    one_line_error(invoke("gate", out, "success_rate_at_20[tree] <= 1"), "run[x].duckdb", "tree")
+
+
+def test_xgboost_json_with_inconsistent_trees_is_refused(team_files, tmp_path):
+    """A parent pointer changed by one digit made XGBoost's loader crash the process (found by the fuzzer)."""
+    from simulator.target import load_model
+
+    model = json.loads(team_files["xgb"].read_text())
+    tree = model["learner"]["gradient_booster"]["model"]["trees"][0]
+    internal = [i for i, c in enumerate(tree["left_children"]) if c != -1]
+    tree["parents"][tree["left_children"][internal[-1]]] = 0 if internal[-1] else 1
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    with pytest.raises(ModelError, match="parent pointers disagree"):
+        load_model(tmp_path / "m.json")
+
+
+def test_long_model_path_and_deep_flow_yaml_are_one_line(team_files, write_scenario, tmp_path):
+    raw = scenario_dict(team_files)
+    raw["model"] = {"path": "x" * 300 + ".json"}
+    one_line_error(invoke("validate", write_scenario(raw, "longmodel.yaml")), "model.path", "name too long")
+    path = write(tmp_path, "name: x\nattack: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    one_line_error(invoke("validate", path), "nested more than 32 levels")

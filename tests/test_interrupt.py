@@ -104,6 +104,12 @@ def test_kill_9_then_the_next_run_cleans_up_and_a_second_writer_is_refused(long_
     assert p.returncode == 2 and "not a result" in p.stderr
     # the next run takes the lock (the kernel dropped the dead holder's), reports and removes the stale partial
     proc = _start(scenario)
+    lock = out.with_name(out.name + ".lock")
+    t0 = time.monotonic()
+    while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):
+        assert proc.poll() is None and time.monotonic() - t0 < 240, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
     _wait_writing(proc, out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -87,7 +87,7 @@ def write_frame(df: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
 
 
 def gate_table(results: Sequence[GateResult], *, title: str = "Gates") -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # a file name may hold brackets: never markup
     table.add_column("", no_wrap=True)
     table.add_column("gate", style="bold")
     table.add_column("observed", justify="right")
@@ -95,12 +95,12 @@ def gate_table(results: Sequence[GateResult], *, title: str = "Gates") -> Table:
     for r in results:
         verdict = Text("PASS", style="bold green") if r.passed else Text("FAIL", style="bold red")
         metric = r.name.split("[")[0].split()[0]
-        table.add_row(verdict, r.name, format_value(metric, r.observed), Text(r.detail, style="dim"))
+        table.add_row(verdict, Text(r.name, style="bold"), format_value(metric, r.observed), Text(r.detail, style="dim"))
     return table
 
 
 def compare_table(df: pl.DataFrame, a_name: str, b_name: str) -> Table:
-    table = Table(title=f"A: {a_name}   B: {b_name}", title_justify="left",
+    table = Table(title=Text(f"A: {a_name}   B: {b_name}"), title_justify="left",
                   caption="Δ = B − A; better/worse for the defender", caption_justify="left")
     for col, just in (("measure", "left"), ("strategy", "left"), ("A", "right"), ("B", "right"), ("Δ", "right"),
                       ("", "left")):
@@ -114,7 +114,7 @@ def compare_table(df: pl.DataFrame, a_name: str, b_name: str) -> Table:
             a, b = _val(r["a"], pct), _val(r["b"], pct)
             d = Text("" if r["delta"] is None else (f"{r['delta']:+.1%}" if pct else f"{r['delta']:+.4g}"))
         v = r["verdict"] or ""
-        table.add_row(r["measure"], r["strategy"] or "", a, b, d, Text(v, style=styles.get(v, "")))
+        table.add_row(Text(r["measure"]), Text(r["strategy"] or ""), a, b, d, Text(v, style=styles.get(v, "")))
     return table
 
 
@@ -132,14 +132,20 @@ def report_gates(path: str | Path, run_id: str | None, gates: Sequence[str], *, 
                  junit: Path | None = None, title: str | None = None) -> int:
     """Evaluate gates on a finished run, print the verdicts (failures named on ``err``), write JUnit when asked, and
     return the exit code: 0 when all pass, 1 when any fails. Bad input raises a ``FraudsimError`` (exit 2)."""
-    results = check_run(path, run_id, gates, junit=junit)
+    try:
+        results = check_run(path, run_id, gates, junit=junit)
+    except FraudsimError as exc:  # name the run file the gates were checked on
+        if exc.file is None:
+            exc.file = str(path)
+        raise
     if results:
         out.print(gate_table(results, title=title or f"Gates on {Path(path).name}"))
     failed = [r.name for r in results if not r.passed]
     if failed:
-        err.print(f"[bold red]{len(failed)} of {len(results)} gates failed:[/] " + "; ".join(failed), highlight=False)
+        err.print(Text.assemble((f"{len(failed)} of {len(results)} gates failed:", "bold red"), " ", "; ".join(failed)),
+                  highlight=False, soft_wrap=True)
     elif results:
         out.print(f"[green]all {len(results)} gates passed[/]", highlight=False)
     if junit is not None:
-        out.print(f"JUnit: {junit}", highlight=False)
+        out.print(f"JUnit: {junit}", highlight=False, markup=False)
     return exit_code(results)

@@ -77,8 +77,14 @@ def load_model(spec_or_path: Any, kind: str | None = None, *, features: Sequence
                              field="model")
     if isinstance(obj, (str, Path)):
         path = Path(obj)
-        if not path.is_file():
-            raise ModelError("file not found", file=str(path), field=field_name)
+        try:
+            is_file = path.is_file()
+        except OSError as exc:  # a name too long for the file system, ...
+            raise ModelError(f"cannot be read ({exc.strerror or type(exc).__name__})", file=str(path),
+                             field=field_name) from None
+        if not is_file:
+            raise ModelError("a folder, not a model file" if path.is_dir() else "file not found", file=str(path),
+                             field=field_name)
         kind = kind or detect_kind(path)
         cls = get_adapter(kind, source=str(path))
         if not hasattr(cls, "from_path"):

@@ -146,7 +146,10 @@ def load_card(card_path: Path) -> dict | None:
     a one-line ``ModelError`` naming the card, the field and the reason, never silently ignored."""
     from ..safe_yaml import YamlError, read_text_file
 
-    if not (card_path.exists() or card_path.is_symlink()):
+    try:
+        if not (card_path.exists() or card_path.is_symlink()):
+            return None
+    except OSError:  # the card's name is too long for the file system: there is no card
         return None
     try:
         text = read_text_file(card_path, max_bytes=MAX_CARD_BYTES, what="model card")

@@ -7,6 +7,7 @@ costs the child, never this process.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -44,6 +45,11 @@ def check_xgboost_file(path: str | Path, *, field: str = "model.path", timeout_s
         if depth > MAX_DEPTH:
             raise ModelError(f"JSON nested {depth:,} levels deep (an XGBoost model has about 8)", file=str(path),
                              field=field)
+        try:
+            check_xgboost_json(json.loads(data))
+        except (ValueError, RecursionError) as exc:
+            raise ModelError(f"cannot be read as a xgboost model ({str(exc).splitlines()[0][:160]})", file=str(path),
+                             field=field) from None
         return
     _parse_in_child(path, field, timeout_s)
 
@@ -62,6 +68,59 @@ def json_depth(data: bytes) -> int:
     codes = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
     step = np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D)).astype(np.int64)
     return int(np.cumsum(step).max()) if len(step) else 0
+
+
+def check_xgboost_json(model: object) -> None:
+    """The trees of an XGBoost JSON model form trees: array lengths agree, child and parent pointers are in range
+    and consistent, every node is reached once from the root, split features exist (XGBoost trusts all of this and
+    crashes, or loops, when it does not hold). Raises ``ValueError`` with the reason."""
+    import numpy as np
+
+    try:
+        learner = model["learner"]  # type: ignore[index]
+        n_features = int(learner["learner_model_param"]["num_feature"])
+        booster = learner["gradient_booster"]
+        if "gbtree" in booster:  # dart wraps a gbtree
+            booster = booster["gbtree"]
+        trees = booster["model"]["trees"] if "model" in booster else []
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("learner.gradient_booster.model.trees or learner_model_param.num_feature is missing") from None
+    if not isinstance(trees, list):
+        raise ValueError("trees is not a list")
+    for t, tree in enumerate(trees):
+        try:
+            left = np.asarray(tree["left_children"], dtype=np.int64)
+            right = np.asarray(tree["right_children"], dtype=np.int64)
+            parents = np.asarray(tree["parents"], dtype=np.int64)
+            split = np.asarray(tree["split_indices"], dtype=np.int64)
+            lengths = {len(tree[k]) for k in ("split_conditions", "default_left", "base_weights")}
+            num_nodes = int(tree["tree_param"]["num_nodes"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise ValueError(f"tree {t}: missing or malformed node arrays") from None
+        n = len(left)
+        if n == 0 or {len(right), len(parents), len(split), num_nodes} | lengths != {n} or left.ndim != 1:
+            raise ValueError(f"tree {t}: node arrays disagree in length")
+        if ((left < -1) | (left >= n) | (right < -1) | (right >= n)).any() or ((left == -1) != (right == -1)).any():
+            raise ValueError(f"tree {t}: child pointers out of range")
+        internal = left != -1
+        if internal.any() and ((split[internal] < 0) | (split[internal] >= n_features)).any():
+            raise ValueError(f"tree {t}: a split on a feature the model does not have")
+        children = np.concatenate([left[internal], right[internal]])
+        if len(children) != n - 1 or len(np.unique(children)) != n - 1 or (children == 0).any():
+            raise ValueError(f"tree {t}: a node is reached twice, or the root is someone's child")
+        nodes = np.flatnonzero(internal)
+        if (parents[left[internal]] != nodes).any() or (parents[right[internal]] != nodes).any():
+            raise ValueError(f"tree {t}: parent pointers disagree with child pointers")
+        seen, frontier = 1, [0]  # every node reached from the root (no detached cycle)
+        while frontier:
+            node = frontier.pop()
+            if left[node] != -1:
+                frontier += [int(left[node]), int(right[node])]
+                seen += 2
+                if seen > n:
+                    raise ValueError(f"tree {t}: a cycle in the child pointers")
+        if seen != n:
+            raise ValueError(f"tree {t}: nodes not reachable from the root")
 
 
 def _parse_in_child(path: Path, field: str, timeout_s: float) -> None:
