@@ -190,10 +190,11 @@ class QueryLog:
     ``BACKGROUND_MIN_CPUS`` cores) a writer thread does this on its own cursor of the store's connection, in order,
     while the oracle keeps scoring (DuckDB and NumPy release the GIL); at most ``max_pending`` batches wait, so
     memory stays bounded. On 2 cores the model's OpenMP threads already use both, and a third busy thread stalls
-    their barriers (measured: slower than writing in line), so there the caller's thread writes. :meth:`flush`
-    returns once every row added so far is in ``queries``; a failed write is raised there (or at the next
-    :meth:`add`). The store closes its logs before it finishes or drops its file. A ``store`` that is not a
-    :class:`Store` (the campaign's own background writer) gets the batches in the caller's thread.
+    their barriers (measured on a loaded 2-core machine: no faster than writing in line, often slower), so there
+    the caller's thread writes. :meth:`flush` returns once every row added so far is in ``queries``; a failed write
+    is raised there (or at the next :meth:`add`). The store closes its logs before it finishes or drops its file.
+    A ``store`` that is not a :class:`Store` (the campaign's own background writer) gets the batches in the
+    caller's thread.
     """
 
     def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool | None = None,
