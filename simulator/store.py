@@ -502,19 +502,29 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+BACKGROUND_MIN_CPUS = 4  # the query log writes on its own thread only with cores to spare (see QueryLog)
+
+
 class QueryLog:
     """Buffers oracle queries as column chunks and appends them to ``queries`` in large batches.
 
-    Every ``flush_rows`` rows the buffered chunks go to one background thread, which builds the Arrow table and
-    appends it on its own cursor of the store's connection, in order, while the oracle keeps scoring (DuckDB and
-    NumPy release the GIL). At most ``max_pending`` batches wait, so memory stays bounded. :meth:`flush` returns
-    once every row added so far is in ``queries``; a failed write is raised there (or at the next :meth:`add`).
-    The store closes its logs before it finishes or drops its file. ``background=False`` (or a ``store`` that is
-    not a :class:`Store`, such as the campaign's own background writer) writes in the caller's thread instead.
+    Every ``flush_rows`` rows (one DuckDB row group: written straight to the file, never twice through the WAL) the
+    buffered chunks become one Arrow table, built with a single copy into contiguous feature columns, and are
+    appended in one statement. With ``background`` (the default on machines with at least
+    ``BACKGROUND_MIN_CPUS`` cores) a writer thread does this on its own cursor of the store's connection, in order,
+    while the oracle keeps scoring (DuckDB and NumPy release the GIL); at most ``max_pending`` batches wait, so
+    memory stays bounded. On 2 cores the model's OpenMP threads already use both, and a third busy thread stalls
+    their barriers (measured on a loaded 2-core machine: no faster than writing in line, often slower), so there
+    the caller's thread writes. :meth:`flush` returns once every row added so far is in ``queries``; a failed write
+    is raised there (or at the next :meth:`add`). The store closes its logs before it finishes or drops its file.
+    A ``store`` that is not a :class:`Store` (the campaign's own background writer) gets the batches in the
+    caller's thread.
     """
 
-    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool = True,
+    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool | None = None,
                  max_pending: int = 2):
+        if background is None:  # only where a core is free: on 2 cores the model's own threads (OpenMP) use both
+            background = (os.cpu_count() or 1) >= BACKGROUND_MIN_CPUS
         self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
         # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
         # batches in this thread

@@ -1,5 +1,5 @@
-"""The query log writes in the background in row-group-sized batches: every row arrives, in order, and errors and
-failed runs are handled (a real DuckDB file throughout)."""
+"""The query log writes row-group-sized batches, in line or on its own thread: every row arrives, in order, and
+errors and failed runs are handled (a real DuckDB file throughout)."""
 import duckdb
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ def test_every_row_arrives_in_order(tmp_path, background):
 
 def test_a_failed_write_is_raised_in_the_callers_thread(tmp_path):
     store = Store(tmp_path / "q.duckdb", NAMES)
-    log = QueryLog(store, "run-1", flush_rows=10)
+    log = QueryLog(store, "run-1", flush_rows=10, background=True)
     store.con.execute("DROP TABLE queries")  # every later write fails
     rng = np.random.default_rng(1)
     with pytest.raises(duckdb.Error):
@@ -55,7 +55,7 @@ def test_a_failed_write_is_raised_in_the_callers_thread(tmp_path):
 
 def test_abandon_waits_for_pending_writes_and_drops_the_file(tmp_path):
     store = Store(tmp_path / "q.duckdb", NAMES)
-    log = QueryLog(store, "run-1", flush_rows=500)
+    log = QueryLog(store, "run-1", flush_rows=500, background=True)
     add_rows(log, np.random.default_rng(2), 20, 100)  # batches in flight
     store.fail("run-1", RuntimeError("boom"))
     assert not store.partial.exists() and not store.path.exists()
