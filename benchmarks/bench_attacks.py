@@ -74,6 +74,9 @@ class Setup:
     seed: int
     source: str
     kernels: object = field(default_factory=lambda: get_kernels("cpu"))
+    relations: object = None  # the scenario's relations between features (simulator/relations.py), when it has any
+    extras: np.ndarray | None = None  # per target: the data columns the relations read that the model does not
+    exact_time_limit: float = 0.0  # seconds per target for the exact minimum (0: no ratio to the optimum)
 
 
 def build_setup(args) -> Setup:
@@ -91,7 +94,9 @@ def build_setup(args) -> Setup:
     X = prep.X
     return Setup(model=prep.model, threshold=prep.threshold, sa=prep.schema.arrays(),
                  originals=np.ascontiguousarray(X[prep.target_rows]), approved=X[prep.scores < prep.threshold][:1000],
-                 seed=sc.seed if args.seed is None else args.seed, source=str(args.scenario or DEFAULT_SCENARIO.relative_to(ROOT)))
+                 seed=sc.seed if args.seed is None else args.seed, source=str(args.scenario or DEFAULT_SCENARIO.relative_to(ROOT)),
+                 relations=prep.relations, extras=None if prep.extras is None else prep.extras[prep.target_rows],
+                 exact_time_limit=args.exact_time_limit)
 
 
 def _model_setup(args) -> Setup:
@@ -146,12 +151,35 @@ def _pick_targets(args, model, thr, schema, X, y, scores, *, source) -> Setup:
                  approved=X[scores < thr][:1000], seed=seed, source=source)
 
 
+def _problem(setup: Setup, i: int, *, budget: int, feedback: str, model=None, threshold=None) -> Problem:
+    return Problem(x0=setup.originals[i], schema=setup.sa, kernels=setup.kernels, budget=budget, feedback=feedback,
+                   approved_examples=setup.approved, model=model, relations=setup.relations, threshold=threshold,
+                   extras=None if setup.extras is None else setup.extras[i])
+
+
 def reference_costs(setup: Setup) -> np.ndarray | None:
     """Per-target minimum cost to compare best costs with (NaN where unknown), or None when there is none.
 
-    The white-box ``exact`` strategy (a MILP over the trees) fills this once it is available: it solves each
-    target and this returns its optimum (or proven bound) per target, in the order of ``setup.originals``."""
-    return None
+    The white-box ``exact`` strategy's MILP over the trees (:func:`simulator.strategies.exact.exact_minimum`)
+    solves each target under the same bounds, costs and relations; a target solved to optimality gives its
+    minimum, one that hit the time limit or is infeasible gives NaN (its ratio is unknown). The solver's counts
+    and time go to stderr."""
+    if setup.exact_time_limit <= 0:
+        return None
+    from simulator.strategies.exact import exact_minimum
+
+    out = np.full(len(setup.originals), np.nan)
+    status: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for i in range(len(setup.originals)):
+        res = exact_minimum(_problem(setup, i, budget=1, feedback="score", model=setup.model,
+                                     threshold=setup.threshold), time_limit=setup.exact_time_limit)
+        status[res.status] = status.get(res.status, 0) + 1
+        if res.status == "optimal" and res.bound is not None and res.bound > 0:
+            out[i] = res.bound
+    print(f"exact minimum: {status} in {time.perf_counter() - t0:.0f} s "
+          f"({setup.exact_time_limit:g} s limit per target)", file=sys.stderr)
+    return out if np.isfinite(out).any() else None
 
 
 @dataclass
@@ -166,10 +194,10 @@ def run_fraudsim(setup: Setup, name: str, feedback: str, budgets: list[int], par
     n = len(setup.originals)
     top = max(budgets)
     oracle = Oracle(setup.model, threshold=setup.threshold, feedback=feedback, budget=top, originals=setup.originals,
-                    schema_arrays=setup.sa, kernels=setup.kernels, strategy=name, log=rec)
+                    schema_arrays=setup.sa, kernels=setup.kernels, strategy=name, log=rec, relations=setup.relations,
+                    extras=setup.extras)
     cls = REGISTRY[name]
-    problems = [Problem(x0=setup.originals[i], schema=setup.sa, kernels=setup.kernels, budget=top, feedback=feedback,
-                        approved_examples=setup.approved, model=setup.model if "model" in cls.needs else None)
+    problems = [_problem(setup, i, budget=top, feedback=feedback, model=setup.model if "model" in cls.needs else None)
                 for i in range(n)]
     rngs = [target_rng(setup.seed, 0, i) for i in range(n)]
     clock: list[tuple[float, np.ndarray]] = []
@@ -320,6 +348,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default="100,1000", help="comma list; one run at the largest serves them all")
     ap.add_argument("--methods", default="all", help="comma list of strategies (random always runs); or all")
     ap.add_argument("--openings", default="typical,none", help="comma list of openings to run: typical, none")
+    ap.add_argument("--exact-time-limit", type=float, default=10.0, help="seconds per target for the exact "
+                    "minimum the ratio column divides by (0: no ratio); scenario setups only")
     ap.add_argument("--art", action="store_true", help="also run ART's HopSkipJump and ZOO (when installed)")
     args = ap.parse_args(argv)
     if args.model and not args.data:

@@ -99,13 +99,24 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except RecursionError as exc:
             _internal_error(exc, debug)
         except Exception as exc:  # anything else is fraudsim's bug, not the user's: exit 3, never 1
-            if type(exc).__name__ == "InterruptException":  # DuckDB turned the Ctrl-C into its own error
+            if _is_interrupt(exc):  # DuckDB turned the Ctrl-C into its own error (on this or a writer thread)
                 _interrupted(EXIT_SIGINT)
             _internal_error(exc, debug)
         finally:
             restore()
 
     return wrapper
+
+
+def _is_interrupt(exc: BaseException | None) -> bool:
+    """DuckDB reports a Ctrl-C that arrived during a statement as ``InterruptException`` or, from a cursor of a
+    background writer, as a ``RuntimeError: Query interrupted``; look along the chain of causes."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "InterruptException" or str(exc).startswith("Query interrupted"):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def summary_table(df: pl.DataFrame, title: str) -> Table:

@@ -106,7 +106,8 @@ class XGBoostModel(TargetModel):
             seed: int = 0, params: dict | None = None, threads: int | None = None,
             predict_threads: int = 0) -> tuple["XGBoostModel", dict]:
         """Train with :data:`PARAMS` (``params`` override them; ``rounds`` sets the number of trees;
-        ``monotone_constraints`` may be a list in input order or a ``{feature: +1/-1}`` dict)."""
+        ``monotone_constraints`` may be a list in input order or a ``{feature: +1/-1}`` dict;
+        ``interaction_constraints`` a list of groups of input positions or feature names)."""
         import xgboost as xgb
 
         p = {**PARAMS, "seed": seed, **(params or {})}
@@ -119,6 +120,11 @@ class XGBoostModel(TargetModel):
             mono = [int(mono.get(n, 0)) for n in names]
         if isinstance(mono, list):
             p["monotone_constraints"] = tuple(int(v) for v in mono)
+        inter = p.get("interaction_constraints")
+        if isinstance(inter, (list, tuple)):  # groups of input positions or feature names; XGBoost reads a list of
+            # lists as feature names, so positions go as its string form
+            p["interaction_constraints"] = str([[names.index(f) if isinstance(f, str) else int(f) for f in g]
+                                                for g in inter])
         booster = xgb.train(p, xgb.DMatrix(X, label=y, weight=weight, feature_names=names), rounds)
         booster.set_param({"nthread": predict_threads})
         raw = bytes(booster.save_raw("ubj"))
