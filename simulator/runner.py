@@ -442,22 +442,15 @@ class RunResult:
 
 
 def summary_sql(budgets: tuple[int, ...], *, exact: bool = False) -> str:
-    """Per strategy: success within each budget, medians; with ``exact``, the ratio of its best cost to the exact
-    minimum (median and 90th percentile over targets)."""
+    """Per strategy: every measure of :mod:`simulator.measures` (success rates within each budget, medians over
+    the evaded targets); with ``exact``, the ratio of its best cost to the exact minimum (median and 90th
+    percentile over targets). The one summary the CLI, ``RunResult.summary()`` and the HTML report print."""
+    from .measures import strategy_select
     from .report.views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN
 
-    cols = ",\n  ".join(
-        f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS success_at_{b}" for b in budgets)
-    cheap = ",\n  ".join(
-        f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS cheap_success_at_{b}" for b in budgets)
     return f"""
-SELECT strategy, count(*) AS targets,
-  {cols},
-  {cheap},
-  median(queries_to_first_evasion) AS median_queries_to_evasion,
-  median(first_evasion_cost) AS median_first_cost,
-  median(min_cost) AS median_best_cost{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
-FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY strategy ORDER BY strategy"""
+SELECT t.strategy, {strategy_select(budgets, "t")}{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
+FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY t.strategy ORDER BY t.strategy"""
 
 
 def budgets_for(budget: int) -> tuple[int, ...]:

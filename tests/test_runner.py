@@ -38,9 +38,9 @@ def test_success_rates_match_independent_sql(finished_run, team_files):
     assert summary["strategy"].to_list() == [r[0] for r in indep]
     for row, (strategy, s10, s50, s60, n) in zip(summary.iter_rows(named=True), indep):
         assert row["targets"] == n == 6
-        assert row["success_at_10"] == pytest.approx(s10)
-        assert row["success_at_50"] == pytest.approx(s50)
-        assert row["success_at_60"] == pytest.approx(s60)
+        assert row["success_rate_at_10"] == pytest.approx(s10)
+        assert row["success_rate_at_50"] == pytest.approx(s50)
+        assert row["success_rate_at_60"] == pytest.approx(s60)
     assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
 
 

@@ -24,7 +24,8 @@ from ..store import CHEAP_COST
 from . import metrics as M
 from . import plots
 from .gates import GateResult, evaluate_gates, format_value
-from .views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, open_run, resolve_run_id
+from ..measures import rate_name
+from .views import open_run, resolve_run_id
 
 SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 WORST_EVASIONS = 6
@@ -62,21 +63,17 @@ def _num(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-def _exact_cols(con, run_id: str) -> str:
-    from ..runner import has_exact
-
-    return EXACT_RATIO_COLUMNS if has_exact(con, run_id) else ""
-
-
 def summary_rows(con: duckdb.DuckDBPyConnection, run_id: str, budget: int) -> tuple[list[int], list[dict]]:
+    """The per-strategy summary: the same SQL as ``RunResult.summary()`` and the CLI (:func:`runner.summary_sql`),
+    with the queries spent."""
+    from ..runner import has_exact, summary_sql
+
     bs = list(budgets_for(budget))
-    cols = ", ".join(f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS s{b}, "
-                     f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS c{b}" for b in bs)
-    rows = _rows(con, f"""SELECT strategy, count(*) AS targets, count(*) FILTER (WHERE evaded) AS evaded, {cols},
-        median(queries_to_first_evasion) AS med_q, median(first_evasion_cost) AS med_first,
-        median(min_cost) AS med_best, sum(queries_used) AS queries{_exact_cols(con, run_id)}
-        FROM targets t{EXACT_RATIO_JOIN if _exact_cols(con, run_id) else ""} WHERE t.run_id = ? GROUP BY strategy
-        ORDER BY strategy""", [run_id])
+    rows = _rows(con, summary_sql(tuple(bs), exact=has_exact(con, run_id)), [run_id])
+    spent = dict(con.execute("SELECT strategy, sum(queries_used) FROM targets WHERE run_id = ? GROUP BY 1",
+                             [run_id]).fetchall())
+    for r in rows:
+        r["queries"] = spent.get(r["strategy"])
     return bs, rows
 
 
@@ -333,20 +330,22 @@ def _kpis(summary: list[dict], budget: int, model: dict, gate_results: list[Gate
         cards.append(card("Gates", "PASS" if not failed else "FAIL",
                           f"{len(gate_results) - failed} of {len(gate_results)} passed", "good" if not failed else "bad"))
     if summary:
-        w = max(summary, key=lambda r: r[f"s{budget}"])
-        cards.append(card(f"Evaded within {budget:,} queries", _pct(w[f"s{budget}"]), f"worst strategy: {w['strategy']}",
-                          tone(w[f"s{budget}"])))
-        c = max(summary, key=lambda r: r[f"c{budget}"])
-        cards.append(card(f"Cheap evasions (cost ≤ {CHEAP_COST:g})", _pct(c[f"c{budget}"]),
-                          f"worst strategy: {c['strategy']}", tone(c[f"c{budget}"])))
-        b100 = min(100, budget)
-        s100 = max(summary, key=lambda r: r.get(f"s{b100}") or 0)
-        cards.append(card(f"Evaded within {b100} queries", _pct(s100.get(f"s{b100}")), f"worst strategy: {s100['strategy']}",
-                          tone(s100.get(f"s{b100}"))))
-        fast = [r for r in summary if r["med_q"] is not None]
+        sb, cb = rate_name(budget), rate_name(budget, cheap=True)
+        w = max(summary, key=lambda r: r[sb])
+        cards.append(card(f"Evaded within {budget:,} queries", _pct(w[sb]), f"worst strategy: {w['strategy']}",
+                          tone(w[sb])))
+        c = max(summary, key=lambda r: r[cb])
+        cards.append(card(f"Cheap evasions (cost ≤ {CHEAP_COST:g})", _pct(c[cb]),
+                          f"worst strategy: {c['strategy']}", tone(c[cb])))
+        s100n = rate_name(min(100, budget))
+        s100 = max(summary, key=lambda r: r.get(s100n) or 0)
+        cards.append(card(f"Evaded within {min(100, budget)} queries", _pct(s100.get(s100n)),
+                          f"worst strategy: {s100['strategy']}", tone(s100.get(s100n))))
+        fast = [r for r in summary if r["median_queries_to_evasion"] is not None]
         if fast:
-            q = min(fast, key=lambda r: r["med_q"])
-            cards.append(card("Median queries to evade", _num(q["med_q"]), f"over evaded targets; {q['strategy']}"))
+            q = min(fast, key=lambda r: r["median_queries_to_evasion"])
+            cards.append(card("Median queries to evade", _num(q["median_queries_to_evasion"]),
+                              f"over evaded targets; {q['strategy']}"))
     if model.get("auc") is not None:
         cards.append(card(f"Model AUC ({model.get('split')})", f"{model['auc']:.3f}",
                           f"FPR {_pct(model.get('false_positive_rate'), 2)}, recall {_pct(model.get('recall'), 1)} at "
@@ -375,9 +374,9 @@ def _summary_section(summary: list[dict], bs: list[int], budget: int, colors: di
     rows = []
     for r in summary:
         dot = f'<span style="color:{colors.get(r["strategy"], "#999")}">●</span> '
-        rows.append([dot + esc(r["strategy"]), _num(r["targets"])] + [_heat(r[f"s{b}"], (225, 87, 89)) for b in bs]
-                    + [_heat(r[f"c{b}"], (242, 142, 43)) for b in bs[-2:]]
-                    + [_num(r["med_q"]), _num(r["med_first"]), _num(r["med_best"])]
+        rows.append([dot + esc(r["strategy"]), _num(r["targets"])] + [_heat(r[rate_name(b)], (225, 87, 89)) for b in bs]
+                    + [_heat(r[rate_name(b, cheap=True)], (242, 142, 43)) for b in bs[-2:]]
+                    + [_num(r["median_queries_to_evasion"]), _num(r["median_first_cost"]), _num(r["median_best_cost"])]
                     + ([_num(r["median_ratio_to_exact"]), _num(r["p90_ratio_to_exact"])] if exact else []))
     lead = (f"Share of targets evaded within each query budget (≤ N), and cheaply (cost ≤ {CHEAP_COST:g}); medians over "
             f"the evaded targets. Budget: {budget:,} queries per target and strategy.")

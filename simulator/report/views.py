@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
+from ..measures import STRATEGY_MEASURES, strategy_sql
 from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
 
 # the exact strategy's limit (simulator/strategies/exact.py): best cost / exact minimum, in run_summary
@@ -40,7 +41,7 @@ EXACT_RATIO_JOIN = """ LEFT JOIN (SELECT run_id, target_id, any_value(optimum_or
   WHERE status = 'optimal' AND optimum_or_bound > 0 GROUP BY run_id, target_id) e
   ON e.run_id = t.run_id AND e.target_id = t.target_id"""
 
-VIEWS_VERSION = "3"  # 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
+VIEWS_VERSION = "4"  # 4: run_summary from simulator.measures (median costs over evaded targets); 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
 AMOUNT_BANDS = (10, 50, 200, 1000, 5000)  # upper edges of the amount bands; the last band is open
 VIEW_NAMES = ("run_summary", "success_by_budget", "queries_to_evasion", "cost_distribution", "best_evasions",
@@ -80,15 +81,17 @@ def view_definitions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     cheap = f"{CHEAP_COST!r}"
     defs: dict[str, str] = {}
 
-    defs["run_summary"] = """
+    m = {k: strategy_sql(k, "t") for k in STRATEGY_MEASURES}
+    defs["run_summary"] = f"""
 SELECT t.run_id, t.strategy, count(*) AS targets, any_value(r.budget) AS budget,
   count(*) FILTER (WHERE t.evaded) AS evaded,
-  avg(coalesce(t.evaded, false)::DOUBLE) AS success_rate,
+  {m['success_rate']} AS success_rate,
   count(*) FILTER (WHERE t.cheap_evaded) AS cheap_evaded,
-  avg(coalesce(t.cheap_evaded, false)::DOUBLE) AS cheap_success_rate,
-  median(t.queries_to_first_evasion) AS median_queries_to_evasion,
-  median(t.first_evasion_cost) AS median_first_cost,
-  median(t.min_cost) AS median_best_cost,
+  {m['cheap_success_rate']} AS cheap_success_rate,
+  {m['median_queries_to_evasion']} AS median_queries_to_evasion,
+  {m['median_queries_to_cheap_evasion']} AS median_queries_to_cheap_evasion,
+  {m['median_first_cost']} AS median_first_cost,
+  {m['median_best_cost']} AS median_best_cost,
   avg(t.original_score) AS mean_original_score""" + (EXACT_RATIO_COLUMNS + "\nFROM targets t LEFT JOIN runs r ON r.run_id = t.run_id"
     + EXACT_RATIO_JOIN if _columns(con, "exact_bounds") else "\nFROM targets t LEFT JOIN runs r USING (run_id)") + """
 GROUP BY t.run_id, t.strategy"""
