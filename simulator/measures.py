@@ -57,6 +57,25 @@ WORST: dict[str, str] = {
     "median_queries_to_cheap_evasion": "min", "median_first_cost": "min", "median_best_cost": "min",
 }
 ALIASES: dict[str, str] = {"median_evasion_cost": "median_best_cost"}
+# the exact strategy's limit (simulator/strategies/exact.py): best cost / exact minimum, in run_summary
+EXACT_RATIO_COLUMNS = """,
+  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.5) FILTER (WHERE e.target_id IS NOT NULL)
+    AS median_ratio_to_exact,
+  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.9) FILTER (WHERE e.target_id IS NOT NULL)
+    AS p90_ratio_to_exact"""
+EXACT_RATIO_JOIN = """ LEFT JOIN (SELECT run_id, target_id, any_value(optimum_or_bound) AS optimum_or_bound FROM exact_bounds
+  WHERE status = 'optimal' AND optimum_or_bound > 0 GROUP BY run_id, target_id) e
+  ON e.run_id = t.run_id AND e.target_id = t.target_id"""
+
+SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)  # the budgets N a summary reports success within (plus the run's own)
+
+
+def budgets_for(budget: int) -> tuple[int, ...]:
+    """The budgets a summary of a run with ``budget`` queries per target reports: the standard ones below it, then
+    the budget itself."""
+    return tuple(b for b in SUCCESS_BUDGETS if b < budget) + (int(budget),)
+
+
 RATE_AT = re.compile(r"^(cheap_)?success_(?:rate_)?at_(\d+)$")
 
 
@@ -90,6 +109,21 @@ def strategy_select(budgets: tuple[int, ...] | list[int] = (), table: str = "") 
     cols += [f"{success_at_sql(b, cheap=True, table=table)} AS {rate_name(b, cheap=True)}" for b in budgets]
     cols += [f"{strategy_sql(k, table)} AS {k}" for k in STRATEGY_MEASURES if k != "targets"]
     return ",\n  ".join(cols)
+
+
+def has_exact(con, run_id: str) -> bool:
+    """Whether the run has results of the exact strategy (table ``exact_bounds``)."""
+    n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'exact_bounds'").fetchall()[0][0]
+    return bool(n) and bool(con.execute("SELECT count(*) FROM exact_bounds WHERE run_id = ?", [run_id]).fetchall()[0][0])
+
+
+def summary_sql(budgets: tuple[int, ...] | list[int], *, exact: bool = False) -> str:
+    """The per-strategy summary of one run (parameter: its ``run_id``): every measure above, success rates within
+    each of ``budgets``; with ``exact``, the ratio of its best cost to the exact minimum (median and 90th percentile
+    over targets). The one summary the CLI, ``RunResult.summary()`` and the HTML report print."""
+    return f"""
+SELECT t.strategy, {strategy_select(budgets, "t")}{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
+FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY t.strategy ORDER BY t.strategy"""
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -175,3 +175,33 @@ def test_roc_auc_matches_scikit_learn_with_ties():
         s = np.round(rng.random(n), 1)  # many ties
         assert measures.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert math.isnan(measures.roc_auc(np.zeros(3), np.arange(3.0)))
+
+
+def test_report_shows_file_names_integer_categories_and_one_relative_change(team_files, write_scenario, tmp_path):
+    """Report truths: no absolute local path, categories as integers, the relative change a median like the change
+    next to it, the model's AUC labelled as clean."""
+    from .conftest import scenario_dict
+
+    raw = scenario_dict(team_files, budget=40, limit=5)
+    raw["output"] = str(tmp_path / "r.duckdb")
+    res = fs.run(fs.Scenario.from_yaml(write_scenario(raw, "truths.yaml")))
+    text = build_report(res.path)
+    for where in (team_files["dir"], tmp_path):
+        assert str(where) not in text
+    assert team_files["xgb"].name in text
+    assert "Clean AUC" in text and "clean AUC" in text
+    con = open_run(res.path)
+    try:
+        cats = con.execute("SELECT original_value, evading_value FROM evasion_feature_changes "
+                           "WHERE feature = 'merchant_cat'").fetchall()
+        rows = con.execute("SELECT feature, median_delta, median_relative_delta, mean_relative_delta, changed "
+                           "FROM feature_changes WHERE changed > 0").fetchall()
+    finally:
+        con.close()
+    assert cats and not re.search(r">\d+\.0<", text)  # no "5.0" for a category
+    assert rows
+    for f, med, med_rel, _, n in rows:
+        if f in ("merchant_cat", "country_mismatch", "new_device"):
+            continue
+        if med_rel is not None and med is not None:
+            assert f"{med:+.4g}" + f' <span class="muted">({med_rel:+.0%} rel.)</span>' in text

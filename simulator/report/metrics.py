@@ -19,8 +19,8 @@ Aliases accepted (older scenario files): ``success_at_<N>``, ``cheap_success_at_
 (= ``median_best_cost``). A gate is reported under its canonical name.
 
 Model measures (one value): ``auc``, ``false_positive_rate`` (legitimate transactions declined), ``recall`` (frauds
-declined) and ``threshold``, from the ``model_performance`` view for the latest model version, on the ``test``
-split when the run has one (all its transactions otherwise).
+declined) and ``threshold``, from the ``model_performance`` view (clean traffic: no probes, no poisoning rows) for
+the latest model version, on the ``test`` split when the run has one (all its transactions otherwise).
 """
 from __future__ import annotations
 
@@ -128,8 +128,7 @@ def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, objec
     else:  # no test split: all the version's labelled transactions together
         out["split"] = "all"
         sql = view_definitions(con)["model_performance"].replace(
-            "FROM transactions WHERE is_fraud IS NOT NULL", "FROM (SELECT * REPLACE ('all' AS split) FROM transactions) "
-            "WHERE is_fraud IS NOT NULL")
+            "FROM transactions\n  WHERE is_fraud", "FROM (SELECT * REPLACE ('all' AS split) FROM transactions)\n  WHERE is_fraud")
         got = con.execute(f"SELECT auc, false_positive_rate, recall, transactions FROM ({sql}) WHERE {where}",
                           {"run": run_id, "ver": ver}).fetchall()
         auc, fpr, recall, n = got[0] if got else (None, None, None, 0)

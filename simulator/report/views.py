@@ -19,7 +19,8 @@ The views (documented with examples in ``README_SECTION.md``):
 ``round_measures``         per round: the campaign's ``rounds`` row when there is one, oracle queries and evasions,
                            defence events (a plain run is one round 0)
 ``round_strategy_measures`` per round and strategy, from the oracle query log
-``model_performance``      per model version and split: AUC, false-positive rate, recall at the threshold
+``model_performance``      per model version and split, on clean traffic (no probes, no poisoning rows): AUC,
+                           false-positive rate, recall at the threshold
 """
 from __future__ import annotations
 
@@ -28,20 +29,10 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
-from ..measures import STRATEGY_MEASURES, strategy_sql
+from ..measures import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, STRATEGY_MEASURES, strategy_sql  # noqa: F401
 from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
 
-# the exact strategy's limit (simulator/strategies/exact.py): best cost / exact minimum, in run_summary
-EXACT_RATIO_COLUMNS = """,
-  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.5) FILTER (WHERE e.target_id IS NOT NULL)
-    AS median_ratio_to_exact,
-  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.9) FILTER (WHERE e.target_id IS NOT NULL)
-    AS p90_ratio_to_exact"""
-EXACT_RATIO_JOIN = """ LEFT JOIN (SELECT run_id, target_id, any_value(optimum_or_bound) AS optimum_or_bound FROM exact_bounds
-  WHERE status = 'optimal' AND optimum_or_bound > 0 GROUP BY run_id, target_id) e
-  ON e.run_id = t.run_id AND e.target_id = t.target_id"""
-
-VIEWS_VERSION = "4"  # 4: run_summary from simulator.measures (median costs over evaded targets); 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
+VIEWS_VERSION = "4"  # 4: run_summary from simulator.measures (median costs over evaded targets), model_performance on clean traffic, median_relative_delta; 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
 AMOUNT_BANDS = (10, 50, 200, 1000, 5000)  # upper edges of the amount bands; the last band is open
 VIEW_NAMES = ("run_summary", "success_by_budget", "queries_to_evasion", "cost_distribution", "best_evasions",
@@ -185,15 +176,17 @@ SELECT run_id, strategy, feature, min(feature_order) AS feature_order, count(*) 
   avg(delta) FILTER (WHERE changed) AS mean_delta,
   avg(abs(delta)) FILTER (WHERE changed) AS mean_abs_delta,
   median(delta) FILTER (WHERE changed) AS median_delta,
-  avg(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS mean_relative_delta
+  avg(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS mean_relative_delta,
+  median(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS median_relative_delta
 FROM evasion_feature_changes GROUP BY run_id, strategy, feature"""
 
     defs["success_by_segment"] = _segments_sql(con, dict(pairs))
     defs["round_measures"] = _rounds_sql(con)
     defs["round_strategy_measures"] = _round_strategy_sql()
     defs["model_performance"] = """
-WITH t AS (
-  SELECT run_id, model_version, split, score, is_fraud, decision FROM transactions WHERE is_fraud IS NOT NULL),
+WITH t AS (  -- clean traffic only: a campaign's probes and poisoning rows are left out
+  SELECT run_id, model_version, split, score, is_fraud, decision FROM transactions
+  WHERE is_fraud IS NOT NULL AND NOT coalesce(is_probe, false) AND ring_id IS NULL),
 g AS (
   SELECT run_id, model_version, split, score, sum(is_fraud) AS pos, count(*) - sum(is_fraud) AS neg
   FROM t GROUP BY run_id, model_version, split, score),
