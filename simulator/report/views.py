@@ -114,17 +114,17 @@ SELECT r.run_id, r.strategy, r.n::INTEGER AS budget, s.targets,
 FROM running r JOIN per_strategy s USING (run_id, strategy)
 WHERE r.is_point = 1"""
 
-    defs["queries_to_evasion"] = """
+    defs["queries_to_evasion"] = f"""
 SELECT run_id, strategy, count(*) AS targets, count(queries_to_first_evasion) AS evaded,
   min(queries_to_first_evasion) AS min_queries,
   quantile_cont(queries_to_first_evasion, 0.25) AS p25_queries,
-  median(queries_to_first_evasion) AS median_queries,
+  {strategy_sql("median_queries_to_evasion")} AS median_queries,
   quantile_cont(queries_to_first_evasion, 0.75) AS p75_queries,
   quantile_cont(queries_to_first_evasion, 0.9) AS p90_queries,
   max(queries_to_first_evasion) AS max_queries,
   avg(queries_to_first_evasion) AS mean_queries,
   count(queries_to_first_cheap_evasion) AS cheap_evaded,
-  median(queries_to_first_cheap_evasion) AS median_queries_to_cheap_evasion
+  {strategy_sql("median_queries_to_cheap_evasion")} AS median_queries_to_cheap_evasion
 FROM targets GROUP BY run_id, strategy"""
 
     defs["cost_distribution"] = f"""
@@ -265,9 +265,9 @@ def _segments_sql(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> st
 WITH s AS (
   {union})
 SELECT run_id, strategy, segment, value, min(value_order) AS value_order, count(*) AS targets,
-  count(*) FILTER (WHERE evaded) AS evaded, avg(coalesce(evaded, false)::DOUBLE) AS success_rate,
-  avg(coalesce(cheap_evaded, false)::DOUBLE) AS cheap_success_rate,
-  median(queries_to_first_evasion) AS median_queries_to_evasion
+  count(*) FILTER (WHERE evaded) AS evaded, {strategy_sql("success_rate")} AS success_rate,
+  {strategy_sql("cheap_success_rate")} AS cheap_success_rate,
+  {strategy_sql("median_queries_to_evasion")} AS median_queries_to_evasion
 FROM s GROUP BY run_id, strategy, segment, value"""
 
 
