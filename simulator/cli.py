@@ -121,14 +121,14 @@ def _is_interrupt(exc: BaseException | None) -> bool:
 
 def summary_table(df: pl.DataFrame, title: str) -> Table:
     """Success within a few budgets (any evasion, then cheap ones), median queries and costs, per strategy."""
-    succ = [c for c in df.columns if c.startswith("success_at_")]
-    cheap = [c for c in df.columns if c.startswith("cheap_success_at_")]
+    succ = [c for c in df.columns if c.startswith("success_rate_at_")]
+    cheap = [c for c in df.columns if c.startswith("cheap_success_rate_at_")]
     budget = lambda c: c.rsplit("_", 1)[1]
     shown = [c for c in succ if budget(c) in ("10", "50", "100")] + succ[-1:]
     shown = list(dict.fromkeys(shown))
     shown_cheap = list(dict.fromkeys([c for c in cheap if budget(c) == "100"] + cheap[-1:]))
     table = Table(title=title, title_justify="left", caption="≤N: share of targets evaded within N queries; "
-                  "cheap: evading at cost ≤ 1; med q: median queries to the first evasion", caption_justify="left",
+                  "cheap: evading at cost ≤ 1; med q, costs: medians over the evaded targets", caption_justify="left",
                   box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("strategy", style="bold", no_wrap=True)
     table.add_column("n", justify="right")

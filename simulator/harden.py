@@ -353,14 +353,14 @@ def cheap_at(per_strategy: dict, strategy: str, budget: int) -> float | None:
     row = per_strategy.get(strategy)
     if not row:
         return None
-    keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith("cheap_success_at_"))
+    keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith("cheap_success_rate_at_"))
     fit = [k for b, k in keys if b <= budget]
     return row[fit[-1]] if fit else None
 
 
 def strongest_strategy(per_strategy: dict, budget: int = 100) -> str:
     return max(sorted(per_strategy), key=lambda s: (cheap_at(per_strategy, s, budget) or 0.0,
-                                                    per_strategy[s].get("success_at_" + str(budget)) or 0.0))
+                                                    per_strategy[s].get("success_rate_at_" + str(budget)) or 0.0))
 
 
 # -- the driver -----------------------------------------------------------------------------------------------------

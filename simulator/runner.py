@@ -23,6 +23,7 @@ from . import __version__
 from .attack import run_strategy, target_rng
 from .errors import DataError, ScenarioError
 from .kernels import get_kernels
+from .measures import SUCCESS_BUDGETS, budgets_for, has_exact, summary_sql  # noqa: F401  (re-exported)
 from .oracle import Oracle
 from .scenario import Scenario
 from .schema import FeatureSchema, frame_to_matrix
@@ -31,7 +32,6 @@ from .strategies import Problem, get_strategy
 from .target import TargetModel, load_model
 from .target.train import DEFAULT_KIND, check_trainable, roc_auc, train_model
 
-SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 WORLD_COLUMNS = ("timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type")
 
 
@@ -441,29 +441,6 @@ class RunResult:
                 + self.summary()._repr_html_())
 
 
-def summary_sql(budgets: tuple[int, ...], *, exact: bool = False) -> str:
-    """Per strategy: success within each budget, medians; with ``exact``, the ratio of its best cost to the exact
-    minimum (median and 90th percentile over targets)."""
-    from .report.views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN
-
-    cols = ",\n  ".join(
-        f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS success_at_{b}" for b in budgets)
-    cheap = ",\n  ".join(
-        f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS cheap_success_at_{b}" for b in budgets)
-    return f"""
-SELECT strategy, count(*) AS targets,
-  {cols},
-  {cheap},
-  median(queries_to_first_evasion) AS median_queries_to_evasion,
-  median(first_evasion_cost) AS median_first_cost,
-  median(min_cost) AS median_best_cost{EXACT_RATIO_COLUMNS + ", count(e.target_id) AS exact_targets" if exact else ""}
-FROM targets t{EXACT_RATIO_JOIN if exact else ""} WHERE t.run_id = ? GROUP BY strategy ORDER BY strategy"""
-
-
-def budgets_for(budget: int) -> tuple[int, ...]:
-    return tuple(b for b in SUCCESS_BUDGETS if b < budget) + (budget,)
-
-
 def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
     from .store import open_readonly
 
@@ -475,12 +452,6 @@ def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
         return con.sql(summary_sql(budgets_for(int(budget)), exact=has_exact(con, run_id)), params=[run_id]).pl()
     finally:
         con.close()
-
-
-def has_exact(con, run_id: str) -> bool:
-    """Whether the run has results of the exact strategy (table ``exact_bounds``)."""
-    n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'exact_bounds'").fetchall()[0][0]
-    return bool(n) and bool(con.execute("SELECT count(*) FROM exact_bounds WHERE run_id = ?", [run_id]).fetchall()[0][0])
 
 
 def _strategy_tables(done, target_ids, feasible, cls, run_id: str, sname: str) -> dict[str, dict]:

@@ -151,6 +151,35 @@ def test_summary_and_rounds_tables(tiny_run):
     assert q(con, "SELECT status FROM runs")[0][0] == "finished"
 
 
+def test_report_truths_frozen_features_and_clean_auc(tiny_run):
+    """Frozen features never show as changed (a probe is compared with the transaction it came from: its card's
+    values); the rounds' and the view's AUC are on clean traffic only (no probes, no poisoning rows)."""
+    from simulator.measures import roc_auc
+    from simulator.report import open_run
+
+    res, con = tiny_run
+    frozen = ["account_age_days", "credit_limit"]  # the world's features attackers cannot change (a card's own)
+    view = open_run(res.path)
+    try:
+        got = view.execute("SELECT feature, count(*) FILTER (WHERE changed), count(*) FROM evasion_feature_changes "
+                           "WHERE list_contains(?, feature) GROUP BY feature", [frozen]).fetchall()
+        perf = view.execute("SELECT model_version, auc FROM model_performance WHERE split = 'campaign' "
+                            "ORDER BY model_version").fetchall()
+    finally:
+        view.close()
+    assert sorted(f for f, _, n in got if n > 0) == frozen
+    assert [(f, c) for f, c, _ in got if c] == []
+    for r in (3, 5):
+        y, s = map(np.array, zip(*q(con, "SELECT is_fraud, score FROM transactions WHERE round = ? AND NOT is_probe "
+                                          "AND ring_id IS NULL", [r])))
+        clean = q(con, "SELECT clean_auc FROM rounds WHERE round = ?", [r])[0][0]
+        assert clean == pytest.approx(roc_auc(y, s))
+    for version, auc in perf:
+        y, s = map(np.array, zip(*q(con, "SELECT is_fraud, score FROM transactions WHERE split = 'campaign' AND "
+                                          "model_version = ? AND NOT is_probe AND ring_id IS NULL", [version])))
+        assert auc == pytest.approx(roc_auc(y, s))
+
+
 # -- evolution ---------------------------------------------------------------------------------------------------------
 @pytest.fixture()
 def test_strategies():

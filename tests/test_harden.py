@@ -128,7 +128,7 @@ def test_harden_team_data_writes_every_candidate_and_independent_checks_agree(te
         assert strategies == {"random", "greedy"}
         metrics = {r[0] for r in con.execute("SELECT DISTINCT metric FROM hardening_results").fetchall()}
         assert {"stability_p95_abs_delta", "latency_us_per_query", "recall", "fpr", "median_best_cost",
-                "cheap_success_at_10", "success_at_30"} <= metrics
+                "cheap_success_rate_at_10", "success_rate_at_30"} <= metrics
     finally:
         con.close()
     assert "Hardening: before/after" in (out / "harden.html").read_text()

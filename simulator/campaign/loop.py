@@ -923,6 +923,7 @@ class Campaign:
         amount = frame["amount"].to_numpy()
         legit = ~is_fraud
         poison = (ring_id >= 0) & ~is_probe
+        clean = ~is_probe & ~poison  # the clean AUC: the round's own traffic, no probes, no poisoning rows
         probes = int(is_probe.sum())
         p_ok = int((approved & is_probe).sum())
         p_det = int((detected & is_probe).sum())
@@ -936,7 +937,7 @@ class Campaign:
                float((legit & (decision == DECLINE)).sum() / n_legit),
                float((legit & (decision != APPROVE)).sum() / n_legit),
                float((decision == 1).sum() / max(1, n)), float((legit & detected).sum() / n_legit),
-               auc(is_fraud, score), float(psi_score), float(psi_feat[jmax]), self.names[jmax],
+               auc(is_fraud[clean], score[clean]), float(psi_score), float(psi_feat[jmax]), self.names[jmax],
                int((psi_feat > thr).sum() + (psi_score > thr)), int(burned_round.sum()), int(self.agents.active.sum()),
                False, 1e6 * scoring_s / max(1, n), 1e6 * defence_s / max(1, n))
         self._append_rows("rounds", [row], ROUND_COLUMNS)
@@ -951,7 +952,14 @@ class Campaign:
         tbl = {"target_id": prep.templates_id[uniq], "original_score": prep.templates_score[uniq]}
         tbl.update(store.feature_table(prep.templates_X[uniq]))
         store.con.register("_originals", pa.table(tbl))
-        feats = "".join(f", any_value(o.{_ident(c)})" for c in store.columns)
+        # A frozen feature's original is the value of the transaction the probe was derived from (the agent's card:
+        # the cheapest evading probe's own value, else its first probe's), never another card's template; a
+        # mutable one is the template's.
+        best = "(q.cost, q.query_index, q.round)"
+        feats = "".join(
+            f", any_value(o.{_ident(c)})" if m else
+            f", coalesce(arg_min(q.{_ident(c)}, {best}) FILTER (WHERE q.evaded), arg_min(q.{_ident(c)}, q.query_index))"
+            for c, m in zip(store.columns, self.sa.mutable))
         try:
             store.execute(f"""
 INSERT INTO targets

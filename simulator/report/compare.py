@@ -11,13 +11,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ..measures import SUCCESS_BUDGETS
 from . import metrics as M
 from .views import open_run, resolve_run_id
 
-SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 # which direction is better for the defender
 HIGHER_IS_BETTER = {"auc": True, "recall": True, "false_positive_rate": False, "median_queries_to_evasion": True,
-                    "median_queries_to_cheap_evasion": True, "median_evasion_cost": True}
+                    "median_queries_to_cheap_evasion": True, "median_first_cost": True, "median_best_cost": True}
 SCHEMA = {"measure": pl.String, "strategy": pl.String, "a": pl.Float64, "b": pl.Float64, "delta": pl.Float64,
           "verdict": pl.String, "a_text": pl.String, "b_text": pl.String}
 
@@ -34,7 +34,7 @@ def _info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
 def _strategy_measures(con: duckdb.DuckDBPyConnection, run_id: str, budgets: list[int]) -> dict[tuple[str, str], float | None]:
     out: dict[tuple[str, str], float | None] = {}
     names = [f"success_rate_at_{b}" for b in budgets] + [f"cheap_success_rate_at_{b}" for b in budgets] + \
-        ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_evasion_cost"]
+        ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_first_cost", "median_best_cost"]
     for name in names:
         spec = M.metric_spec(name)
         assert spec is not None
@@ -106,7 +106,7 @@ def compare_runs(path_a: str | Path, path_b: str | Path, *, run_a: str | None = 
         number(m, None, A["model"].get(m), B["model"].get(m))
     strategies = list(dict.fromkeys(A["strategies"] + B["strategies"]))
     measures = ["targets"] + [f"success_rate_at_{b}" for b in budgets] + [f"cheap_success_rate_at_{b}" for b in budgets] \
-        + ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_evasion_cost"]
+        + ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_first_cost", "median_best_cost"]
     for s in strategies:
         for m in measures:
             number(m, s, per[0].get((m, s)), per[1].get((m, s)))

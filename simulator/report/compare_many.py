@@ -80,7 +80,7 @@ def compare_many(args: Sequence[str | Path]) -> pl.DataFrame:
         add(m, None, [i["model"].get(m) for i in info])
     strategies = list(dict.fromkeys(s for i in info for s in i["strategies"]))
     measures = ["targets"] + [f"success_rate_at_{b}" for b in budgets] + [f"cheap_success_rate_at_{b}" for b in budgets] \
-        + ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_evasion_cost"]
+        + ["median_queries_to_evasion", "median_queries_to_cheap_evasion", "median_first_cost", "median_best_cost"]
     for s in strategies:
         for m in measures:
             add(m, s, [p.get((m, s)) for p in per])

@@ -8,7 +8,9 @@ A gate is one line in a small strict grammar::
 for instance ``success_rate_at_100 <= 0.05``, ``median_queries_to_evasion >= 500``, ``auc >= 0.85`` or
 ``success_rate_at_100[evolutionary] <= 0.1``. Without ``[strategy]`` a per-strategy measure takes the value of the
 strategy that is worst for the defender (the highest success rate, the fewest queries, the lowest cost). The metrics
-are listed in :mod:`simulator.report.metrics`.
+are listed in :mod:`simulator.report.metrics` and defined once in :mod:`simulator.measures`; the older names
+``success_at_<N>``, ``cheap_success_at_<N>`` and ``median_evasion_cost`` are accepted as aliases and reported under
+their canonical names (``success_rate_at_<N>``, ``cheap_success_rate_at_<N>``, ``median_best_cost``).
 
 Examples
 --------
@@ -141,7 +143,7 @@ def parse_gate(text: str, *, index: int | None = None) -> Gate:
     if rest:
         raise fail(f"unexpected {rest!r} after the number in {text!r}")
     threshold = float(nm.group(0))
-    return Gate(metric=metric, strategy=strategy, op=op, threshold=threshold, index=index)
+    return Gate(metric=spec.name, strategy=strategy, op=op, threshold=threshold, index=index)
 
 
 def parse_gates(texts: Iterable[str | Gate]) -> list[Gate]:
@@ -214,6 +216,8 @@ def evaluate_gates(path_or_con: str | Path | duckdb.DuckDBPyConnection, run_id: 
                 results.append(GateResult(gate.expression, text.strip(), observed, gate.check(observed), None, detail))
                 continue
             values = M.strategy_values(con, run_id, spec)
+            if spec.worst == "min":  # a median over evaded targets when none was: never reached, the best verdict
+                values = {k: (math.inf if v is None else v) for k, v in values.items()}
             if gate.strategy is not None:
                 if gate.strategy not in values:
                     raise ScenarioError(f"no strategy {gate.strategy!r} in run {run_id} (strategies: "

@@ -24,9 +24,9 @@ from ..store import CHEAP_COST
 from . import metrics as M
 from . import plots
 from .gates import GateResult, evaluate_gates, format_value
-from .views import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, open_run, resolve_run_id
+from ..measures import budgets_for, has_exact, rate_name, summary_sql
+from .views import open_run, resolve_run_id
 
-SUCCESS_BUDGETS = (10, 50, 100, 500, 1000)
 WORST_EVASIONS = 6
 MAX_FEATURES_SIDE_BY_SIDE = 16
 CHART_W = 1080  # the report's content width, so charts are drawn at their display size
@@ -40,10 +40,6 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None =
     rel = con.sql(sql, params=params)
     cols = rel.columns
     return [dict(zip(cols, r)) for r in rel.fetchall()]
-
-
-def budgets_for(budget: int) -> tuple[int, ...]:
-    return tuple(b for b in SUCCESS_BUDGETS if b < budget) + (budget,)
 
 
 def _pct(v: float | None, digits: int = 0) -> str:
@@ -62,21 +58,15 @@ def _num(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-def _exact_cols(con, run_id: str) -> str:
-    from ..runner import has_exact
-
-    return EXACT_RATIO_COLUMNS if has_exact(con, run_id) else ""
-
-
 def summary_rows(con: duckdb.DuckDBPyConnection, run_id: str, budget: int) -> tuple[list[int], list[dict]]:
+    """The per-strategy summary: the same SQL as ``RunResult.summary()`` and the CLI (:func:`measures.summary_sql`),
+    with the queries spent."""
     bs = list(budgets_for(budget))
-    cols = ", ".join(f"avg(coalesce(queries_to_first_evasion <= {b}, false)::DOUBLE) AS s{b}, "
-                     f"avg(coalesce(queries_to_first_cheap_evasion <= {b}, false)::DOUBLE) AS c{b}" for b in bs)
-    rows = _rows(con, f"""SELECT strategy, count(*) AS targets, count(*) FILTER (WHERE evaded) AS evaded, {cols},
-        median(queries_to_first_evasion) AS med_q, median(first_evasion_cost) AS med_first,
-        median(min_cost) AS med_best, sum(queries_used) AS queries{_exact_cols(con, run_id)}
-        FROM targets t{EXACT_RATIO_JOIN if _exact_cols(con, run_id) else ""} WHERE t.run_id = ? GROUP BY strategy
-        ORDER BY strategy""", [run_id])
+    rows = _rows(con, summary_sql(tuple(bs), exact=has_exact(con, run_id)), [run_id])
+    spent = dict(con.execute("SELECT strategy, sum(queries_used) FROM targets WHERE run_id = ? GROUP BY 1",
+                             [run_id]).fetchall())
+    for r in rows:
+        r["queries"] = spent.get(r["strategy"])
     return bs, rows
 
 
@@ -217,6 +207,49 @@ def _value_html(v: object) -> str:
     return esc(v)
 
 
+def _code(v: object) -> str:
+    """A category or flag as the integer it is (``5411``, not ``5,411`` or ``5411.0``)."""
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return str(int(v))
+    return _num(v) if isinstance(v, (int, float)) or v is None else str(v)
+
+
+def _feature_kinds(scenario_yaml: str | None) -> dict[str, str]:
+    """Feature -> its type (``categorical``, ``binary``, ...) from the stored scenario; {} when it has none."""
+    try:
+        raw = yaml.safe_load(scenario_yaml or "") or {}
+    except yaml.YAMLError:
+        return {}
+    feats = raw.get("features") if isinstance(raw, dict) else None
+    if not isinstance(feats, dict):
+        return {}
+    return {str(k): str(v.get("type")) for k, v in feats.items() if isinstance(v, dict) and v.get("type")}
+
+
+def _file_name(path: object) -> str | None:
+    """A stored path as its file name only: no absolute local path in a report that gets shared."""
+    return None if path in (None, "") else Path(str(path)).name
+
+
+def _scenario_text(scenario_yaml: str | None) -> str:
+    """The stored scenario with every path (``data.path``, ``model.path``, ``train.path``, ``output``) cut to its
+    file name."""
+    if not scenario_yaml:
+        return "(not recorded)"
+    try:
+        raw = yaml.safe_load(scenario_yaml)
+    except yaml.YAMLError:
+        return scenario_yaml
+    if not isinstance(raw, dict):
+        return scenario_yaml
+    for section in ("data", "model", "train"):
+        if isinstance(raw.get(section), dict) and raw[section].get("path"):
+            raw[section]["path"] = _file_name(raw[section]["path"])
+    if raw.get("output"):
+        raw["output"] = _file_name(raw["output"])
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+
+
 def _gates_from_scenario(scenario_yaml: str | None) -> list[str]:
     try:
         raw = yaml.safe_load(scenario_yaml or "") or {}
@@ -280,7 +313,8 @@ def _render(con: duckdb.DuckDBPyConnection, run_id: str, path: Path, gates: Sequ
             "probes, what it cost legitimate customers (false-positive rate) and how the model held up; dotted lines "
             "mark retrainings.", f'<div class="fig">{plots.arms_race(con, run_id, width=CHART_W)}</div>'
             + (f'<div class="fig">{rings}</div>' if rings else "") + _rounds_table(con, run_id))))
-    sections.append(("features", "Features changed", _features_section(con, run_id)))
+    kinds = _feature_kinds(run.get("scenario_yaml"))
+    sections.append(("features", "Features changed", _features_section(con, run_id, kinds)))
     sections.append(("cost", "Cost", _section(
         "cost", "Cost of evasion",
         f"Per evaded target, the cost of the cheapest evading transaction found within the budget (the sum of the "
@@ -290,11 +324,12 @@ def _render(con: duckdb.DuckDBPyConnection, run_id: str, path: Path, gates: Sequ
     seg = _segments_section(con, run_id, colors)
     if seg:
         sections.append(("segments", "Segments", seg))
-    sections.append(("worst", "Worst evasions", _worst_section(con, run_id)))
+    sections.append(("worst", "Worst evasions", _worst_section(con, run_id, kinds)))
     sections.append(("model", "Model", _model_section(con, run_id, perf)))
     sections.append(("scenario", "Scenario", _section(
-        "scenario", "Scenario", "The scenario this run executed, as stored in the run file (<code>runs.scenario_yaml</code>).",
-        f"<pre>{esc(run.get('scenario_yaml') or '(not recorded)')}</pre>")))
+        "scenario", "Scenario", "The scenario this run executed, as stored in the run file (<code>runs.scenario_yaml</code>); "
+        "paths are shown as file names.",
+        f"<pre>{esc(_scenario_text(run.get('scenario_yaml')))}</pre>")))
 
     started, finished = run.get("started_at"), run.get("finished_at")
     duration = ""
@@ -333,22 +368,24 @@ def _kpis(summary: list[dict], budget: int, model: dict, gate_results: list[Gate
         cards.append(card("Gates", "PASS" if not failed else "FAIL",
                           f"{len(gate_results) - failed} of {len(gate_results)} passed", "good" if not failed else "bad"))
     if summary:
-        w = max(summary, key=lambda r: r[f"s{budget}"])
-        cards.append(card(f"Evaded within {budget:,} queries", _pct(w[f"s{budget}"]), f"worst strategy: {w['strategy']}",
-                          tone(w[f"s{budget}"])))
-        c = max(summary, key=lambda r: r[f"c{budget}"])
-        cards.append(card(f"Cheap evasions (cost ≤ {CHEAP_COST:g})", _pct(c[f"c{budget}"]),
-                          f"worst strategy: {c['strategy']}", tone(c[f"c{budget}"])))
-        b100 = min(100, budget)
-        s100 = max(summary, key=lambda r: r.get(f"s{b100}") or 0)
-        cards.append(card(f"Evaded within {b100} queries", _pct(s100.get(f"s{b100}")), f"worst strategy: {s100['strategy']}",
-                          tone(s100.get(f"s{b100}"))))
-        fast = [r for r in summary if r["med_q"] is not None]
+        sb, cb = rate_name(budget), rate_name(budget, cheap=True)
+        w = max(summary, key=lambda r: r[sb])
+        cards.append(card(f"Evaded within {budget:,} queries", _pct(w[sb]), f"worst strategy: {w['strategy']}",
+                          tone(w[sb])))
+        c = max(summary, key=lambda r: r[cb])
+        cards.append(card(f"Cheap evasions (cost ≤ {CHEAP_COST:g})", _pct(c[cb]),
+                          f"worst strategy: {c['strategy']}", tone(c[cb])))
+        s100n = rate_name(min(100, budget))
+        s100 = max(summary, key=lambda r: r.get(s100n) or 0)
+        cards.append(card(f"Evaded within {min(100, budget)} queries", _pct(s100.get(s100n)),
+                          f"worst strategy: {s100['strategy']}", tone(s100.get(s100n))))
+        fast = [r for r in summary if r["median_queries_to_evasion"] is not None]
         if fast:
-            q = min(fast, key=lambda r: r["med_q"])
-            cards.append(card("Median queries to evade", _num(q["med_q"]), f"over evaded targets; {q['strategy']}"))
+            q = min(fast, key=lambda r: r["median_queries_to_evasion"])
+            cards.append(card("Median queries to evade", _num(q["median_queries_to_evasion"]),
+                              f"over evaded targets; {q['strategy']}"))
     if model.get("auc") is not None:
-        cards.append(card(f"Model AUC ({model.get('split')})", f"{model['auc']:.3f}",
+        cards.append(card(f"Clean AUC ({model.get('split')})", f"{model['auc']:.3f}",
                           f"FPR {_pct(model.get('false_positive_rate'), 2)}, recall {_pct(model.get('recall'), 1)} at "
                           f"threshold {_num(model.get('threshold'))}"))
     return f'<div class="kpis">{"".join(cards)}</div>'
@@ -375,9 +412,9 @@ def _summary_section(summary: list[dict], bs: list[int], budget: int, colors: di
     rows = []
     for r in summary:
         dot = f'<span style="color:{colors.get(r["strategy"], "#999")}">●</span> '
-        rows.append([dot + esc(r["strategy"]), _num(r["targets"])] + [_heat(r[f"s{b}"], (225, 87, 89)) for b in bs]
-                    + [_heat(r[f"c{b}"], (242, 142, 43)) for b in bs[-2:]]
-                    + [_num(r["med_q"]), _num(r["med_first"]), _num(r["med_best"])]
+        rows.append([dot + esc(r["strategy"]), _num(r["targets"])] + [_heat(r[rate_name(b)], (225, 87, 89)) for b in bs]
+                    + [_heat(r[rate_name(b, cheap=True)], (242, 142, 43)) for b in bs[-2:]]
+                    + [_num(r["median_queries_to_evasion"]), _num(r["median_first_cost"]), _num(r["median_best_cost"])]
                     + ([_num(r["median_ratio_to_exact"]), _num(r["p90_ratio_to_exact"])] if exact else []))
     lead = (f"Share of targets evaded within each query budget (≤ N), and cheaply (cost ≤ {CHEAP_COST:g}); medians over "
             f"the evaded targets. Budget: {budget:,} queries per target and strategy.")
@@ -412,7 +449,7 @@ def _change_text(delta: float | None) -> str:
     return "filled in" if delta is None or (isinstance(delta, float) and math.isnan(delta)) else f"{delta:+.4g}"
 
 
-def _features_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+def _features_section(con: duckdb.DuckDBPyConnection, run_id: str, kinds: dict[str, str] | None = None) -> str:
     table = plots.feature_change_table(con, run_id)
     feats, strategies, by = table
     fig = plots.feature_heatmap(con, run_id, table=table)
@@ -423,14 +460,18 @@ def _features_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
             r = by.get((f, s))
             if not r or not r["changed"]:
                 cells.append('<span class="muted">–</span>')
+            elif (kinds or {}).get(f) in ("categorical", "binary"):  # codes: a median difference means nothing
+                cells.append(esc(f"changed in {r['share_changed']:.0%}"))
             else:
-                cells.append(esc(_change_text(r["median_delta"])) + (f' <span class="muted">({r["mean_relative_delta"]:+.0%} rel.)'
-                             "</span>" if r.get("mean_relative_delta") is not None else ""))
+                rel = r.get("median_relative_delta")
+                cells.append(esc(_change_text(r["median_delta"])) + (f' <span class="muted">({rel:+.0%} rel.)'
+                             "</span>" if rel is not None else ""))
         rows.append(cells)
     table = _table([("feature", False)] + [(f"median change · {s}", True) for s in strategies], rows) if rows else ""
     lead = ("For each evaded target, its cheapest evading query compared with the original transaction: how often each "
-            "feature was changed (share of evasions), and the median change when it was. Features never changed are "
-            "left out.")
+            "feature was changed (share of evasions), and the median change when it was, in the feature's units and "
+            "relative to the original value (the median of change ÷ |original|, over the same evasions). Features never "
+            "changed are left out.")
     return _section("features", "What attackers changed", esc(lead),
                     f'<div class="fig">{fig}</div>' + (f"<details open><summary>Size of the changes</summary>{table}"
                                                          "</details>" if table else ""))
@@ -465,7 +506,7 @@ def _segments_section(con: duckdb.DuckDBPyConnection, run_id: str, colors: dict[
     return _section("segments", "Success by segment", esc(lead), f'<div class="stack">{"".join(blocks)}</div>')
 
 
-def _worst_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+def _worst_section(con: duckdb.DuckDBPyConnection, run_id: str, kinds: dict[str, str] | None = None) -> str:
     picks = _rows(con, f"""
         SELECT * FROM best_evasions WHERE run_id = ?
         QUALIFY row_number() OVER (PARTITION BY target_id ORDER BY cost, query_index, strategy) = 1
@@ -480,8 +521,12 @@ def _worst_section(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     for p in picks:
         changes = [c for c in all_changes if c["strategy"] == p["strategy"] and c["target_id"] == p["target_id"]]
         shown = changes if len(changes) <= MAX_FEATURES_SIDE_BY_SIDE else [c for c in changes if c["changed"]]
-        body = [[f"<code>{esc(c['feature'])}</code>", esc(_num(c["original_value"])), esc(_num(c["evading_value"])),
-                 esc(_change_text(c["delta"])) if c["changed"] else '<span class="muted">=</span>'] for c in shown]
+        def value(c: dict, key: str) -> str:
+            return _code(c[key]) if (kinds or {}).get(c["feature"]) in ("categorical", "binary") else _num(c[key])
+
+        body = [[f"<code>{esc(c['feature'])}</code>", esc(value(c, "original_value")), esc(value(c, "evading_value")),
+                 (esc(_change_text(c["delta"])) if (kinds or {}).get(c["feature"]) not in ("categorical", "binary")
+                  else "changed") if c["changed"] else '<span class="muted">=</span>'] for c in shown]
         classes = ["changed" if c["changed"] else "" for c in shown]
         n_changed = sum(bool(c["changed"]) for c in changes)
         hidden = len(changes) - len(shown)
@@ -502,13 +547,14 @@ def _model_section(con: duckdb.DuckDBPyConnection, run_id: str, perf: list[dict]
     blocks = []
     for v in versions:
         facts = [("version", v.get("version")), ("kind", v.get("kind")), ("threshold", v.get("threshold")),
-                 ("threshold rule", v.get("threshold_rule")), ("test AUC (card)", v.get("test_auc")),
-                 ("sha256", v.get("sha256")), ("file", v.get("path")), ("created", v.get("created_at"))]
+                 ("threshold rule", v.get("threshold_rule")),
+                 ("AUC when trained (card: its test or validation rows)", v.get("test_auc")),
+                 ("sha256", v.get("sha256")), ("file", _file_name(v.get("path"))), ("created", v.get("created_at"))]
         facts_html = _table([("", False), ("", False)], [[esc(k), _value_html(val)] for k, val in facts if val is not None])
         prows = [[esc(p["split"]), _num(p["transactions"]), _num(p["frauds"]), esc(f"{p['auc']:.4f}" if p["auc"] is not None else "–"),
                   _pct(p["false_positive_rate"], 2), _pct(p["recall"], 1), _pct(p["decline_rate"], 2)]
                  for p in perf if p["model_version"] == v.get("version")]
-        perf_html = _table([("split", False), ("transactions", True), ("frauds", True), ("AUC", True), ("FPR", True),
+        perf_html = _table([("split", False), ("transactions", True), ("frauds", True), ("clean AUC", True), ("FPR", True),
                             ("recall", True), ("declined", True)], prows) if prows else ""
         try:
             card = json.loads(v.get("card") or "{}")
@@ -521,6 +567,7 @@ def _model_section(con: duckdb.DuckDBPyConnection, run_id: str, perf: list[dict]
                       f"{facts_html}<div style='height:12px'></div>{perf_html}{card_html}</div>")
     if not blocks:
         blocks.append('<p class="muted">No model version recorded.</p>')
-    lead = ("The model versions of this run with their cards; AUC, false-positive rate (legitimate transactions "
-            "declined) and recall (frauds declined) are recomputed by SQL from the stored transactions.")
+    lead = ("The model versions of this run with their cards; clean AUC, false-positive rate (legitimate transactions "
+            "declined) and recall (frauds declined) are recomputed by SQL from the stored transactions of each version "
+            "on clean traffic only (a campaign's probes and poisoning rows left out).")
     return _section("model", "Model cards", esc(lead), "".join(blocks))

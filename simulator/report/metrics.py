@@ -1,23 +1,26 @@
-"""The named measures of a run, each one SQL query over the run file: what gates check and ``compare`` lines up.
+"""The named measures of a run, as gates check them and ``compare`` lines them up; each is defined once, in
+:mod:`simulator.measures` (the same SQL the summary, the ``run_summary`` view and the HTML report read).
 
 Per-strategy measures (a value per strategy; "worst" says which strategy value speaks for the run):
 
-===================================  ======================================================================  =====
-``success_rate_at_<N>``              share of targets evaded within N queries                                 max
-``cheap_success_rate_at_<N>``        share of targets evaded with cost <= 1 within N queries                  max
-``success_rate``                     share of targets evaded within the run's whole budget                    max
-``cheap_success_rate``               same, cheap evasions only                                                max
-``median_queries_to_evasion``        median over all targets of the queries to the first evasion; a target    min
-                                     never evaded counts as infinite, so this is ``inf`` when half or more
-                                     of the targets held
-``median_queries_to_cheap_evasion``  same, for the first cheap evasion                                         min
-``median_evasion_cost``              median over all targets of the cost of the cheapest evasion (``inf``     min
-                                     when not evaded)
-===================================  ======================================================================  =====
+=====================================  ====================================================================  =====
+``success_rate_at_<N>``                share of targets evaded within N queries                               max
+``cheap_success_rate_at_<N>``          share of targets evaded with cost <= 1 within N queries                max
+``success_rate``                       share of targets evaded within the run's whole budget                  max
+``cheap_success_rate``                 same, cheap evasions only                                              max
+``median_queries_to_evasion``          median over the evaded targets of the queries to the first evasion;    min
+                                       ``inf`` ("not reached") when no target was evaded
+``median_queries_to_cheap_evasion``    same, for the first cheap evasion                                      min
+``median_first_cost``                  median over the evaded targets of the cost of the first evasion        min
+``median_best_cost``                   median over the evaded targets of the cost of the cheapest evasion     min
+=====================================  ====================================================================  =====
+
+Aliases accepted (older scenario files): ``success_at_<N>``, ``cheap_success_at_<N>``, ``median_evasion_cost``
+(= ``median_best_cost``). A gate is reported under its canonical name.
 
 Model measures (one value): ``auc``, ``false_positive_rate`` (legitimate transactions declined), ``recall`` (frauds
-declined) and ``threshold``, from ``transactions`` of the latest model version, on the ``test`` split when the run
-has one (all its transactions otherwise).
+declined) and ``threshold``, from the ``model_performance`` view (clean traffic: no probes, no poisoning rows) for
+the latest model version, on the ``test`` split when the run has one (all its transactions otherwise).
 """
 from __future__ import annotations
 
@@ -27,13 +30,11 @@ from dataclasses import dataclass
 
 import duckdb
 
+from .. import measures
 from ..errors import ScenarioError
 
 RATE_AT = re.compile(r"^(cheap_)?success_rate_at_(\d+)$")
-STRATEGY_METRICS = {
-    "success_rate": "max", "cheap_success_rate": "max", "median_queries_to_evasion": "min",
-    "median_queries_to_cheap_evasion": "min", "median_evasion_cost": "min",
-}
+STRATEGY_METRICS = dict(measures.WORST)
 MODEL_METRICS = ("auc", "false_positive_rate", "recall", "threshold")
 KNOWN = ("success_rate_at_<N>", "cheap_success_rate_at_<N>", *STRATEGY_METRICS, *MODEL_METRICS)
 
@@ -61,7 +62,10 @@ def metric_spec(name: str) -> MetricSpec | None:
     MetricSpec(name='cheap_success_rate_at_100', family='cheap_success_rate', budget=100, worst='max')
     >>> metric_spec("auc").per_strategy, metric_spec("succes_rate") is None
     (False, True)
+    >>> metric_spec("success_at_10").name  # an alias, under its canonical name
+    'success_rate_at_10'
     """
+    name = measures.canonical(name)
     m = RATE_AT.match(name)
     if m:
         return MetricSpec(name, "cheap_success_rate" if m.group(1) else "success_rate", int(m.group(2)), "max")
@@ -87,19 +91,12 @@ def strategies(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
 
 def strategy_values(con: duckdb.DuckDBPyConnection, run_id: str, spec: MetricSpec) -> dict[str, float | None]:
     """The metric for each strategy of the run (SQL over ``targets``)."""
-    inf = "'infinity'::DOUBLE"
-    expr = {
-        "success_rate": "avg(coalesce(queries_to_first_evasion <= $n, false)::DOUBLE)" if spec.budget is not None
-        else "avg(coalesce(evaded, false)::DOUBLE)",
-        "cheap_success_rate": "avg(coalesce(queries_to_first_cheap_evasion <= $n, false)::DOUBLE)"
-        if spec.budget is not None else "avg(coalesce(cheap_evaded, false)::DOUBLE)",
-        "median_queries_to_evasion": f"median(coalesce(queries_to_first_evasion::DOUBLE, {inf}))",
-        "median_queries_to_cheap_evasion": f"median(coalesce(queries_to_first_cheap_evasion::DOUBLE, {inf}))",
-        "median_evasion_cost": f"median(CASE WHEN evaded THEN min_cost ELSE {inf} END)",
-    }[spec.family]
+    if spec.budget is not None:
+        expr = measures.success_at_sql(spec.budget, cheap=spec.family == "cheap_success_rate")
+    else:
+        expr = measures.strategy_sql(spec.family)
     sql = f"SELECT strategy, {expr} FROM targets WHERE run_id = $run GROUP BY strategy ORDER BY strategy"
-    params = {"run": run_id} | ({"n": spec.budget} if "$n" in expr else {})
-    return {s: (None if v is None else float(v)) for s, v in con.execute(sql, params).fetchall()}
+    return {s: (None if v is None else float(v)) for s, v in con.execute(sql, {"run": run_id}).fetchall()}
 
 
 def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object]:
@@ -115,22 +112,26 @@ def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, objec
     out["threshold"] = thr[0][0] if thr else None
     if ver is None:
         return out
-    has_test = _rows(con, "SELECT count(*) FROM (SELECT 1 FROM transactions WHERE run_id = ? AND model_version = ? "
-                          "AND split = 'test' LIMIT 1)", [run_id, ver])[0][0] > 0
-    split_filter = "AND split = 'test'" if has_test else ""
-    out["split"] = "test" if has_test else "all"
-    sql = f"""
-WITH t AS (SELECT score, is_fraud, decision FROM transactions
-           WHERE run_id = $run AND model_version = $ver {split_filter} AND is_fraud IS NOT NULL),
-g AS (SELECT score, sum(is_fraud) AS pos, count(*) - sum(is_fraud) AS neg FROM t GROUP BY score),
-c AS (SELECT pos, neg, coalesce(sum(neg) OVER (ORDER BY score ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-        AS neg_below FROM g)
-SELECT (SELECT CASE WHEN sum(pos) > 0 AND sum(neg) > 0 THEN sum(pos * (neg_below + 0.5 * neg)) / (sum(pos) * sum(neg))
-        END FROM c),
-  (SELECT avg((decision = 'decline')::DOUBLE) FILTER (WHERE is_fraud = 0) FROM t),
-  (SELECT avg((decision = 'decline')::DOUBLE) FILTER (WHERE is_fraud = 1) FROM t),
-  (SELECT count(*) FROM t)"""
-    auc, fpr, recall, n = con.execute(sql, {"run": run_id, "ver": ver}).fetchall()[0]
+    from .views import has_current_views, view_definitions
+
+    where = "run_id = $run AND model_version = $ver"
+    if has_current_views(con):
+        source = "model_performance"
+    else:  # a connection opened without the views: the view's own SQL, inline
+        source = f"({view_definitions(con)['model_performance']})"
+    rows = con.execute(f"SELECT split, auc, false_positive_rate, recall, transactions FROM {source} WHERE {where}",
+                       {"run": run_id, "ver": ver}).fetchall()
+    by_split = {r[0]: r for r in rows}
+    if "test" in by_split:
+        out["split"] = "test"
+        _, auc, fpr, recall, n = by_split["test"]
+    else:  # no test split: all the version's labelled transactions together
+        out["split"] = "all"
+        sql = view_definitions(con)["model_performance"].replace(
+            "FROM transactions\n  WHERE is_fraud", "FROM (SELECT * REPLACE ('all' AS split) FROM transactions)\n  WHERE is_fraud")
+        got = con.execute(f"SELECT auc, false_positive_rate, recall, transactions FROM ({sql}) WHERE {where}",
+                          {"run": run_id, "ver": ver}).fetchall()
+        auc, fpr, recall, n = got[0] if got else (None, None, None, 0)
     out.update(auc=auc, false_positive_rate=fpr, recall=recall, transactions=n)
     return out
 

@@ -50,9 +50,9 @@ def cost_histogram(con: duckdb.DuckDBPyConnection, run_id: str, *, measure: str 
     colors = strategy_colors(con, run_id)
     rows = _rows(con, "SELECT strategy, cost_from, cost_to, targets FROM cost_distribution WHERE run_id = ? AND measure = ? "
                       "ORDER BY strategy, cost_from", [run_id, measure])
-    stats = {r["strategy"]: r for r in _rows(con, "SELECT strategy, count(*) AS targets, count(*) FILTER (WHERE evaded) "
-                                                 "AS evaded, median(min_cost) AS med_best, median(first_evasion_cost) AS "
-                                                 "med_first FROM targets WHERE run_id = ? GROUP BY 1", [run_id])}
+    stats = {r["strategy"]: r for r in _rows(con, "SELECT strategy, targets, evaded, median_best_cost AS med_best, "
+                                                 "median_first_cost AS med_first FROM run_summary WHERE run_id = ?",
+                                                 [run_id])}
     panels = []
     for name, color in colors.items():
         st = stats.get(name, {})

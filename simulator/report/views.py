@@ -19,7 +19,8 @@ The views (documented with examples in ``README_SECTION.md``):
 ``round_measures``         per round: the campaign's ``rounds`` row when there is one, oracle queries and evasions,
                            defence events (a plain run is one round 0)
 ``round_strategy_measures`` per round and strategy, from the oracle query log
-``model_performance``      per model version and split: AUC, false-positive rate, recall at the threshold
+``model_performance``      per model version and split, on clean traffic (no probes, no poisoning rows): AUC,
+                           false-positive rate, recall at the threshold
 """
 from __future__ import annotations
 
@@ -28,19 +29,10 @@ from pathlib import Path
 import duckdb
 
 from ..errors import StoreError
+from ..measures import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, STRATEGY_MEASURES, strategy_sql  # noqa: F401
 from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
 
-# the exact strategy's limit (simulator/strategies/exact.py): best cost / exact minimum, in run_summary
-EXACT_RATIO_COLUMNS = """,
-  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.5) FILTER (WHERE e.target_id IS NOT NULL)
-    AS median_ratio_to_exact,
-  quantile_cont(coalesce(t.min_cost, 'inf'::DOUBLE) / e.optimum_or_bound, 0.9) FILTER (WHERE e.target_id IS NOT NULL)
-    AS p90_ratio_to_exact"""
-EXACT_RATIO_JOIN = """ LEFT JOIN (SELECT run_id, target_id, any_value(optimum_or_bound) AS optimum_or_bound FROM exact_bounds
-  WHERE status = 'optimal' AND optimum_or_bound > 0 GROUP BY run_id, target_id) e
-  ON e.run_id = t.run_id AND e.target_id = t.target_id"""
-
-VIEWS_VERSION = "3"  # 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
+VIEWS_VERSION = "4"  # 4: run_summary from simulator.measures (median costs over evaded targets), model_performance on clean traffic, median_relative_delta; 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
 AMOUNT_BANDS = (10, 50, 200, 1000, 5000)  # upper edges of the amount bands; the last band is open
 VIEW_NAMES = ("run_summary", "success_by_budget", "queries_to_evasion", "cost_distribution", "best_evasions",
@@ -80,15 +72,17 @@ def view_definitions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     cheap = f"{CHEAP_COST!r}"
     defs: dict[str, str] = {}
 
-    defs["run_summary"] = """
+    m = {k: strategy_sql(k, "t") for k in STRATEGY_MEASURES}
+    defs["run_summary"] = f"""
 SELECT t.run_id, t.strategy, count(*) AS targets, any_value(r.budget) AS budget,
   count(*) FILTER (WHERE t.evaded) AS evaded,
-  avg(coalesce(t.evaded, false)::DOUBLE) AS success_rate,
+  {m['success_rate']} AS success_rate,
   count(*) FILTER (WHERE t.cheap_evaded) AS cheap_evaded,
-  avg(coalesce(t.cheap_evaded, false)::DOUBLE) AS cheap_success_rate,
-  median(t.queries_to_first_evasion) AS median_queries_to_evasion,
-  median(t.first_evasion_cost) AS median_first_cost,
-  median(t.min_cost) AS median_best_cost,
+  {m['cheap_success_rate']} AS cheap_success_rate,
+  {m['median_queries_to_evasion']} AS median_queries_to_evasion,
+  {m['median_queries_to_cheap_evasion']} AS median_queries_to_cheap_evasion,
+  {m['median_first_cost']} AS median_first_cost,
+  {m['median_best_cost']} AS median_best_cost,
   avg(t.original_score) AS mean_original_score""" + (EXACT_RATIO_COLUMNS + "\nFROM targets t LEFT JOIN runs r ON r.run_id = t.run_id"
     + EXACT_RATIO_JOIN if _columns(con, "exact_bounds") else "\nFROM targets t LEFT JOIN runs r USING (run_id)") + """
 GROUP BY t.run_id, t.strategy"""
@@ -120,17 +114,17 @@ SELECT r.run_id, r.strategy, r.n::INTEGER AS budget, s.targets,
 FROM running r JOIN per_strategy s USING (run_id, strategy)
 WHERE r.is_point = 1"""
 
-    defs["queries_to_evasion"] = """
+    defs["queries_to_evasion"] = f"""
 SELECT run_id, strategy, count(*) AS targets, count(queries_to_first_evasion) AS evaded,
   min(queries_to_first_evasion) AS min_queries,
   quantile_cont(queries_to_first_evasion, 0.25) AS p25_queries,
-  median(queries_to_first_evasion) AS median_queries,
+  {strategy_sql("median_queries_to_evasion")} AS median_queries,
   quantile_cont(queries_to_first_evasion, 0.75) AS p75_queries,
   quantile_cont(queries_to_first_evasion, 0.9) AS p90_queries,
   max(queries_to_first_evasion) AS max_queries,
   avg(queries_to_first_evasion) AS mean_queries,
   count(queries_to_first_cheap_evasion) AS cheap_evaded,
-  median(queries_to_first_cheap_evasion) AS median_queries_to_cheap_evasion
+  {strategy_sql("median_queries_to_cheap_evasion")} AS median_queries_to_cheap_evasion
 FROM targets GROUP BY run_id, strategy"""
 
     defs["cost_distribution"] = f"""
@@ -182,15 +176,17 @@ SELECT run_id, strategy, feature, min(feature_order) AS feature_order, count(*) 
   avg(delta) FILTER (WHERE changed) AS mean_delta,
   avg(abs(delta)) FILTER (WHERE changed) AS mean_abs_delta,
   median(delta) FILTER (WHERE changed) AS median_delta,
-  avg(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS mean_relative_delta
+  avg(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS mean_relative_delta,
+  median(CASE WHEN changed AND original_value <> 0 THEN delta / abs(original_value) END) AS median_relative_delta
 FROM evasion_feature_changes GROUP BY run_id, strategy, feature"""
 
     defs["success_by_segment"] = _segments_sql(con, dict(pairs))
     defs["round_measures"] = _rounds_sql(con)
     defs["round_strategy_measures"] = _round_strategy_sql()
     defs["model_performance"] = """
-WITH t AS (
-  SELECT run_id, model_version, split, score, is_fraud, decision FROM transactions WHERE is_fraud IS NOT NULL),
+WITH t AS (  -- clean traffic only: a campaign's probes and poisoning rows are left out
+  SELECT run_id, model_version, split, score, is_fraud, decision FROM transactions
+  WHERE is_fraud IS NOT NULL AND NOT coalesce(is_probe, false) AND ring_id IS NULL),
 g AS (
   SELECT run_id, model_version, split, score, sum(is_fraud) AS pos, count(*) - sum(is_fraud) AS neg
   FROM t GROUP BY run_id, model_version, split, score),
@@ -269,9 +265,9 @@ def _segments_sql(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> st
 WITH s AS (
   {union})
 SELECT run_id, strategy, segment, value, min(value_order) AS value_order, count(*) AS targets,
-  count(*) FILTER (WHERE evaded) AS evaded, avg(coalesce(evaded, false)::DOUBLE) AS success_rate,
-  avg(coalesce(cheap_evaded, false)::DOUBLE) AS cheap_success_rate,
-  median(queries_to_first_evasion) AS median_queries_to_evasion
+  count(*) FILTER (WHERE evaded) AS evaded, {strategy_sql("success_rate")} AS success_rate,
+  {strategy_sql("cheap_success_rate")} AS cheap_success_rate,
+  {strategy_sql("median_queries_to_evasion")} AS median_queries_to_evasion
 FROM s GROUP BY run_id, strategy, segment, value"""
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..measures import roc_auc  # noqa: F401  (the one AUC; re-exported for callers of train.roc_auc)
 from .base import TargetModel, card_path_for
 from .lightgbm import PARAMS as LGBM_PARAMS  # noqa: F401  (the learners' defaults, re-exported)
 from .lightgbm import ROUNDS as LGBM_ROUNDS  # noqa: F401
@@ -42,27 +43,6 @@ def fit_model(X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, kin
     check_trainable(kind)
     return get_adapter(kind).fit(X, y, feature_names, weight=weight, seed=seed, params=params, threads=threads,
                    predict_threads=predict_threads)
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum formula (ties get average ranks)."""
-    y = np.asarray(y).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    s = np.asarray(score)[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i : j + 1] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    r = np.empty(len(s))
-    r[order] = ranks
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def threshold_at_fpr(y: np.ndarray, score: np.ndarray, fpr: float) -> float:
