@@ -220,7 +220,13 @@ def _feature_kinds(scenario_yaml: str | None) -> dict[str, str]:
         raw = yaml.safe_load(scenario_yaml or "") or {}
     except yaml.YAMLError:
         return {}
-    feats = raw.get("features") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    feats = raw.get("features")
+    if feats is None and raw.get("data") is None:  # a world scenario with the world's own feature specs
+        from ..world import default_feature_specs
+
+        feats = default_feature_specs()
     if not isinstance(feats, dict):
         return {}
     return {str(k): str(v.get("type")) for k, v in feats.items() if isinstance(v, dict) and v.get("type")}
