@@ -317,7 +317,7 @@ def _render(con: duckdb.DuckDBPyConnection, run_id: str, path: Path, gates: Sequ
             "rounds", "Arms race per round",
             "Each round of the campaign: how often the attackers got through, how often the defence spotted their "
             "probes, what it cost legitimate customers (false-positive rate) and how the model held up; dotted lines "
-            "mark retrainings.", f'<div class="fig">{plots.arms_race(con, run_id, width=CHART_W)}</div>'
+            "mark the round each retrained model version starts.", f'<div class="fig">{plots.arms_race(con, run_id, width=CHART_W)}</div>'
             + (f'<div class="fig">{rings}</div>' if rings else "") + _rounds_table(con, run_id))))
     kinds = _feature_kinds(run.get("scenario_yaml"))
     sections.append(("features", "Features changed", _features_section(con, run_id, kinds)))
