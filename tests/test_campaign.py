@@ -180,6 +180,23 @@ def test_report_truths_frozen_features_and_clean_auc(tiny_run):
         assert auc == pytest.approx(roc_auc(y, s))
 
 
+def test_retraining_is_marked_once_at_the_round_the_new_version_starts(tiny_run):
+    from simulator.report import open_run
+    from simulator.report.plots import _round_marks
+
+    res, con = tiny_run
+    view = open_run(res.path)
+    try:
+        rel = view.sql("SELECT * FROM round_measures WHERE run_id = ? ORDER BY round", params=[res.run_id])
+        rows = [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+    finally:
+        view.close()
+    starts = q(con, "SELECT min(round), model_version FROM rounds GROUP BY model_version HAVING model_version > 1 "
+                    "ORDER BY 1")
+    assert len(starts) == 2  # retrained after rounds 2 and 4
+    assert _round_marks(rows) == [(float(r), f"model v{v}") for r, v in starts]
+
+
 # -- evolution ---------------------------------------------------------------------------------------------------------
 @pytest.fixture()
 def test_strategies():

@@ -515,7 +515,7 @@ NOTEBOOK = ROOT / "examples" / "what_if_budget.ipynb"
 HAVE_NB = all(importlib.util.find_spec(m) for m in ("nbformat", "nbclient", "ipykernel"))
 
 
-@pytest.mark.slow  # ~35-60 s on 2 loaded cores
+@pytest.mark.slow  # executes a notebook: 45-60 s on 2 loaded cores, the slowest test of the suite
 @pytest.mark.skipif(not HAVE_NB, reason="nbformat, nbclient and ipykernel are needed to execute the notebook")
 def test_example_notebook_runs(tmp_path):
     import nbformat

@@ -97,7 +97,6 @@ def test_world_scenario_trains_its_own_model(tmp_path):
     assert res.summary()["targets"][0] == 4
 
 
-@pytest.mark.slow  # ~35-60 s on 2 loaded cores
 def test_a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one(tmp_path):
     """A strategy that breaks after some queries: the error surfaces, the earlier finished file is untouched."""
     from simulator.strategies import REGISTRY, Strategy, register

@@ -220,7 +220,13 @@ def _feature_kinds(scenario_yaml: str | None) -> dict[str, str]:
         raw = yaml.safe_load(scenario_yaml or "") or {}
     except yaml.YAMLError:
         return {}
-    feats = raw.get("features") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return {}
+    feats = raw.get("features")
+    if feats is None and raw.get("data") is None:  # a world scenario with the world's own feature specs
+        from ..world import default_feature_specs
+
+        feats = default_feature_specs()
     if not isinstance(feats, dict):
         return {}
     return {str(k): str(v.get("type")) for k, v in feats.items() if isinstance(v, dict) and v.get("type")}
@@ -311,7 +317,7 @@ def _render(con: duckdb.DuckDBPyConnection, run_id: str, path: Path, gates: Sequ
             "rounds", "Arms race per round",
             "Each round of the campaign: how often the attackers got through, how often the defence spotted their "
             "probes, what it cost legitimate customers (false-positive rate) and how the model held up; dotted lines "
-            "mark retrainings.", f'<div class="fig">{plots.arms_race(con, run_id, width=CHART_W)}</div>'
+            "mark the round each retrained model version starts.", f'<div class="fig">{plots.arms_race(con, run_id, width=CHART_W)}</div>'
             + (f'<div class="fig">{rings}</div>' if rings else "") + _rounds_table(con, run_id))))
     kinds = _feature_kinds(run.get("scenario_yaml"))
     sections.append(("features", "Features changed", _features_section(con, run_id, kinds)))

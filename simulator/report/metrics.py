@@ -112,13 +112,13 @@ def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, objec
     out["threshold"] = thr[0][0] if thr else None
     if ver is None:
         return out
-    from .views import has_current_views, view_definitions
+    from .views import has_current_views, model_performance_sql
 
     where = "run_id = $run AND model_version = $ver"
     if has_current_views(con):
         source = "model_performance"
     else:  # a connection opened without the views: the view's own SQL, inline
-        source = f"({view_definitions(con)['model_performance']})"
+        source = f"({model_performance_sql(con)})"
     rows = con.execute(f"SELECT split, auc, false_positive_rate, recall, transactions FROM {source} WHERE {where}",
                        {"run": run_id, "ver": ver}).fetchall()
     by_split = {r[0]: r for r in rows}
@@ -127,8 +127,7 @@ def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, objec
         _, auc, fpr, recall, n = by_split["test"]
     else:  # no test split: all the version's labelled transactions together
         out["split"] = "all"
-        sql = view_definitions(con)["model_performance"].replace(
-            "FROM transactions\n  WHERE is_fraud", "FROM (SELECT * REPLACE ('all' AS split) FROM transactions)\n  WHERE is_fraud")
+        sql = model_performance_sql(con, split="'all'")
         got = con.execute(f"SELECT auc, false_positive_rate, recall, transactions FROM ({sql}) WHERE {where}",
                           {"run": run_id, "ver": ver}).fetchall()
         auc, fpr, recall, n = got[0] if got else (None, None, None, 0)

@@ -130,12 +130,16 @@ def has_rounds(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> boo
 
 
 def _round_marks(rows: list[dict]) -> list[tuple[float, str]]:
-    """Vertical marks where the defence changed: a retraining, or a new model version."""
+    """One mark per retraining, at the round its new model version starts (rows without model versions: at the
+    rounds flagged ``retrained``)."""
     marks, last = [], None
+    versions = any(r.get("model_version") is not None for r in rows)
     for r in rows:
         v = r.get("model_version")
-        if r.get("retrained") or (last is not None and v is not None and v != last):
-            marks.append((float(r["round"]), f"model v{v}" if v is not None else "retrained"))
+        if versions and last is not None and v is not None and v != last:
+            marks.append((float(r["round"]), f"model v{v}"))
+        elif not versions and r.get("retrained"):
+            marks.append((float(r["round"]), "retrained"))
         last = v if v is not None else last
     return marks
 

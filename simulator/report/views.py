@@ -183,10 +183,19 @@ FROM evasion_feature_changes GROUP BY run_id, strategy, feature"""
     defs["success_by_segment"] = _segments_sql(con, dict(pairs))
     defs["round_measures"] = _rounds_sql(con)
     defs["round_strategy_measures"] = _round_strategy_sql()
-    defs["model_performance"] = """
+    defs["model_performance"] = model_performance_sql(con)
+    return defs
+
+
+def model_performance_sql(con: duckdb.DuckDBPyConnection, split: str = "split") -> str:
+    """AUC, false-positive rate and recall per run, model version and split, on clean traffic (the
+    ``model_performance`` view); ``split`` is the expression that groups rows (``"'all'"``: all splits together)."""
+    cols = set(_columns(con, "transactions"))
+    clean = " AND NOT coalesce(is_probe, false) AND ring_id IS NULL" if {"is_probe", "ring_id"} <= cols else ""
+    return """
 WITH t AS (  -- clean traffic only: a campaign's probes and poisoning rows are left out
-  SELECT run_id, model_version, split, score, is_fraud, decision FROM transactions
-  WHERE is_fraud IS NOT NULL AND NOT coalesce(is_probe, false) AND ring_id IS NULL),
+  SELECT run_id, model_version, {split} AS split, score, is_fraud, decision FROM transactions
+  WHERE is_fraud IS NOT NULL{clean}),
 g AS (
   SELECT run_id, model_version, split, score, sum(is_fraud) AS pos, count(*) - sum(is_fraud) AS neg
   FROM t GROUP BY run_id, model_version, split, score),
@@ -206,8 +215,7 @@ rates AS (
 SELECT r.run_id, r.model_version, r.split, r.transactions, r.frauds, a.auc, r.false_positive_rate, r.recall,
   r.decline_rate, m.threshold
 FROM rates r JOIN auc a USING (run_id, model_version, split)
-LEFT JOIN model_versions m ON m.run_id = r.run_id AND m.version = r.model_version"""
-    return defs
+LEFT JOIN model_versions m ON m.run_id = r.run_id AND m.version = r.model_version""".format(split=split, clean=clean)
 
 
 def _amount_band_sql(col: str) -> str:
