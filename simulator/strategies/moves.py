@@ -212,16 +212,17 @@ class Seen:
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
-        out, keys = [], set()
-        for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)):
+        A = np.atleast_2d(np.ascontiguousarray(X, np.float64))
+        seen, keys, out = self._keys, set(), []
+        for i, x in enumerate(A):
             key = x.tobytes()
-            if key in self._keys or key in keys:
+            if key in seen or key in keys:
                 continue
             keys.add(key)
-            out.append(x)
+            out.append(i)
             if limit is not None and len(out) >= limit:
                 break
-        return np.array(out).reshape(len(out), X.shape[-1] if X.ndim == 2 else len(X))
+        return A[out].reshape(len(out), X.shape[-1] if X.ndim == 2 else len(X))
 
 
 class CostReducer:
