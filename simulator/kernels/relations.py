@@ -21,6 +21,7 @@ NaN: a relation whose inputs are NaN counts as satisfied; a derived feature of a
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from numba import njit
@@ -652,12 +653,29 @@ def _extras(E, m):
     return np.zeros((m, 0)) if E is None else np.ascontiguousarray(E, np.float64)
 
 
+_FIXABLE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # ra -> (sa.mutable, ra.derived, fixable)
+
+
+def _fixable(sa, ra) -> np.ndarray:
+    """The features repair may change (mutable and not derived), cached per relation set (repair is called per
+    small batch, often on one row)."""
+    hit = _FIXABLE.get(ra)
+    if hit is not None and hit[0] is sa.mutable and hit[1] is ra.derived:
+        return hit[2]
+    fixable = np.ascontiguousarray(np.asarray(sa.mutable) & ~ra.derived)
+    try:
+        _FIXABLE[ra] = (sa.mutable, ra.derived, fixable)
+    except TypeError:  # not weakly referenceable: no cache
+        pass
+    return fixable
+
+
 def repair(X, X0, origin, E, sa, ra):
     X = np.ascontiguousarray(X, np.float64)
     if ra.empty or len(X) == 0:
         return X
     X0 = np.ascontiguousarray(X0, np.float64)
-    fixable = np.ascontiguousarray(np.asarray(sa.mutable) & ~ra.derived)
+    fixable = _fixable(sa, ra)
     return _nb_repair(X, X0, np.ascontiguousarray(origin, np.int64), _extras(E, len(X0)), ra.n_features, fixable,
                       sa.kind, sa.lo, sa.hi, sa.direction, sa.categories, sa.n_categories, ra.der_target, ra.prog_op,
                       ra.prog_arg, ra.prog_len, ra.imp_col, ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef,

@@ -64,6 +64,7 @@ class Greedy(Strategy):
         self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
+        self._single_cost_cache: dict[int, dict[float, float]] = {}
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
         self._highest_single = -np.inf
 
@@ -133,10 +134,18 @@ class Greedy(Strategy):
         return rows
 
     def _single_cost(self, j: int, values: np.ndarray) -> np.ndarray:
-        """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column)."""
-        X = np.repeat(self._X0, len(values), axis=0)
-        X[:, j] = values
-        return feature_costs(self.problem, X)[:, j]
+        """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column;
+        cached per value, as it depends on nothing else)."""
+        cache = self._single_cost_cache.setdefault(j, {})
+        vals = values.tolist()
+        out = np.array([cache.get(v, np.nan) for v in vals], dtype=np.float64)
+        miss = np.flatnonzero(np.isnan(out))  # not cached (a missing value is never cached: NaN keys do not match)
+        if len(miss):
+            X = np.repeat(self._X0, len(miss), axis=0)
+            X[:, j] = values[miss]
+            out[miss] = feature_costs(self.problem, X)[:, j]
+            cache.update((vals[i], c) for i, c in zip(miss.tolist(), out[miss].tolist()) if vals[i] == vals[i])
+        return out
 
     def _front(self):
         """The Pareto front of combinations of measured single moves, recomputed only when a move was measured."""
@@ -156,7 +165,13 @@ class Greedy(Strategy):
             keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
             feats.append(j)
             options.append([(self.x0[j], 0.0, 0.0)] + [(gains[i][0], float(costs[i]), gains[i][1]) for i in keep])
-        front = (feats, options, *pareto_combos(options)) if feats else None
+        if feats:
+            cost, gain, pick = pareto_combos(options)
+            vals = [np.array([o[0] for o in opts], np.float64) for opts in options]
+            values = np.column_stack([vals[f][pick[:, f]] for f in range(len(feats))])  # (front, feats)
+            front = (np.array(feats, np.int64), values, cost, gain)
+        else:
+            front = None
         self._front_cache = (key, front)
         return front
 
@@ -167,15 +182,12 @@ class Greedy(Strategy):
         front = self._front()
         if front is None:
             return []
-        feats, options, cost, gain, pick = front
+        feats, values, cost, gain = front
         ok = (self.margin0 + gain < self.max_evaded_margin) & (cost < self.best_cost)
-        rows = []
-        for i in np.flatnonzero(ok)[: 4 * k]:
-            x = self.x0.copy()
-            for f, j in enumerate(feats):
-                x[j] = options[f][pick[i, f]][0]
-            rows.append(x)
-        return rows
+        idx = np.flatnonzero(ok)[: 4 * k]
+        X = np.repeat(self._X0, len(idx), axis=0)
+        X[:, feats] = values[idx]
+        return X
 
     def _segment(self, n: int) -> list[np.ndarray]:
         """Points between the original and the first evasion (every feature moved back by the same fraction),

@@ -208,21 +208,21 @@ class Seen:
         return np.ascontiguousarray(x, np.float64).tobytes() in self._keys
 
     def add(self, X: np.ndarray) -> None:
-        for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)):
-            self._keys.add(x.tobytes())
+        self._keys.update(x.tobytes() for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)))
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
-        out, keys = [], set()
-        for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)):
+        A = np.atleast_2d(np.ascontiguousarray(X, np.float64))
+        seen, keys, out = self._keys, set(), []
+        for i, x in enumerate(A):
             key = x.tobytes()
-            if key in self._keys or key in keys:
+            if key in seen or key in keys:
                 continue
             keys.add(key)
-            out.append(x)
+            out.append(i)
             if limit is not None and len(out) >= limit:
                 break
-        return np.array(out).reshape(len(out), X.shape[-1] if X.ndim == 2 else len(X))
+        return A[out].reshape(len(out), X.shape[-1] if X.ndim == 2 else len(X))
 
 
 class CostReducer:
@@ -237,6 +237,7 @@ class CostReducer:
         self.problem, self.min_gain = problem, min_gain
         self.x0 = np.asarray(problem.x0, np.float64)
         self.inc: np.ndarray | None = None
+        self._inc_costs: tuple[np.ndarray, float] | None = None
         self.fail = np.full(len(self.x0), -1.0)  # per feature: largest fraction of inc's change known to fail
 
     def set_incumbent(self, x: np.ndarray) -> None:
@@ -251,13 +252,20 @@ class CostReducer:
             numeric = (self.problem.schema.kind == CONTINUOUS) | (self.problem.schema.kind == INTEGER)
             self.fail = np.where(numeric | (old == new), self.fail, -1.0)
         self.inc = np.asarray(x, np.float64).copy()
+        self._inc_costs = None  # (per-feature costs, total cost) of the incumbent, computed when first needed
+
+    def _incumbent_costs(self) -> tuple[np.ndarray, float]:
+        if self._inc_costs is None:
+            self._inc_costs = (feature_costs(self.problem, self.inc[None, :])[0],
+                               float(cost_rows(self.problem, self.inc[None, :])[0]))
+        return self._inc_costs
 
     def propose(self, k: int, seen: Seen) -> np.ndarray:
         """Up to ``k`` new candidates, each the incumbent with one feature moved back."""
         if self.inc is None or k <= 0:
             return np.empty((0, len(self.x0)))
         sa = self.problem.schema
-        per = feature_costs(self.problem, self.inc[None, :])[0]
+        per, inc_cost = self._incumbent_costs()
         feats = [j for j in np.argsort(-per, kind="stable") if per[j] > 0 and per[j] * (1 - max(self.fail[j], 0)) > self.min_gain]
         if not feats:
             return np.empty((0, len(self.x0)))
@@ -283,7 +291,7 @@ class CostReducer:
         if not rows:
             return np.empty((0, len(self.x0)))
         X = project_rows(self.problem, np.array(rows))
-        X = X[cost_rows(self.problem, X) < cost_rows(self.problem, self.inc[None, :])[0]]
+        X = X[cost_rows(self.problem, X) < inc_cost]
         return seen.new(X, k)
 
     def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
@@ -291,13 +299,12 @@ class CostReducer:
         if self.inc is None:
             return
         delta = self.inc - self.x0
-        for x, ev in zip(X, evaded):
-            if ev:
-                continue
-            diff = np.flatnonzero(x != self.inc)
-            if len(diff) != 1:
-                continue
-            j = diff[0]
+        X = np.atleast_2d(X)
+        D = X != self.inc[None, :]
+        rows = np.flatnonzero((D.sum(axis=1) == 1) & ~np.asarray(evaded, bool))  # one feature moved, not evaded
+        for i in rows.tolist():
+            x = X[i]
+            j = int(np.argmax(D[i]))
             if delta[j] == 0:
                 continue
             f = (x[j] - self.x0[j]) / delta[j]
