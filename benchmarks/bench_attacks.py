@@ -34,6 +34,7 @@ from simulator.kernels import get_kernels
 from simulator.oracle import Oracle
 from simulator.store import CHEAP_COST
 from simulator.strategies import REGISTRY, Problem
+from simulator.strategies.params import strategy_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = ROOT / "scenarios" / "release_check.yaml"
@@ -368,7 +369,7 @@ def main(argv=None) -> int:
     for name in names:
         cls = REGISTRY[name]
         fbs = ["score"] if "score" in cls.needs else (["decision"] if name == "boundary" else ["score"])
-        has_opening = "opening" in __import__("inspect").signature(cls.__init__).parameters
+        has_opening = "opening" in (strategy_parameters(cls) or {})
         for fb in fbs:
             for opening in (openings if has_opening else ["-"]):
                 runs.append((name, fb, opening, {} if opening == "-" else {"opening": opening}))

@@ -58,7 +58,7 @@ class Condition:
     values: tuple[float, ...]
 
     def holds(self, v: float) -> bool:
-        return bool(_holds_np(np.array([v]), OP_CODE[self.op], np.array(self.values))[0])
+        return bool(holds(np, np.array([v]), OP_CODE[self.op], np.array(self.values), len(self.values))[0])
 
     def __str__(self) -> str:
         vals = "[" + ", ".join(f"{v:g}" for v in self.values) + "]" if self.op in ("in", "not in") else f"{self.values[0]:g}"
@@ -491,7 +491,10 @@ def no_relations(n_features: int) -> RelationArrays:
     return compile_relations((), [f"f{j}" for j in range(n_features)])
 
 
-def _holds_np(v: np.ndarray, op: int, vals: np.ndarray) -> np.ndarray:
+def holds(xp, v, op: int, vals, nval: int):
+    """Whether values ``v`` meet a condition (``OP_CODE``: ==, !=, <, <=, >, >=, in, not in) against the first
+    ``nval`` of ``vals``; ``xp`` is numpy or cupy. The one definition the NumPy/CuPy kernels share (the Numba
+    kernel in :mod:`simulator.kernels.relations` is its row-at-a-time twin)."""
     if op == 0:
         return v == vals[0]
     if op == 1:
@@ -504,7 +507,9 @@ def _holds_np(v: np.ndarray, op: int, vals: np.ndarray) -> np.ndarray:
         return v > vals[0]
     if op == 5:
         return v >= vals[0]
-    inside = (v[:, None] == vals[None, :]).any(axis=1)
+    inside = xp.zeros(v.shape, bool)
+    for s in range(nval):
+        inside |= v == vals[s]
     return inside if op == 6 else ~inside
 
 

@@ -12,7 +12,6 @@ Examples
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -147,23 +146,12 @@ class AdversariesSpec(_Section):
 
 
 def accepted_params(cls) -> set[str] | None:
-    """Keyword parameters a strategy's constructor takes, following ``**params`` up to the base class (which
-    refuses any); None when a constructor forwards ``**params`` somewhere we cannot follow."""
-    from ..strategies.base import Strategy
+    """Keyword parameters a strategy's constructor takes (:func:`simulator.strategies.params.strategy_parameters`);
+    None when a constructor forwards ``**params`` somewhere that cannot be followed."""
+    from ..strategies.params import strategy_parameters
 
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        if init is Strategy.__init__:
-            return names
-        sig = inspect.signature(init)
-        names |= {n for n, p in sig.parameters.items()
-                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "problem", "rng")}
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            return names
-    return None
+    params = strategy_parameters(cls)
+    return None if params is None else set(params)
 
 
 class PolicySpec(_Section):

@@ -37,14 +37,10 @@ def squeeze_matrix(X: np.ndarray, names: Sequence[str], spec: dict) -> np.ndarra
     return X
 
 
-@dataclass
-class SqueezedModel:
-    """Feature squeezing: coarsen attacker-cheap features, then score with a model trained on coarsened data."""
+class _Wraps:
+    """A model around one ``inner`` model: the same features and kind."""
 
     inner: Any
-    spec: dict
-    card: dict | None = None
-    path: Path | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -53,6 +49,16 @@ class SqueezedModel:
     @property
     def kind(self) -> str:
         return self.inner.kind
+
+
+@dataclass
+class SqueezedModel(_Wraps):
+    """Feature squeezing: coarsen attacker-cheap features, then score with a model trained on coarsened data."""
+
+    inner: Any
+    spec: dict
+    card: dict | None = None
+    path: Path | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -87,7 +93,7 @@ class EnsembleModel:
 
 
 @dataclass
-class BandModel:
+class BandModel(_Wraps):
     """A moving target: every query's score is scaled by ``exp(u)``, ``u ~ U(-band, band)``, which is the same
     as drawing the decline threshold per query from a band around the fixed one."""
 
@@ -100,14 +106,6 @@ class BandModel:
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.inner.feature_names)
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
 
     @property
     def sha256(self) -> str | None:

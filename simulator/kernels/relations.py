@@ -26,6 +26,7 @@ import weakref
 import numpy as np
 from numba import njit
 
+from ..relations import holds as _holds
 from ..relations import P_ADD, P_CONST, P_DIV, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
 
 CONTINUOUS, INTEGER, BINARY, CATEGORICAL = 0, 1, 2, 3
@@ -37,23 +38,6 @@ NEG_OP = np.array([1, 0, 5, 4, 3, 2, 7, 6], np.int64)  # ==/!=, </>=, <=/>, in/n
 # ================================================================================================================
 # reference (xp = numpy or cupy), vectorised over rows
 # ================================================================================================================
-def _holds(xp, v, op, vals, nval):
-    if op == 0:
-        return v == vals[0]
-    if op == 1:
-        return v != vals[0]
-    if op == 2:
-        return v < vals[0]
-    if op == 3:
-        return v <= vals[0]
-    if op == 4:
-        return v > vals[0]
-    if op == 5:
-        return v >= vals[0]
-    inside = xp.zeros(v.shape, bool)
-    for s in range(nval):
-        inside |= v == vals[s]
-    return inside if op == 6 else ~inside
 
 
 def _derive(xp, V, ra):

@@ -6,8 +6,6 @@ tree whose child pointers form a cycle makes every prediction loop forever. :fun
 whole file with a strict grammar of what LightGBM itself writes (header, ``Tree=i`` blocks whose byte sizes match
 ``tree_sizes``, array lengths fixed by ``num_leaves``, feature indices in range, child pointers forming one tree,
 finite numbers, ``end of trees``) and raises a one-line :class:`~simulator.errors.ModelError` for anything else.
-:func:`load_lightgbm_safely` additionally parses the file in a child process with a time limit, for callers that
-want a second, independent fence.
 
 Examples
 --------
@@ -24,9 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from ..errors import ModelError
@@ -289,40 +284,3 @@ def _check_tree(block: dict[str, str], n_features: int, index: int) -> None:
                 raise _Bad(f"{where}: threshold {k} is not a number") from None
             if t != int(t) or not 0 <= t < num_cat:
                 raise _Bad(f"{where}: categorical split {k} points at category set {thresholds[k]!r} of {num_cat}")
-
-
-_CHILD = r"""
-import sys, lightgbm as lgb, numpy as np
-b = lgb.Booster(model_file=sys.argv[1])
-b.predict(np.zeros((1, b.num_feature())), num_threads=1)
-print("ok")
-"""
-
-
-def load_lightgbm_safely(path: str | Path, timeout_s: float = 30.0, *, field: str = "model.path"):
-    """Check the file, parse it once in a child process with a time limit, then load it here; a crash or a hang of
-    the parser costs the child, never this process. Returns the ``lightgbm.Booster``."""
-    path = Path(path)
-    check_lightgbm_text(path, field=field)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, timeout=timeout_s,
-                              env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ModelError(f"LightGBM did not finish parsing the file within {timeout_s:g} s (a malformed model?)",
-                         file=str(path), field=field) from None
-    if proc.returncode != 0 or b"ok" not in proc.stdout:
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        last = (proc.stderr.decode(errors="replace").strip().splitlines() or [how])[-1]
-        raise ModelError(f"LightGBM cannot parse the file ({how}: {last[:160]})", file=str(path), field=field)
-    return _load_quietly(path)
-
-
-def _load_quietly(path: Path):
-    """``lightgbm.Booster(model_file=...)`` with LightGBM's own ``[Warning]``/``[Fatal]`` lines kept off the terminal."""
-    import lightgbm as lgb
-
-    from ..quiet import native_quiet
-
-    with native_quiet():
-        return lgb.Booster(model_file=str(path))
