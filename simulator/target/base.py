@@ -77,6 +77,15 @@ class TargetModel:
         raise ModelError(f"a {self.kind} model is not a tree ensemble fraudsim can read", file=self.source,
                          field="model")
 
+    @classmethod
+    def default_params(cls) -> dict:
+        """The baseline's training parameters for this kind, with ``rounds`` (trainable kinds)."""
+        raise ModelError(f"fraudsim cannot train a {cls.kind} model", field="model.kind")
+
+    def stored_params(self) -> dict:
+        """The tree-shaping training parameters the model itself keeps (and ``rounds``); {} when it keeps none."""
+        return {}
+
     def to_bytes(self) -> bytes:
         """The model in its native format."""
         raise ModelError(f"a {self.kind} model cannot be written by fraudsim", file=self.source, field="model")

@@ -18,6 +18,9 @@ PARAMS = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 31, "min_da
           "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1,
           "deterministic": True, "force_row_wise": True}
 ROUNDS = 150
+#: the training parameters that shape the trees, read back from a model file (:meth:`LightGBMModel.stored_params`)
+STORED_KEYS = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction",
+               "bagging_freq", "max_depth", "lambda_l1", "lambda_l2", "min_sum_hessian_in_leaf", "max_bin")
 
 
 def saved_name(name: str) -> str:
@@ -109,6 +112,24 @@ class LightGBMModel(TargetModel):
         from .trees import from_lightgbm  # written alongside the tree-aware strategies
 
         return from_lightgbm(self.booster, list(self.feature_names))
+
+    @classmethod
+    def default_params(cls) -> dict:
+        return dict(PARAMS, rounds=ROUNDS)
+
+    def stored_params(self) -> dict:
+        """LightGBM text files end with a ``parameters:`` block."""
+        text = self.booster.model_to_string()
+        block = text.split("\nparameters:\n", 1)[1].split("end of parameters", 1)[0] if "\nparameters:\n" in text else ""
+        found = {}
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith("[") and ":" in line:
+                k, v = line[1:-1].split(":", 1)
+                if k.strip() in STORED_KEYS:
+                    found[k.strip()] = v.strip()
+        found["rounds"] = self.booster.num_trees()
+        return found
 
     def to_bytes(self) -> bytes:
         return self.booster.model_to_string().encode()

@@ -13,11 +13,7 @@ import numpy as np
 from ..errors import ModelError
 from ..measures import roc_auc  # noqa: F401  (the one AUC; re-exported for callers of train.roc_auc)
 from .base import TargetModel, card_path_for
-from .lightgbm import PARAMS as LGBM_PARAMS  # noqa: F401  (the learners' defaults, re-exported)
-from .lightgbm import ROUNDS as LGBM_ROUNDS  # noqa: F401
 from .registry import ADAPTERS, get_adapter
-from .xgboost import PARAMS as XGB_PARAMS  # noqa: F401
-from .xgboost import ROUNDS as XGB_ROUNDS  # noqa: F401
 
 
 #: what a world scenario trains when ``model.kind`` is not given

@@ -19,6 +19,9 @@ from .registry import register_adapter
 PARAMS = {"objective": "binary:logistic", "eval_metric": "auc", "max_depth": 5, "eta": 0.1, "subsample": 0.8,
           "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "nthread": 0}
 ROUNDS = 150
+#: the training parameters that shape the trees, read back from a model file (:meth:`XGBoostModel.stored_params`)
+STORED_KEYS = ("max_depth", "eta", "subsample", "colsample_bytree", "min_child_weight", "gamma", "lambda", "alpha",
+               "max_bin", "max_leaves")
 _BINARY = ("binary:logistic", "reg:logistic")
 
 
@@ -90,6 +93,21 @@ class XGBoostModel(TargetModel):
         from .trees import from_xgboost  # written alongside the tree-aware strategies
 
         return from_xgboost(self.booster, list(self.feature_names))
+
+    @classmethod
+    def default_params(cls) -> dict:
+        return dict(PARAMS, rounds=ROUNDS)
+
+    def stored_params(self) -> dict:
+        """XGBoost JSON/UBJ keeps its training configuration."""
+        cfg = json.loads(self.booster.save_config())["learner"]
+        train = cfg.get("gradient_booster", {}).get("tree_train_param", {}) or \
+            cfg.get("gradient_booster", {}).get("updater", {}).get("grow_quantile_histmaker", {}).get("train_param", {})
+        found = {k: train[k] for k in STORED_KEYS if k in train}
+        if "learning_rate" in train and "eta" not in found:
+            found["eta"] = train["learning_rate"]
+        found["rounds"] = self.booster.num_boosted_rounds()
+        return found
 
     def to_bytes(self) -> bytes:
         return bytes(self.booster.save_raw("ubj"))
