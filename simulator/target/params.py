@@ -1,7 +1,7 @@
 """The training hyperparameters a model file keeps, so a hardened candidate is retrained like its base model.
 
 Each trainable adapter says what its files keep (:meth:`~simulator.target.base.TargetModel.stored_params`: XGBoost
-JSON/UBJ its training configuration, LightGBM text its ``parameters:`` block) and what its baseline trains with
+JSON/UBJ only its number of rounds, LightGBM text its ``parameters:`` block) and what its baseline trains with
 (:meth:`~simulator.target.base.TargetModel.default_params`). Only the parameters that shape the trees are taken;
 ``rounds`` is the number of boosting rounds the file holds. Anything not found falls back to the baseline's.
 """

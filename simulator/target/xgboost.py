@@ -19,9 +19,6 @@ from .registry import register_adapter
 PARAMS = {"objective": "binary:logistic", "eval_metric": "auc", "max_depth": 5, "eta": 0.1, "subsample": 0.8,
           "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "nthread": 0}
 ROUNDS = 150
-#: the training parameters that shape the trees, read back from a model file (:meth:`XGBoostModel.stored_params`)
-STORED_KEYS = ("max_depth", "eta", "subsample", "colsample_bytree", "min_child_weight", "gamma", "lambda", "alpha",
-               "max_bin", "max_leaves")
 _BINARY = ("binary:logistic", "reg:logistic")
 
 
@@ -99,15 +96,10 @@ class XGBoostModel(TargetModel):
         return dict(PARAMS, rounds=ROUNDS)
 
     def stored_params(self) -> dict:
-        """XGBoost JSON/UBJ keeps its training configuration."""
-        cfg = json.loads(self.booster.save_config())["learner"]
-        train = cfg.get("gradient_booster", {}).get("tree_train_param", {}) or \
-            cfg.get("gradient_booster", {}).get("updater", {}).get("grow_quantile_histmaker", {}).get("train_param", {})
-        found = {k: train[k] for k in STORED_KEYS if k in train}
-        if "learning_rate" in train and "eta" not in found:
-            found["eta"] = train["learning_rate"]
-        found["rounds"] = self.booster.num_boosted_rounds()
-        return found
+        """Only the number of rounds: a saved XGBoost model keeps its trees and objective but not its training
+        parameters (after loading, ``save_config`` shows XGBoost's defaults, e.g. max_depth 6 and eta 0.3, whatever
+        the model was trained with), so everything else comes from the baseline."""
+        return {"rounds": self.booster.num_boosted_rounds()}
 
     def to_bytes(self) -> bytes:
         return bytes(self.booster.save_raw("ubj"))
