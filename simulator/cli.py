@@ -99,8 +99,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except RecursionError as exc:
             _internal_error(exc, debug)
         except Exception as exc:  # anything else is fraudsim's bug, not the user's: exit 3, never 1
-            if _is_interrupt(exc):  # DuckDB turned the Ctrl-C into its own error (on this or a writer thread)
-                _interrupted(EXIT_SIGINT)
+            code = _interrupt_code(exc)  # a signal wrapped by DuckDB, Numba or a writer thread
+            if code is not None:
+                _interrupted(code)
             _internal_error(exc, debug)
         finally:
             restore()
@@ -108,15 +109,20 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _is_interrupt(exc: BaseException | None) -> bool:
-    """DuckDB reports a Ctrl-C that arrived during a statement as ``InterruptException`` or, from a cursor of a
-    background writer, as a ``RuntimeError: Query interrupted``; look along the chain of causes."""
+def _interrupt_code(exc: BaseException | None) -> int | None:
+    """The exit code of a signal hidden inside another error, or None. DuckDB reports a Ctrl-C that arrived during
+    a statement as ``InterruptException`` or, from a cursor of a background writer, as ``RuntimeError: Query
+    interrupted``; a signal that lands while a Numba kernel runs comes back as ``SystemError: ... returned a result
+    with an exception set`` whose cause is the ``KeyboardInterrupt`` or :class:`Terminated`. Look along the chain."""
     seen = 0
     while exc is not None and seen < 10:
-        if type(exc).__name__ == "InterruptException" or str(exc).startswith("Query interrupted"):
-            return True
+        if isinstance(exc, Terminated):
+            return EXIT_SIGTERM
+        if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "InterruptException" \
+                or str(exc).startswith("Query interrupted"):
+            return EXIT_SIGINT
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return None
 
 
 def summary_table(df: pl.DataFrame, title: str) -> Table:

@@ -115,3 +115,22 @@ def test_kill_9_then_the_next_run_cleans_up_and_a_second_writer_is_refused(long_
     _, err = proc.communicate(timeout=60)
     assert "removed" in err and ".partial" in err, err
     assert proc.returncode == 130 and _digest(out) == before and _leftovers(out) == []
+
+
+@pytest.mark.parametrize("signal_exc, code", [("term", 143), ("int", 130)])
+def test_a_signal_wrapped_by_a_kernel_call_keeps_its_exit_code(signal_exc, code):
+    """A signal that lands while a Numba kernel runs comes back as ``SystemError: CPUDispatcher(...) returned a
+    result with an exception set`` with the signal's exception as its cause (CI saw exit 3 for a SIGTERM)."""
+    from simulator.cli import _interrupt_code
+    from simulator.errors import Terminated
+
+    original = Terminated() if signal_exc == "term" else KeyboardInterrupt()
+    try:
+        try:
+            raise original
+        except BaseException as exc:
+            raise SystemError("CPUDispatcher(<function _mutate>) returned a result with an exception set") from exc
+    except SystemError as wrapped:
+        assert _interrupt_code(wrapped) == code
+    assert _interrupt_code(RuntimeError("boom")) is None
+    assert _interrupt_code(RuntimeError("Query interrupted")) == 130
