@@ -16,10 +16,8 @@ A round, in order:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,9 +29,10 @@ from .. import __version__
 from ..errors import BudgetExceeded, ScenarioError
 from ..kernels import MODE_LOCAL, get_kernels
 from ..oracle import Feedback
-from ..runner import RunResult
+from ..recorder import Recorder, derive, now as _now, recording
+from ..result import CampaignResult
 from ..schema import FeatureSchema, frame_to_matrix
-from ..store import QueryLog, Store, _ident, feature_columns
+from ..store import feature_columns
 from ..strategies import Problem, get_strategy
 from ..target import TargetModel, load_model
 from ..target.train import DEFAULT_KIND, check_trainable, threshold_at_fpr
@@ -303,46 +302,6 @@ class StreamOracle:
         return Feedback(declined=~approved, score=np.where(hard, 1.0, score))
 
 
-class BackgroundWriter:
-    """The run's store writes on one background thread, in the order they were made: DuckDB's inserts (which
-    release the GIL) overlap the next round's simulation and scoring. Nothing else touches the connection until
-    :meth:`drain`; at most ``max_pending`` writes wait, so memory stays bounded."""
-
-    def __init__(self, store: Store, max_pending: int = 16):
-        import threading
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.store, self.feature_names, self.max_pending = store, store.feature_names, max_pending
-        self.columns, self.feature_table = store.columns, store.feature_table
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="campaign-store")
-        self._pending: deque = deque()
-        self._lock = threading.Lock()  # writes may come from another thread too (a query log's own writer)
-
-    def append(self, table: str, data) -> None:
-        self._submit(self.store.append, table, data)
-
-    def execute(self, sql: str, params=None) -> None:
-        self._submit(self.store.execute, sql, params)
-
-    def _submit(self, fn, *args) -> None:
-        with self._lock:
-            self._pending.append(self._pool.submit(fn, *args))
-            while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
-                self._pending.popleft().result()  # re-raises a failed write here, in the caller's thread
-
-    def drain(self) -> None:
-        with self._lock:
-            while self._pending:
-                self._pending.popleft().result()
-
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
 @dataclass
 class _Chunk:
     agent: int
@@ -355,8 +314,8 @@ class _Chunk:
 class Campaign:
     """Runs the rounds of a prepared campaign and writes everything to the store."""
 
-    def __init__(self, prep: CampaignPrepared, store: Store | BackgroundWriter, run_id: str, progress: Progress):
-        self.prep, self.store, self.run_id, self.progress = prep, store, run_id, progress
+    def __init__(self, prep: CampaignPrepared, rec: Recorder, progress: Progress):
+        self.prep, self.rec, self.run_id, self.progress = prep, rec, rec.run_id, progress
         sc = prep.scenario
         self.adv, self.dfc, self.R = prep.adversaries, prep.defence, prep.rounds
         self.world, self.names = prep.world, prep.names
@@ -377,7 +336,7 @@ class Campaign:
         self._next_device = CAMPAIGN_DEVICE_BASE
         self._snapshot_world()
         self.oracle = StreamOracle(self.agents, self.kernels)
-        self.log = QueryLog(store, run_id)
+        self.log = rec.query_log()
         self.query_count: dict[tuple[int, int], int] = {}
         self.phase_s: dict[str, float] = {}
         self.transactions = 0
@@ -691,26 +650,27 @@ class Campaign:
             ring.update(ring_tries[ring.id], ring_wins[ring.id])
             evolve_ring(ring, ag, members, gained[members], self.realisable, self.rng_evo)
             for i, arm in enumerate(ring.arms):
-                stats.append((self.run_id, r, ring.id, ring.spec.name, arm, int(ring_agents[ring.id][i]),
-                              int(ring_tries[ring.id][i]), int(ring_wins[ring.id][i]), float(ring_money[ring.id][i]),
-                              float(used[i]), float(ring.weights[i])))
+                stats.append({"run_id": self.run_id, "round": r, "ring_id": ring.id, "ring": ring.spec.name,
+                              "strategy": arm, "agents": int(ring_agents[ring.id][i]),
+                              "tries": int(ring_tries[ring.id][i]), "successes": int(ring_wins[ring.id][i]),
+                              "money": float(ring_money[ring.id][i]), "weight": float(used[i]),
+                              "next_weight": float(ring.weights[i])})
             alive_m = members[ag.active[members]]
             mc = np.isin(cards.agent, members)
-            ring_rows.append((self.run_id, r, ring.id, ring.spec.name, len(alive_m), int(cards.alive[mc].sum()),
-                              int(ring_tries[ring.id].sum()), int(ring_wins[ring.id].sum()),
-                              float(ring_money[ring.id].sum()),
-                              float(ring_tries[ring.id].sum() * ring.spec.probe_cost), int(burned_round[mc].sum()),
-                              int(ring_poison[ring.id]), len(ring.playbook),
-                              _mean(ag.gap_s[alive_m] / 60.0), _mean(ag.amount_scale[alive_m]),
-                              _mean(ag.cards_per_day[alive_m]), _mean(ag.mask[alive_m].sum(axis=1))))
+            ring_rows.append({
+                "run_id": self.run_id, "round": r, "ring_id": ring.id, "ring": ring.spec.name,
+                "agents_active": len(alive_m), "cards_alive": int(cards.alive[mc].sum()),
+                "probes": int(ring_tries[ring.id].sum()), "approved": int(ring_wins[ring.id].sum()),
+                "money_out": float(ring_money[ring.id].sum()),
+                "probe_cost": float(ring_tries[ring.id].sum() * ring.spec.probe_cost),
+                "cards_burned": int(burned_round[mc].sum()), "poison": int(ring_poison[ring.id]),
+                "playbook_size": len(ring.playbook), "mean_gap_minutes": _mean(ag.gap_s[alive_m] / 60.0),
+                "mean_amount_scale": _mean(ag.amount_scale[alive_m]),
+                "mean_cards_per_day": _mean(ag.cards_per_day[alive_m]),
+                "mean_features_touched": _mean(ag.mask[alive_m].sum(axis=1))})
         self._cross_ring()
-        self._append_rows("strategy_stats", stats, ("run_id", "round", "ring_id", "ring", "strategy", "agents", "tries",
-                                                    "successes", "money", "weight", "next_weight"))
-        self._append_rows("ring_rounds", ring_rows, ("run_id", "round", "ring_id", "ring", "agents_active",
-                                                     "cards_alive", "probes", "approved", "money_out", "probe_cost",
-                                                     "cards_burned", "poison", "playbook_size", "mean_gap_minutes",
-                                                     "mean_amount_scale", "mean_cards_per_day",
-                                                     "mean_features_touched"))
+        self.rec.append("strategy_stats", _columns(stats))
+        self.rec.append("ring_rounds", _columns(ring_rows))
         clock = self._tick("evolution", clock)
         rt = self.dfc.retrain
         if rt.every and r % rt.every == 0 and r < self.R:
@@ -795,36 +755,29 @@ class Campaign:
                           bins=self.dfc.drift.bins, seed=self.seed, trained_round=r, audit=rt.audit_labels)
         self._record_fit(fit)
         self.deployed = fit
-        self.store.execute("UPDATE rounds SET retrained = true WHERE run_id = ? AND round = ?", [self.run_id, r])
-        self._append_rows("defence_events", [(self.run_id, r, "retrain", None,
-                                              f"version={version} days={first}..{last} labels_as_of_day={day} "
-                                              f"positives={fit.info['train_positives']} "
-                                              f"validation_auc={fit.validation_auc:.4f}", None)],
-                          ("run_id", "round", "kind", "target_id", "detail", "created_at"))
+        self.rec.execute("UPDATE rounds SET retrained = true WHERE run_id = ? AND round = ?", [self.run_id, r])
+        self.rec.append("defence_events", _columns([{
+            "run_id": self.run_id, "round": r, "kind": "retrain", "target_id": None,
+            "detail": f"version={version} days={first}..{last} labels_as_of_day={day} "
+                      f"positives={fit.info['train_positives']} validation_auc={fit.validation_auc:.4f}",
+            "created_at": None}]))
 
     # -- store ------------------------------------------------------------------------------------------------------
     def _record_fit(self, fit: Fit) -> None:
         model = fit.model
-        sha = model.sha256 if model.sha256 is not None else hashlib.sha256(model.to_bytes()).hexdigest()
-        self.store.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [self.run_id, fit.version, model.kind, str(model.path) if model.path else None, sha,
-                            fit.bands.decline, str(model.card.get("threshold_rule", "")), fit.validation_auc,
-                            json.dumps(model.card, default=str, sort_keys=True), _now()])
-        self._append_rows("training_runs", [(self.run_id, *fit.info.values())],
-                          ("run_id", *fit.info.keys()))
+        self.rec.model_version(version=fit.version, model=model, threshold=fit.bands.decline,
+                               rule=str(model.card.get("threshold_rule", "")), auc=fit.validation_auc,
+                               card=model.card, created_at=_now(), sha256=self.rec.trained_model_sha(model),
+                               sort_keys=True)
+        self.rec.append("training_runs", _columns([{"run_id": self.run_id, **fit.info}]))
         lab = fit.labels
         if len(lab["transaction_id"]):
-            self.store.append("training_labels", pa.table({
+            self.rec.append("training_labels", pa.table({
                 "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(lab["label"]), np.int32)),
                                                          pa.array([self.run_id])),
                 "model_version": np.full(len(lab["label"]), fit.version, np.int32),
                 "transaction_id": lab["transaction_id"], "role": pa.array(lab["role"].tolist(), pa.string()),
                 "label": lab["label"]}))
-
-    def _append_rows(self, table: str, rows: list[tuple], columns: tuple[str, ...]) -> None:
-        if rows:
-            cols = list(zip(*rows))
-            self.store.append(table, pa.table({c: pa.array(list(v)) for c, v in zip(columns, cols)}))
 
     def _log_queries(self, r: int, ch: _Chunk, rws: np.ndarray, score, approved, X_real: np.ndarray) -> None:
         ag = self.agents
@@ -865,7 +818,7 @@ class Campaign:
         cols["reason"] = pa.DictionaryArray.from_arrays(pa.array(reason.astype(np.int32), mask=reason == 0),
                                                         pa.array(list(REASONS)))
         cols["label_day"] = pa.array(label_day, mask=label_day == NO_LABEL)
-        self.store.append("transactions", pa.table(cols))
+        self.rec.append("transactions", pa.table(cols))
 
     def write_history(self) -> None:
         for h in self.prep.history:
@@ -900,11 +853,11 @@ class Campaign:
             rows.append((self.run_id, r, "deploy", None, f"version={self.deployed.version}", None))
         if rows:
             cols = list(zip(*rows))
-            self.store.append("defence_events", pa.table({
+            self.rec.append("defence_events", pa.table({
                 "run_id": pa.array(cols[0], pa.string()), "round": pa.array(cols[1], pa.int32()),
                 "kind": pa.array(cols[2], pa.string()), "target_id": pa.array(cols[3], pa.int64()),
                 "detail": pa.array(cols[4], pa.string()), "created_at": pa.array(cols[5], pa.timestamp("us"))}))
-        self.store.append("drift", pa.table({
+        self.rec.append("drift", pa.table({
             "run_id": pa.array([self.run_id] * (len(self.names) + 1)),
             "round": pa.array([r] * (len(self.names) + 1), pa.int32()),
             "model_version": pa.array([self.deployed.version] * (len(self.names) + 1), pa.int32()),
@@ -940,38 +893,14 @@ class Campaign:
                auc(is_fraud[clean], score[clean]), float(psi_score), float(psi_feat[jmax]), self.names[jmax],
                int((psi_feat > thr).sum() + (psi_score > thr)), int(burned_round.sum()), int(self.agents.active.sum()),
                False, 1e6 * scoring_s / max(1, n), 1e6 * defence_s / max(1, n))
-        self._append_rows("rounds", [row], ROUND_COLUMNS)
+        self.rec.append("rounds", _columns([dict(zip(ROUND_COLUMNS, row))]))
 
     def write_targets(self) -> None:
         """One ``targets`` row per (strategy, template), from the query log (as a single-round attack writes them)."""
         prep = self.prep
-        if isinstance(self.store, BackgroundWriter):
-            self.store.drain()
-        store = self.store.store if isinstance(self.store, BackgroundWriter) else self.store
         uniq = np.unique(self.agents.template)
-        tbl = {"target_id": prep.templates_id[uniq], "original_score": prep.templates_score[uniq]}
-        tbl.update(store.feature_table(prep.templates_X[uniq]))
-        store.con.register("_originals", pa.table(tbl))
-        # A frozen feature's original is the value of the transaction the probe was derived from (the agent's card:
-        # the cheapest evading probe's own value, else its first probe's), never another card's template; a
-        # mutable one is the template's.
-        best = "(q.cost, q.query_index, q.round)"
-        feats = "".join(
-            f", any_value(o.{_ident(c)})" if m else
-            f", coalesce(arg_min(q.{_ident(c)}, {best}) FILTER (WHERE q.evaded), arg_min(q.{_ident(c)}, q.query_index))"
-            for c, m in zip(store.columns, self.sa.mutable))
-        try:
-            store.execute(f"""
-INSERT INTO targets
-SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
-  min(q.query_index) FILTER (WHERE q.evaded), arg_min(q.cost, q.query_index) FILTER (WHERE q.evaded),
-  min(q.cost) FILTER (WHERE q.evaded), coalesce(bool_or(q.evaded AND q.cost <= 1.0), false),
-  min(q.query_index) FILTER (WHERE q.evaded AND q.cost <= 1.0){feats}
-FROM queries q JOIN _originals o ON o.target_id = q.target_id
-WHERE q.run_id = ?
-GROUP BY q.run_id, q.strategy, q.target_id ORDER BY q.strategy, q.target_id""", [self.run_id])
-        finally:
-            store.con.unregister("_originals")
+        with self.rec.originals(prep.templates_id[uniq], prep.templates_score[uniq], prep.templates_X[uniq]):
+            self.rec.targets_from_queries(frozen_from_probe=~self.sa.mutable)
 
 
 ROUND_COLUMNS = ("run_id", "round", "day", "model_version", "transactions", "legit", "fraud", "probes",
@@ -985,8 +914,9 @@ def _mean(v: np.ndarray) -> float | None:
     return float(np.mean(v)) if len(v) else None
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+def _columns(rows: list[dict]) -> dict[str, list]:
+    """Rows given by name as the columns of one batch."""
+    return {c: [row[c] for row in rows] for c in rows[0]} if rows else {}
 
 
 def campaign_run_id(prep: CampaignPrepared) -> str:
@@ -1001,28 +931,24 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
     sc = prep.scenario
     path = Path(output) if output is not None else sc.output_path()
     run_id = campaign_run_id(prep)
-    store = Store(path, prep.names)
-    writer = BackgroundWriter(store)
-    try:
+    with recording(path, prep.names, run_id, background=True) as rec:
         timings = dict(prep.timings)
         rings = prep.adversaries.rings
         feedback = rings[0].feedback if len({r.feedback for r in rings}) == 1 else "mixed"
         budget = max(r.probes_per_day for r in rings) * prep.rounds
-        store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                      [run_id, sc.name, sc.seed, _now(), str(prep.model.path) if prep.model.path else None,
-                       prep.model.sha256, prep.model.kind, prep.threshold, feedback, budget, sc.to_yaml(), __version__])
-        camp = Campaign(prep, writer, run_id, progress)
+        rec.start(scenario=sc, model=prep.model, threshold=prep.threshold, feedback=feedback, budget=budget,
+                  started_at=_now())
+        camp = Campaign(prep, rec, progress)
         camp._record_fit(prep.fit)
         t0 = time.perf_counter()
         camp.write_history()
         timings["history_store_s"] = time.perf_counter() - t0
         ag = camp.agents
-        camp._append_rows("agents", [(run_id, a, int(ag.ring[a]), camp.rings[ag.ring[a]].spec.name,
-                                      int(ag.template_id[a]), int(ag.budget[a]),
-                                      camp.rings[ag.ring[a]].spec.knowledge, camp.rings[ag.ring[a]].spec.feedback,
-                                      int((camp.cards.agent == a).sum())) for a in range(ag.n)],
-                          ("run_id", "agent_id", "ring_id", "ring", "template_id", "probes_per_day", "knowledge",
-                           "feedback", "cards"))
+        rec.append("agents", _columns([{
+            "run_id": run_id, "agent_id": a, "ring_id": int(ag.ring[a]), "ring": camp.rings[ag.ring[a]].spec.name,
+            "template_id": int(ag.template_id[a]), "probes_per_day": int(ag.budget[a]),
+            "knowledge": camp.rings[ag.ring[a]].spec.knowledge, "feedback": camp.rings[ag.ring[a]].spec.feedback,
+            "cards": int((camp.cards.agent == a).sum())} for a in range(ag.n)]))
         advance = progress("campaign rounds", prep.rounds)
         t1 = time.perf_counter()
         for r in range(1, prep.rounds + 1):
@@ -1033,23 +959,6 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None, prog
         timings["campaign_s"] = time.perf_counter() - t1
         timings["campaign_transactions"] = camp.transactions
         timings.update({f"round_{k}_s": v for k, v in camp.phase_s.items()})
-        writer.close()
-        store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?", [_now(), run_id])
-        path = store.finish()  # the run is safe on disk before anything derived from it (runner.derive)
-    except BaseException as exc:
-        try:
-            writer.close()
-        except BaseException:
-            pass  # the first error is the one to report
-        store.fail(run_id, exc)
-        raise
-    from ..runner import derive
-
+        rec.close_writer()
+        path = rec.finish()  # the run is safe on disk before anything derived from it (derive)
     return CampaignResult(path=path, run_id=run_id, scenario=sc, timings=timings, warnings=derive(path))
-
-
-class CampaignResult(RunResult):
-    """A finished campaign: a :class:`~simulator.runner.RunResult` with the per-round table."""
-
-    def rounds(self) -> pl.DataFrame:
-        return self.sql("SELECT * FROM rounds WHERE run_id = ? ORDER BY round", [self.run_id])
