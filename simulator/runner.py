@@ -129,7 +129,7 @@ def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_o
     except ScenarioError as exc:
         raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
     if scenario.adversaries is not None:  # a campaign: rounds of rings against the defence (simulator/campaign)
-        from .campaign import prepare_campaign
+        from .campaign.setup import prepare_campaign
 
         return prepare_campaign(scenario, progress=progress, validate_only=validate_only)
     if scenario.uses_world and data is None:
@@ -438,7 +438,7 @@ def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = 
     The run's own tables are committed, the run marked finished and the file moved into place before any step
     derived from them (:func:`~simulator.recorder.derive`), so a failure there never costs the attack."""
     if getattr(prep, "is_campaign", False):
-        from .campaign import execute_campaign
+        from .campaign.engine import execute_campaign
 
         return execute_campaign(prep, output=output, progress=progress)
     sc = prep.scenario
