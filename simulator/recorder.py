@@ -82,11 +82,12 @@ class Recorder:
         self.run_id = run_id
         self.columns = self.store.columns  # stored column of each feature
         self._table_columns: dict[str, set[str]] = {}
-        for table, column in self.store.con.execute(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = "
-                "current_database()").fetchall():
-            self._table_columns.setdefault(table, set()).add(column)
-        try:
+        self.finished = False
+        try:  # Ctrl-C here must not leave the lock or the partial file behind
+            for table, column in self.store.con.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = "
+                    "current_database()").fetchall():
+                self._table_columns.setdefault(table, set()).add(column)
             self._sink: Store | BackgroundWriter = BackgroundWriter(self.store) if background else self.store
         except BaseException:
             self.store.abandon()
@@ -105,7 +106,9 @@ class Recorder:
         """Wait for every write, mark the run finished and move the file into place; returns its path."""
         self.flush()
         self.store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?", [now(), self.run_id])
-        return self.store.finish()
+        path = self.store.finish()
+        self.finished = True
+        return path
 
     def fail(self, exc: BaseException) -> None:
         """Mark the run failed and drop its partial file; the caller raises ``exc``."""
@@ -238,8 +241,11 @@ def recording(path: str | Path, feature_names: Sequence[str], run_id: str, *, ba
     rec = Recorder(path, feature_names, run_id, background=background)
     try:
         yield rec
+        if not rec.finished:
+            raise RuntimeError("the run's block ended without Recorder.finish()")
     except BaseException as exc:
-        rec.fail(exc)
+        if not rec.finished:
+            rec.fail(exc)
         raise
 
 

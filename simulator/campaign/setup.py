@@ -77,7 +77,30 @@ class CampaignPrepared:
 
 def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_only: bool = False):
     """Build the world's history, fit (or load) the baseline, choose templates; ``None`` with ``validate_only``."""
-    from ..world import FEATURES, World, WorldConfig, default_feature_specs
+    plan = _check(scenario)
+    if validate_only:
+        model_given = plan["model_given"]
+        if model_given is not None:  # one test scoring call: an endpoint answers, in shape
+            rows = np.zeros((2, len(model_given.feature_names)))
+            model_given.check_scores(model_given.predict_score(rows), len(rows))
+        else:
+            check_trainable(scenario.model.kind or DEFAULT_KIND, source=scenario.source)
+        return None
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    seeds = np.random.SeedSequence(scenario.seed).spawn(2)
+    world, stream, history, names = _history(scenario, plan, progress, np.random.default_rng(seeds[0]))
+    timings["world_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    fit = _baseline(scenario, plan, stream, names, progress)
+    timings["train_s"] = time.perf_counter() - t1
+    return _with_templates(scenario, plan, world, stream, history, names, fit, np.random.default_rng(seeds[1]),
+                           timings)
+
+
+def _check(scenario) -> dict:
+    """Everything a campaign scenario can get wrong, before any day is simulated."""
+    from ..world import FEATURES, default_feature_specs
 
     adv: AdversariesSpec = scenario.adversaries
     dfc: DefenceSpec = scenario.defence or DefenceSpec()
@@ -115,23 +138,19 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
             raise ScenarioError(f"retraining needs a model fraudsim can train (xgboost or lightgbm), not a "
                                 f"{model_given.kind} model; set defence.retrain.every: 0",
                                 file=scenario.source, field="defence.retrain.every")
-    if validate_only:
-        if model_given is not None:  # one test scoring call: an endpoint answers, in shape
-            rows = np.zeros((2, len(model_given.feature_names)))
-            model_given.check_scores(model_given.predict_score(rows), len(rows))
-        else:
-            check_trainable(scenario.model.kind or DEFAULT_KIND, source=scenario.source)
-        return None
+    return {"adv": adv, "dfc": dfc, "rounds": rounds, "ws": ws, "specs": specs, "wait": wait, "last": last,
+            "cut": cut, "model_given": model_given}
 
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    seeds = np.random.SeedSequence(scenario.seed).spawn(2)
-    label_rng = np.random.default_rng(seeds[0])
-    world = World(WorldConfig(customers=ws.customers, merchants=ws.merchants, days=ws.days + rounds,
+
+def _history(scenario, plan: dict, progress: Progress, label_rng: np.random.Generator):
+    """The world's history days, with their chargeback days, as the labelled stream and as frames."""
+    from ..world import FEATURES, World, WorldConfig
+
+    ws, dfc, model_given = plan["ws"], plan["dfc"], plan["model_given"]
+    world = World(WorldConfig(customers=ws.customers, merchants=ws.merchants, days=ws.days + plan["rounds"],
                               fraudsters=ws.fraudsters, fraud_rate_scale=ws.fraud_rate_scale), seed=scenario.seed)
     names = tuple(model_given.feature_names) if model_given is not None else tuple(FEATURES)
-    keep_days = max(ws.days, dfc.retrain.window_days + wait + 1)
-    stream = LabelledStream(keep_days)
+    stream = LabelledStream(max(ws.days, dfc.retrain.window_days + plan["wait"] + 1))
     history = []
     advance = progress("world (history)", ws.days)
     for day in range(ws.days):
@@ -141,15 +160,18 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
         stream.add(DayData(day, frame["transaction_id"].to_numpy(), X.astype(np.float32), ld))
         history.append(frame.with_columns(pl.Series("label_day", ld)))
         advance(1)
-    timings["world_s"] = time.perf_counter() - t0
+    return world, stream, history, names
 
-    t1 = time.perf_counter()
+
+def _baseline(scenario, plan: dict, stream: LabelledStream, names, progress: Progress) -> Fit:
+    """Version 1: the scenario's own model, or one trained on the history's labels known on its last day."""
+    ws, dfc, cut, last = plan["ws"], plan["dfc"], plan["cut"], plan["last"]
     pol = dfc.policy
     decline_fpr = pol.decline_fpr if pol.decline_fpr is not None else scenario.model.threshold_fpr
     given_decline = pol.decline_threshold if pol.decline_threshold is not None else scenario.model.threshold
     adv_train = progress("train model", 1)
-    if model_given is not None:
-        fit = _adopt(model_given, stream, scenario, cut, last, ws.days - 1, pol, decline_fpr, dfc)
+    if plan["model_given"] is not None:
+        fit = _adopt(plan["model_given"], stream, scenario, cut, last, ws.days - 1, pol, decline_fpr, dfc)
     else:
         fit = fit_version(stream, version=1, names=names, kind=scenario.model.kind or DEFAULT_KIND, as_of=ws.days - 1,
                           first=0, last=last, validation_from=cut, legit_fraction=dfc.retrain.legit_fraction,
@@ -157,9 +179,14 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
                           decline_threshold=given_decline, review_threshold=pol.review_threshold,
                           bins=dfc.drift.bins, seed=scenario.seed, trained_round=0, audit=dfc.retrain.audit_labels)
     adv_train(1)
-    timings["train_s"] = time.perf_counter() - t1
+    return fit
 
-    schema = FeatureSchema.from_mapping(names, specs, cost_scale=scenario.cost_scale).with_bounds_from(history[0])
+
+def _with_templates(scenario, plan: dict, world, stream, history, names, fit: Fit, pub_rng: np.random.Generator,
+                    timings: dict) -> "CampaignPrepared":
+    """Score the history with the baseline; templates are its caught frauds on the validation days."""
+    cut = plan["cut"]
+    schema = FeatureSchema.from_mapping(names, plan["specs"], cost_scale=scenario.cost_scale).with_bounds_from(history[0])
     hist = pl.concat(history)
     X_hist = frame_to_matrix(hist, names)
     score = fit.model.predict_score(X_hist)
@@ -172,16 +199,16 @@ def prepare_campaign(scenario, *, progress: Progress = _no_progress, validate_on
                             "customers", file=scenario.source, field="world")
     schema.validate_frame(hist.filter(pl.Series(is_tpl)), source="<world>")
     pub_rows = np.flatnonzero(decision == 0)
-    pub_rows = np.sort(np.random.default_rng(seeds[1]).choice(pub_rows, min(PUBLIC_EXAMPLES, len(pub_rows)),
-                                                              replace=False))
+    pub_rows = np.sort(pub_rng.choice(pub_rows, min(PUBLIC_EXAMPLES, len(pub_rows)), replace=False))
     offsets = np.cumsum([0] + [h.height for h in history])
     history = [h.with_columns(pl.Series("score", score[a:b]), pl.Series("decision_code", decision[a:b]))
                for h, a, b in zip(history, offsets[:-1], offsets[1:])]
     return CampaignPrepared(
-        scenario=scenario, adversaries=adv, defence=dfc, rounds=rounds, world=world, names=names, schema=schema,
-        fit=fit, stream=stream, history=history, cut=cut, wait=wait, templates_X=X_hist[is_tpl],
-        templates_id=hist["transaction_id"].to_numpy()[is_tpl], templates_score=score[is_tpl],
-        templates_type=fraud_type[is_tpl], approved_examples=X_hist[pub_rows], timings=timings)
+        scenario=scenario, adversaries=plan["adv"], defence=plan["dfc"], rounds=plan["rounds"], world=world,
+        names=names, schema=schema, fit=fit, stream=stream, history=history, cut=cut, wait=plan["wait"],
+        templates_X=X_hist[is_tpl], templates_id=hist["transaction_id"].to_numpy()[is_tpl],
+        templates_score=score[is_tpl], templates_type=fraud_type[is_tpl], approved_examples=X_hist[pub_rows],
+        timings=timings)
 
 
 def _adopt(model: TargetModel, stream, scenario, cut, last, as_of, pol, decline_fpr, dfc) -> Fit:
