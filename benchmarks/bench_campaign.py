@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from simulator.campaign import execute_campaign, prepare_campaign  # noqa: E402
+from simulator.campaign.engine import execute_campaign  # noqa: E402
+from simulator.campaign.setup import prepare_campaign  # noqa: E402
 from simulator.scenario import Scenario  # noqa: E402
 from simulator.world import World, WorldConfig  # noqa: E402
 

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 #: public name -> the module that defines it (imported on first access)
-_LAZY = {"Scenario": ".scenario", "run": ".runner", "RunResult": ".runner", "load_model": ".target",
+_LAZY = {"Scenario": ".scenario", "run": ".runner", "RunResult": ".result", "load_model": ".target",
          "FeatureSchema": ".schema"}
 
 __all__ = ["Scenario", "run", "RunResult", "load_model", "FeatureSchema"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at runtime __getattr__ below does the imports
-    from .runner import RunResult, run
+    from .result import RunResult
+    from .runner import run
     from .scenario import Scenario
     from .schema import FeatureSchema
     from .target import load_model

@@ -1,6 +1,6 @@
 """One definition per measure: the SQL each measure is computed by, and the one NumPy AUC.
 
-Every door reads these: the CLI summary and ``RunResult.summary()`` (:func:`simulator.runner.summarize`), the
+Every door reads these: the CLI summary and ``RunResult.summary()`` (:func:`simulator.result.summarize`), the
 ``run_summary`` view, the gates and ``compare`` (:mod:`simulator.report.metrics`) and the HTML report. A leaf
 module (NumPy only), so any layer may import it.
 

@@ -49,14 +49,15 @@ class Feedback:
 class Oracle:
     """Query-limited black-box access for one strategy to a set of targets (originals ``X0``)."""
 
-    def __init__(self, model, *, threshold: float, feedback: str, budget: int, originals: np.ndarray,
+    def __init__(self, model, *, threshold: float, feedback: str, budget, originals: np.ndarray,
                  schema_arrays: SchemaArrays, kernels: Kernels, strategy: str, target_ids: np.ndarray | None = None,
                  log: QueryLog | None = None, round_: int = 0, agent_id: int | None = None,
                  relations=None, extras: np.ndarray | None = None, defence=None):
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}")
         self.model, self.threshold, self.feedback = model, float(threshold), feedback
-        self.budget = int(budget)
+        # one number for every target, or one per target (a campaign agent's daily probes)
+        self.budget = int(budget) if np.ndim(budget) == 0 else np.asarray(budget, np.int64)
         self.originals = np.ascontiguousarray(originals, dtype=np.float64)
         self.sa, self.kernels, self.strategy = schema_arrays, kernels, strategy
         n = len(self.originals)
@@ -68,6 +69,8 @@ class Oracle:
         self.extras = extras
         self.defence = defence  # runtime defences (simulator.defences.runtime): may refuse or hold queries
 
+    budget_period = ""  # the budget is for the whole run
+
     def remaining(self, targets: np.ndarray) -> np.ndarray:
         return self.budget - self.used[targets]
 
@@ -76,31 +79,62 @@ class Oracle:
         ``opening`` (per row, optional) marks the strategy's opening moves in the log."""
         targets = np.asarray(targets, dtype=np.int64)
         X = np.ascontiguousarray(X, dtype=np.float64)
-        n = len(targets)
-        if n == 0:
+        if len(targets) == 0:
             return Feedback(np.zeros(0, bool), np.zeros(0) if self.feedback == "score" else None)
-        asked = np.bincount(targets, minlength=len(self.used))
-        over = np.flatnonzero(self.used + asked > self.budget)
-        if len(over):
-            raise BudgetExceeded(f"strategy {self.strategy!r} asked {asked[over[0]]} queries for target "
-                                 f"{self.target_ids[over[0]]} with {self.budget - self.used[over[0]]} left")
-        invalid = self._invalid(targets, X)
-        if invalid.any():
-            raise ValueError(f"strategy {self.strategy!r} produced {int(invalid.sum())} candidates that break the "
-                             "constraints; strategies must project with kernels.project")
+        query_index = self.admit(targets, X)
         score = self.model.predict_score(X)
         declined = score >= self.threshold
-        query_index = self._next_indices(targets)
         shown = score
         if self.defence is not None:
             declined, shown = self.defence(targets, self.target_ids[targets], query_index, X, score, declined)
-        self.used += asked
         if self.log is not None:
-            self.log.add(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
-                         target_id=self.target_ids[targets], query_index=query_index, score=score, decision=declined,
-                         evaded=~declined, cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X,
+            self.record(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
+                        target_id=self.target_ids[targets], query_index=query_index, score=score, declined=declined,
+                        cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X, opening=opening)
+        return self.answer(declined, shown)
+
+    def admit(self, targets: np.ndarray, X: np.ndarray, *, x0: np.ndarray | None = None, schema=None,
+              strategy: str | None = None) -> np.ndarray:
+        """Check candidates ``X`` (row ``i`` for target ``targets[i]``) against the budget and the constraints, then
+        charge the budget; returns each row's 1-based query number for its target. ``x0`` and ``schema`` check every
+        row against that one original under that schema instead of the target's own (a campaign agent's template
+        under its own mask of the features it may touch). Raises ``BudgetExceeded`` or ``ValueError``; then nothing
+        is charged."""
+        who = self.strategy if strategy is None else strategy
+        asked = np.bincount(targets, minlength=len(self.used))
+        over = np.flatnonzero(self.used + asked > self.budget)
+        if len(over):
+            t = over[0]
+            raise BudgetExceeded(f"strategy {who!r} asked {asked[t]} queries for target {self.target_ids[t]} with "
+                                 f"{self._budget_of(t) - self.used[t]} left{self.budget_period}")
+        if x0 is None:
+            invalid = self._invalid(targets, X)
+        else:
+            invalid = self.kernels.violations(X, np.ascontiguousarray(x0, np.float64)[None, :],
+                                              np.zeros(len(X), np.int64), self.sa if schema is None else schema)
+        if invalid.any():
+            raise ValueError(f"strategy {who!r} produced {int(invalid.sum())} candidates that break the "
+                             "constraints; strategies must project with kernels.project")
+        query_index = self._next_indices(targets)
+        self.used += asked
+        return query_index
+
+    def answer(self, declined: np.ndarray, shown: np.ndarray, feedback: str | None = None) -> Feedback:
+        """What the attacker is told: the decision, and the shown score only with ``feedback: score``."""
+        mode = self.feedback if feedback is None else feedback
+        return Feedback(declined=declined, score=shown if mode == "score" else None)
+
+    def record(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray,
+               query_index: np.ndarray, score: np.ndarray, declined: np.ndarray, cost: np.ndarray, X: np.ndarray,
+               opening: np.ndarray | None = None) -> None:
+        """Log paid queries (the ``queries`` table): what the model said, the decision, the cost, the features."""
+        if self.log is not None:
+            self.log.add(round_=round_, agent_id=agent_id, strategy=strategy, target_id=target_id,
+                         query_index=query_index, score=score, decision=declined, evaded=~declined, cost=cost, X=X,
                          opening=opening)
-        return Feedback(declined=declined, score=shown if self.feedback == "score" else None)
+
+    def _budget_of(self, target: int) -> int:
+        return int(self.budget if np.ndim(self.budget) == 0 else self.budget[target])
 
     def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Candidates breaking a bound or a relation. Derived features are frozen in the schema but follow their
@@ -126,3 +160,29 @@ class Oracle:
         out = np.empty_like(idx)
         out[order] = idx
         return out
+
+
+class StreamOracle(Oracle):
+    """The door in a campaign: the same checks, charges, feedback and log as :class:`Oracle`, with two differences.
+
+    Targets are the agents, each with a daily budget (:meth:`new_day` resets it). Probes are not scored here: they
+    become transactions of the day and the deployed defence decides them with everyone else (:meth:`admit` now,
+    :meth:`respond` once the day is decided). With ``feedback: score`` an agent sees the risk score the system
+    answers: the model's score, or 1.0 when a rule, a block or probe detection declined (``hard`` reasons)."""
+
+    budget_period = " today"
+
+    def __init__(self, budgets: np.ndarray, kernels: Kernels, schema_arrays: SchemaArrays, *, hard_reasons,
+                 log: QueryLog | None = None):
+        n = len(budgets)
+        super().__init__(None, threshold=1.0, feedback="decision", budget=budgets,
+                         originals=np.zeros((n, len(schema_arrays.lo))), schema_arrays=schema_arrays, kernels=kernels,
+                         strategy="", log=log)
+        self.hard_reasons = np.asarray(hard_reasons)
+
+    def new_day(self) -> None:
+        self.used[:] = 0
+
+    def respond(self, approved: np.ndarray, score: np.ndarray, reason: np.ndarray, mode: str) -> Feedback:
+        hard = np.isin(reason, self.hard_reasons) & ~approved
+        return self.answer(~approved, np.where(hard, 1.0, score), mode)

@@ -5,15 +5,11 @@ the run to DuckDB (to ``<output>.partial`` first, moved into place only when fin
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -27,7 +23,8 @@ from .measures import SUCCESS_BUDGETS, budgets_for, has_exact, summary_sql  # no
 from .oracle import Oracle
 from .scenario import Scenario
 from .schema import FeatureSchema, frame_to_matrix
-from .store import CHEAP_COST, QueryLog, Store, _ident
+from .recorder import Recorder, derive, now, recording
+from .result import RunResult, summarize  # noqa: F401  (re-exported: simulator.runner.RunResult)
 from .strategies import Problem, get_strategy
 from .target import TargetModel, load_model
 from .target.train import DEFAULT_KIND, check_trainable, roc_auc, train_model
@@ -132,7 +129,7 @@ def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_o
     except ScenarioError as exc:
         raise ScenarioError(exc.reason, file=scenario.source, field=exc.field) from None
     if scenario.adversaries is not None:  # a campaign: rounds of rings against the defence (simulator/campaign)
-        from .campaign import prepare_campaign
+        from .campaign.setup import prepare_campaign
 
         return prepare_campaign(scenario, progress=progress, validate_only=validate_only)
     if scenario.uses_world and data is None:
@@ -388,72 +385,6 @@ def run_id_for(prep: Prepared) -> str:
     return f"{prep.scenario.name}-{h.hexdigest()[:12]}"
 
 
-@dataclass
-class RunResult:
-    """A finished run: its DuckDB file, with helpers to read it."""
-
-    path: Path
-    run_id: str
-    scenario: Scenario
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)  # derived steps that failed (the run itself is complete)
-
-    @contextlib.contextmanager
-    def _con(self) -> Iterator[Any]:
-        from .store import open_readonly
-
-        con = open_readonly(self.path)
-        try:
-            yield con
-        finally:
-            con.close()
-
-    def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
-        with self._con() as con:
-            return con.sql(query, params=params or None).pl()
-
-    def summary(self) -> pl.DataFrame:
-        return summarize(self.path, self.run_id)
-
-    @property
-    def plot(self):
-        """Charts for notebooks: ``res.plot.success_curve()``, ``.cost_histogram()``, ``.feature_heatmap()``."""
-        from .report.api import PlotAccessor
-
-        return PlotAccessor(self)
-
-    def to_html(self, path: str | Path | None = None, *, gates: list[str] | None = None) -> str:
-        """The self-contained HTML report (written to ``path`` when given)."""
-        from .report.api import to_html
-
-        return to_html(self, path, gates=gates)
-
-    def compare(self, other: "RunResult") -> pl.DataFrame:
-        """This run and ``other`` side by side on the same measures, with deltas."""
-        from .report.api import compare
-
-        return compare(self, other)
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        return (f"<b>fraudsim run</b> {escape(str(self.run_id))} → <code>{escape(str(self.path))}</code><br>"
-                + self.summary()._repr_html_())
-
-
-def summarize(path: Path, run_id: str | None = None) -> pl.DataFrame:
-    from .store import open_readonly
-
-    con = open_readonly(path)
-    try:
-        if run_id is None:
-            run_id = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0][0]
-        budget = con.execute("SELECT budget FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
-        return con.sql(summary_sql(budgets_for(int(budget)), exact=has_exact(con, run_id)), params=[run_id]).pl()
-    finally:
-        con.close()
-
-
 def _strategy_tables(done, target_ids, feasible, cls, run_id: str, sname: str) -> dict[str, dict]:
     """Rows a strategy keeps per target in tables of its own (``Strategy.records``); infeasible targets get the
     strategy's ``infeasible_record``."""
@@ -465,23 +396,6 @@ def _strategy_tables(done, target_ids, feasible, cls, run_id: str, sname: str) -
             for key, v in (("run_id", run_id), ("strategy", sname), ("target_id", int(t)), *rec.items()):
                 cols.setdefault(key, []).append(v)
     return out
-
-
-def _targets_sql(columns) -> str:
-    """One ``targets`` row per target of a strategy; ``columns`` are the stored feature columns (Store.columns)."""
-    feats = "".join(f", any_value(o.{_ident(c)})" for c in columns)
-    return f"""
-INSERT INTO targets
-SELECT q.run_id, q.strategy, q.target_id, any_value(o.original_score), count(*)::INTEGER, bool_or(q.evaded),
-  min(q.query_index) FILTER (WHERE q.evaded),
-  arg_min(q.cost, q.query_index) FILTER (WHERE q.evaded),
-  min(q.cost) FILTER (WHERE q.evaded),
-  coalesce(bool_or(q.evaded AND q.cost <= {CHEAP_COST}), false),
-  min(q.query_index) FILTER (WHERE q.evaded AND q.cost <= {CHEAP_COST}){feats}
-FROM queries q JOIN _originals o ON o.target_id = q.target_id
-WHERE q.run_id = ? AND q.strategy = ?
-GROUP BY q.run_id, q.strategy, q.target_id
-ORDER BY q.target_id"""
 
 
 WORLD_COLUMN_TYPES = {"timestamp": pl.Int64, "day": pl.Int32, "customer_id": pl.Int32, "merchant_id": pl.Int32,
@@ -522,69 +436,40 @@ def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = 
     """Run every strategy against every target and write the run; ``prepare`` must have succeeded.
 
     The run's own tables are committed, the run marked finished and the file moved into place before any step
-    derived from them (:func:`derive`), so a failure there never costs the attack."""
+    derived from them (:func:`~simulator.recorder.derive`), so a failure there never costs the attack."""
     if getattr(prep, "is_campaign", False):
-        from .campaign import execute_campaign
+        from .campaign.engine import execute_campaign
 
         return execute_campaign(prep, output=output, progress=progress)
     sc = prep.scenario
     path = Path(output) if output is not None else sc.output_path()
-    names = prep.model.feature_names
-    run_id = run_id_for(prep)
-    store = Store(path, names)
-    try:
-        result = _execute(prep, store, run_id, progress)
-    except BaseException as exc:
-        store.fail(run_id, exc)
-        raise
+    with recording(path, prep.model.feature_names, run_id_for(prep)) as rec:
+        result = _execute(prep, rec, progress)
     result.warnings.extend(derive(result.path))
     return result
 
 
-def derive(path: Path) -> list[str]:
-    """The steps derived from a finished run file (today: writing its views in). A failure is one warning line on
-    stderr naming the file and the step, and the file stays as it is (readers fall back to temporary views)."""
-    from .report.views import install_views
-
-    warnings = []
-    for step, fn in (("views", install_views),):
-        try:
-            fn(path)
-        except Exception as exc:  # any failure here is reported and survived: the run itself is safe on disk
-            msg = f"warning: {path}: {step} not written ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-            print(msg, file=sys.stderr, flush=True)
-            warnings.append(msg)
-    return warnings
-
-
-def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> RunResult:
+def _execute(prep: Prepared, rec: Recorder, progress: Progress) -> RunResult:
     sc = prep.scenario
     timings = dict(prep.timings)
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
-    store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                  [run_id, sc.name, sc.seed, started, str(prep.model.path) if prep.model.path else None,
-                   prep.model.sha256, prep.model.kind, prep.threshold, sc.attack.feedback, sc.attack.budget,
-                   sc.to_yaml(), __version__])
+    started = now()
+    rec.start(scenario=sc, model=prep.model, threshold=prep.threshold, feedback=sc.attack.feedback,
+              budget=sc.attack.budget, started_at=started)
     auc = prep.model_card.get("test_auc")
     if auc is None and prep.labels is not None:
         auc = roc_auc(prep.labels, prep.scores)
-    store.execute("INSERT INTO model_versions VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  [run_id, prep.model.kind, str(prep.model.path) if prep.model.path else None, prep.model.sha256,
-                   prep.threshold, prep.threshold_rule, auc, json.dumps(prep.model_card, default=str), started])
+    rec.model_version(version=1, model=prep.model, threshold=prep.threshold, rule=prep.threshold_rule, auc=auc,
+                      card=prep.model_card, created_at=started)
     t0 = time.perf_counter()
-    store.append("transactions", _transactions_table(prep, run_id, store.columns))
+    rec.append("transactions", _transactions_table(prep, rec.run_id, rec.columns))
     timings["transactions_s"] = time.perf_counter() - t0
 
     rows = prep.target_rows
     originals = np.ascontiguousarray(prep.X[rows])
     target_ids = prep.ids[rows]
-    orig_tbl = {"target_id": target_ids, "original_score": prep.scores[rows]}
-    orig_tbl.update(store.feature_table(originals))
-    store.con.register("_originals", pa.table(orig_tbl))
-
     kernels = get_kernels(sc.attack.backend)
     sa = prep.schema.arrays()
-    log = QueryLog(store, run_id)
+    log = rec.query_log()
     ra = prep.relations
     extras = None if prep.extras is None else np.ascontiguousarray(prep.extras[rows])
     feasible = np.ones(len(rows), bool)
@@ -594,44 +479,47 @@ def _execute(prep: Prepared, store: Store, run_id: str, progress: Progress) -> R
         feasible = ~kernels.relation_violations(anchors, originals, idx, extras, ra)
     timings["infeasible_targets"] = float((~feasible).sum())
     approved = prep.X[(prep.scores < prep.threshold)][:1000]
-    for s_idx, sname in enumerate(sc.attack.strategies):
-        t1 = time.perf_counter()
-        cls = get_strategy(sname)
-        from .defences.runtime import build_runtime
+    with rec.originals(target_ids, prep.scores[rows], originals):
+        for s_idx, sname in enumerate(sc.attack.strategies):
+            t1 = time.perf_counter()
+            cls = get_strategy(sname)
+            from .defences.runtime import build_runtime
 
-        defence = build_runtime(sc.defence, prep, strategy=sname, store=store, run_id=run_id)
-        oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
-                        originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
-                        target_ids=target_ids, log=log, relations=ra, extras=extras, defence=defence)
-        live = np.flatnonzero(feasible)  # infeasible targets get no query (see the exact strategy's table)
-        problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
-                            feedback=sc.attack.feedback, approved_examples=approved,
-                            model=prep.model if sc.attack.grant_model else None, relations=ra,
-                            threshold=prep.threshold if sc.attack.grant_model else None,
-                            extras=None if extras is None else extras[i]) for i in range(len(rows))]
-        rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
-        advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)
-        done = run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems, rngs=rngs,
-                            batch_size=sc.attack.batch_size, on_step=advance, only=live)
-        for table, recs in _strategy_tables(done, target_ids, feasible, cls, run_id, sname).items():
-            store.append(table, recs)
-        done = [s for s in done if s is not None]
-        metrics = [(int(t), k, float(v)) for t, s in zip(target_ids[live], done) for k, v in s.metrics().items()]
-        if metrics:
-            t_ids, keys, values = zip(*metrics)
-            store.append("strategy_metrics", {"run_id": [run_id] * len(metrics), "strategy": [sname] * len(metrics),
-                                              "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
-        advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
-        log.flush()
-        if defence is not None:
-            defence.flush()
-        store.execute(_targets_sql(store.columns), [run_id, sname])
-        timings[f"attack_{sname}_s"] = time.perf_counter() - t1
-    store.con.unregister("_originals")
-    store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?",
-                  [datetime.now(timezone.utc).replace(tzinfo=None), run_id])
-    path = store.finish()
-    return RunResult(path=path, run_id=run_id, scenario=sc, timings=timings)
+            defence = build_runtime(sc.defence, prep, strategy=sname, store=rec, run_id=rec.run_id)
+            oracle = Oracle(prep.model, threshold=prep.threshold, feedback=sc.attack.feedback, budget=sc.attack.budget,
+                            originals=originals, schema_arrays=sa, kernels=kernels, strategy=sname,
+                            target_ids=target_ids, log=log, relations=ra, extras=extras, defence=defence)
+            live = np.flatnonzero(feasible)  # infeasible targets get no query (see the exact strategy's table)
+            problems = [Problem(x0=originals[i], schema=sa, kernels=kernels, budget=sc.attack.budget,
+                                feedback=sc.attack.feedback, approved_examples=approved,
+                                model=prep.model if sc.attack.grant_model else None, relations=ra,
+                                threshold=prep.threshold if sc.attack.grant_model else None,
+                                extras=None if extras is None else extras[i]) for i in range(len(rows))]
+            rngs = [target_rng(sc.seed, s_idx, int(t)) for t in target_ids]
+            advance = progress(f"attack: {sname}", len(rows) * sc.attack.budget)
+            done = run_strategy(cls, dict(sc.attack.params.get(sname, {})), oracle=oracle, problems=problems,
+                                rngs=rngs, batch_size=sc.attack.batch_size, on_step=advance, only=live)
+            _record_strategy(rec, cls, sname, done, target_ids, feasible)
+            advance(len(rows) * sc.attack.budget - int(oracle.used.sum()))  # finished early: fill the bar
+            log.flush()
+            if defence is not None:
+                defence.flush()
+            rec.targets_from_queries(sname)
+            timings[f"attack_{sname}_s"] = time.perf_counter() - t1
+    path = rec.finish()
+    return RunResult(path=path, run_id=rec.run_id, scenario=sc, timings=timings)
+
+
+def _record_strategy(rec: Recorder, cls, sname: str, done, target_ids: np.ndarray, feasible: np.ndarray) -> None:
+    """A strategy's own tables (``Strategy.records``) and its ``strategy_metrics`` rows."""
+    for table, recs in _strategy_tables(done, target_ids, feasible, cls, rec.run_id, sname).items():
+        rec.append(table, recs)
+    done = [s for s in done if s is not None]
+    metrics = [(int(t), k, float(v)) for t, s in zip(target_ids[feasible], done) for k, v in s.metrics().items()]
+    if metrics:
+        t_ids, keys, values = zip(*metrics)
+        rec.append("strategy_metrics", {"run_id": [rec.run_id] * len(metrics), "strategy": [sname] * len(metrics),
+                                        "target_id": list(t_ids), "metric": list(keys), "value": list(values)})
 
 
 def run(scenario: Scenario | dict | str | Path | None = None, *, output: str | Path | None = None,
