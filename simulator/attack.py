@@ -16,7 +16,7 @@ def target_rng(seed: int, strategy_index: int, target_id: int) -> np.random.Gene
 
 def run_strategy(strategy_cls: type[Strategy], params: dict, *, oracle: Oracle, problems: Sequence[Problem],
                  rngs: Sequence[np.random.Generator], batch_size: int | None = None,
-                 on_step: Callable[[int], None] | None = None, only: np.ndarray | None = None) -> list[Strategy]:
+                 on_step: Callable[[int], None] | None = None, only: np.ndarray | None = None) -> list[Strategy | None]:
     """Drive ask/tell for every target until each has spent its budget or finished; returns the strategies
     (``None`` for targets left out by ``only``, e.g. targets whose relations no point can meet)."""
     keep = set(range(len(problems)) if only is None else (int(i) for i in only))

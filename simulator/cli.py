@@ -276,7 +276,8 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
             from .progress import rich_progress
 
             with rich_progress(err) as prog:
-                stats = write_world(world, output, on_day=lambda n, adv=prog("world days", days): adv(1))
+                advance = prog("world days", days)
+                stats = write_world(world, output, on_day=lambda n: advance(1))
     except FraudsimError as exc:
         _fail(exc, debug)
         return
@@ -316,6 +317,7 @@ def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (trai
         _fail(exc, debug)
         return
     head, body = table_rows(res.candidates)
+    assert sc.harden is not None  # run_harden refuses a scenario without a harden: section
     table = Table(title=f"Hardening {sc.name}: before/after (strongest strategy: {res.strongest})",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
                   caption="thresholds at the same FPR on the holdout's legitimate rows; cheap≤100: share of targets "

@@ -144,7 +144,8 @@ _TOKEN = re.compile(r"""\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
+    out: list[tuple[str, str]] = []
+    pos = 0
     text = text.strip()
     while pos < len(text):
         m = _TOKEN.match(text, pos)
@@ -152,6 +153,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             raise ScenarioError(f"cannot read {text[pos:pos + 12]!r} (position {pos + 1})")
         pos = m.end()
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         val = m.group(kind)
         if kind == "q":
             kind, val = "name", val[1:-1]
@@ -465,11 +467,11 @@ def compile_relations(relations: Sequence[Relation], feature_names: Sequence[str
         fields=tuple(f"{where}.{i}" for i, _, _ in der) + tuple(f"{where}.{i}" for i, _ in imps)
         + tuple(f"{where}.{i}" for i, *_ in lins),
     )
-    for r, (_, terms, const, sense) in enumerate(lins):
+    for row, (_, terms, const, sense) in enumerate(lins):
         s = 1.0 if sense == ">=" else -1.0
         for c, v in terms:
-            arr.lin_coef[r, c] += s * v
-        arr.lin_const[r] = s * const
+            arr.lin_coef[row, c] += s * v
+        arr.lin_const[row] = s * const
     return arr
 
 

@@ -81,7 +81,7 @@ def decode_utf8(data: bytes) -> str:
 class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":

@@ -531,7 +531,8 @@ def _to_scenario_error(exc: ValidationError, source: str | None) -> ScenarioErro
     raw_loc = err["loc"]
     if len(raw_loc) > 1 and raw_loc[0] == "defence" and raw_loc[1] in ("run", "campaign"):  # the union's tag
         raw_loc = (raw_loc[0],) + tuple(raw_loc[2:])
-        err = dict(err, loc=raw_loc)
+        err = err.copy()
+        err["loc"] = raw_loc
     loc = [str(x) for x in err["loc"]]
     field = ".".join(loc) or None
     if err["type"] == "extra_forbidden":

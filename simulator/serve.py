@@ -62,6 +62,8 @@ class ScoringServer:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        if isinstance(host, (bytes, bytearray)):  # an AF_INET address is (str, int); the stubs also allow bytes
+            host = host.decode()
         return f"http://{host}:{port}"
 
     @property

@@ -85,6 +85,7 @@ def _write(d, raw, name="harden.yaml"):
     return p
 
 
+@pytest.mark.slow  # about 20 s of CPU: trains and attacks every candidate
 def test_harden_team_data_writes_every_candidate_and_independent_checks_agree(team, tmp_path):
     sc = Scenario.from_dict(_scenario(team, ["monotone", "squeeze", "ensemble"], params={"ensemble": {"members": 2}}),
                             base_dir=team)

@@ -86,6 +86,7 @@ def test_lightgbm_model_and_decision_feedback(team_files, write_scenario, tmp_pa
     assert kind == "lightgbm"
 
 
+@pytest.mark.slow  # about 16 s of CPU: generates a world and trains on it
 def test_world_scenario_trains_its_own_model(tmp_path):
     sc = fs.Scenario.from_dict({"name": "w", "seed": 2, "world": {"customers": 2000, "days": 6},
                                 "attack": {"limit": 4, "budget": 25, "strategies": ["evolutionary"]}})

@@ -48,6 +48,10 @@ def test_gates_accept_the_older_measure_names():
     ({"name": "s", "attack": {"budget": 50}, "gates": ["success_rate_at_100 <= 0.1"]}, "gates.0",
      "budget is 50"),
     ({"name": "s", "gates": ["success_rate_at_10[boundary] <= 0.1"]}, "gates.0", "does not run"),
+    # `defence:` is a union of a run's and a campaign's keys: the error names the field without the union's tag
+    ({"name": "s", "defence": {"rate_limits": [{"max_queries": 0}]}}, "defence.rate_limits.0.max_queries",
+     "greater than 0"),
+    ({"name": "s", "defence": {"retrain": {"every": -1}}}, "defence.retrain.every", "greater than or equal to 0"),
 ])
 def test_errors_name_the_field(raw, field, reason):
     with pytest.raises(ScenarioError) as exc:

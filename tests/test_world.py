@@ -311,6 +311,7 @@ def test_fraud_is_not_trivially_separable(medium_frame: pl.DataFrame) -> None:
     assert fraud.filter((pl.col("distance_km") < 100) & (pl.col("new_device") == 0)).height > 0
 
 
+@pytest.mark.slow  # about 40 s of CPU (a medium world and 200 rounds of XGBoost), 2 minutes on loaded cores
 def test_xgboost_on_a_time_split_lands_in_the_target_auc(medium_frame: pl.DataFrame) -> None:
     xgb = pytest.importorskip("xgboost")
     cut = MEDIUM.days * 2 // 3

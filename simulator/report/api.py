@@ -120,7 +120,7 @@ def curves(runs: Mapping[str, Any], *, cheap: bool = False, strategy: str | None
         if strategy is not None:
             df = df.filter(pl.col("strategy") == strategy)
         df = df.group_by("budget").agg(pl.col(col).max()).sort("budget")
-        top = max(top, int(df["budget"].max() or 1))
+        top = max([top, *df["budget"].to_list()])
         series.append(Series(str(label), df["budget"].to_list(), df[col].to_list(), svg.color_for(i), step=True,
                              width=2.4))
     who = f"strategy {strategy}" if strategy else "worst strategy"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import polars as pl
 
@@ -63,7 +63,7 @@ def compare_many(args: Sequence[str | Path]) -> pl.DataFrame:
 
     def add(measure: str, strategy: str | None, values: list) -> None:
         nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        row = {"measure": measure, "strategy": strategy}
+        row: dict[str, Any] = {"measure": measure, "strategy": strategy}
         row.update({lab: (None if v is None else str(v) if isinstance(v, str) else f"{float(v):.6g}")
                     for lab, v in zip(labels, values)})
         row["spread"] = (max(nums) - min(nums)) if len(nums) == len(values) and nums else None

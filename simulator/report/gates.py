@@ -189,12 +189,12 @@ def evaluate_gates(path_or_con: str | Path | duckdb.DuckDBPyConnection, run_id: 
     """
     parsed = parse_gates(gates)
     own = not isinstance(path_or_con, duckdb.DuckDBPyConnection)
-    if own:
+    if isinstance(path_or_con, duckdb.DuckDBPyConnection):
+        con = path_or_con
+    else:
         from ..store import open_readonly
 
         con = open_readonly(path_or_con)
-    else:
-        con = path_or_con
     try:
         run_id = resolve_run_id(con, run_id, file=None if not own else str(path_or_con))
         budget = M.run_budget(con, run_id)
@@ -218,6 +218,7 @@ def evaluate_gates(path_or_con: str | Path | duckdb.DuckDBPyConnection, run_id: 
             values = M.strategy_values(con, run_id, spec)
             if spec.worst == "min":  # a median over evaded targets when none was: never reached, the best verdict
                 values = {k: (math.inf if v is None else v) for k, v in values.items()}
+            who: str | None
             if gate.strategy is not None:
                 if gate.strategy not in values:
                     raise ScenarioError(f"no strategy {gate.strategy!r} in run {run_id} (strategies: "

@@ -473,14 +473,14 @@ def _features_section(con: duckdb.DuckDBPyConnection, run_id: str, kinds: dict[s
                 cells.append(esc(_change_text(r["median_delta"])) + (f' <span class="muted">({rel:+.0%} rel.)'
                              "</span>" if rel is not None else ""))
         rows.append(cells)
-    table = _table([("feature", False)] + [(f"median change · {s}", True) for s in strategies], rows) if rows else ""
+    changes = _table([("feature", False)] + [(f"median change · {s}", True) for s in strategies], rows) if rows else ""
     lead = ("For each evaded target, its cheapest evading query compared with the original transaction: how often each "
             "feature was changed (share of evasions), and the median change when it was, in the feature's units and "
             "relative to the original value (the median of change ÷ |original|, over the same evasions). Features never "
             "changed are left out.")
     return _section("features", "What attackers changed", esc(lead),
-                    f'<div class="fig">{fig}</div>' + (f"<details open><summary>Size of the changes</summary>{table}"
-                                                         "</details>" if table else ""))
+                    f'<div class="fig">{fig}</div>' + (f"<details open><summary>Size of the changes</summary>{changes}"
+                                                         "</details>" if changes else ""))
 
 
 SEGMENT_TITLES = {"merchant_cat": "Merchant category", "amount_band": "Amount band", "fraud_type": "Fraud type",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -99,13 +100,13 @@ def strategy_values(con: duckdb.DuckDBPyConnection, run_id: str, spec: MetricSpe
     return {s: (None if v is None else float(v)) for s, v in con.execute(sql, {"run": run_id}).fetchall()}
 
 
-def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, object]:
+def model_values(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     """AUC, false-positive rate, recall and threshold of the latest model version (test split when present)."""
     ver = _rows(con, "SELECT max(version) FROM model_versions WHERE run_id = ?", [run_id])[0][0]
     if ver is None:
         ver = _rows(con, "SELECT max(model_version) FROM transactions WHERE run_id = ?", [run_id])[0][0]
-    out: dict[str, object] = {"model_version": ver, "split": None, "auc": None, "false_positive_rate": None,
-                              "recall": None, "threshold": None, "transactions": 0}
+    out: dict[str, Any] = {"model_version": ver, "split": None, "auc": None, "false_positive_rate": None,
+                           "recall": None, "threshold": None, "transactions": 0}
     thr = _rows(con, "SELECT threshold FROM model_versions WHERE run_id = ? AND version = ?", [run_id, ver])
     if not thr:
         thr = _rows(con, "SELECT threshold FROM runs WHERE run_id = ?", [run_id])

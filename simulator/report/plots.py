@@ -88,7 +88,9 @@ def feature_heatmap(con: duckdb.DuckDBPyConnection, run_id: str, *, title: str |
         return _empty("No successful evasion changed any feature.", title)
     values, texts, tips = [], [], []
     for f in feats:
-        vr, tr, pr = [], [], []
+        vr: list[float | None] = []
+        tr: list[str] = []
+        pr: list[str] = []
         for s in strategies:
             r = by.get((f, s))
             if r is None or not r["evasions"]:

@@ -254,7 +254,7 @@ def line_chart(series: Sequence[Series], *, x_label: str, y_label: str, title: s
         y_range = (ticks[0], ticks[-1])
     y_ticks = nice_ticks(*y_range)
     out = _open(width, height, title)
-    top = 12
+    top: float = 12
     if title:
         out.append(_text(16, 22, title, size=14, anchor="start", color=INK, weight="600"))
         top = 36
@@ -412,7 +412,7 @@ def bar_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[fl
     vals = [v for _, vs, _ in series for v in vs if v is not None]
     y_ticks = nice_ticks(*(y_range or (0.0, max(vals + [1e-9]))))
     out = _open(width, height, title)
-    top = 12
+    top: float = 12
     if title:
         out.append(_text(16, 22, title, size=14, anchor="start", color=INK, weight="600"))
         top = 36

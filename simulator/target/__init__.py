@@ -87,10 +87,11 @@ def load_model(spec_or_path: Any, kind: str | None = None, *, features: Sequence
                              field=field_name)
         kind = kind or detect_kind(path)
         cls = get_adapter(kind, source=str(path))
-        if not hasattr(cls, "from_path"):
+        from_path = getattr(cls, "from_path", None)
+        if from_path is None:
             raise ModelError(f"a {kind} model is not loaded from a file", file=str(path), field="model.kind")
         try:
-            return cls.from_path(path, features=features)
+            return from_path(path, features=features)
         except ModelError:
             raise
         except Exception as exc:  # the libraries raise their own error types for corrupt files

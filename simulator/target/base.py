@@ -78,6 +78,18 @@ class TargetModel:
                          field="model")
 
     @classmethod
+    def from_object(cls, obj: Any, *, features: Sequence[str] | None = None) -> TargetModel:
+        """Wrap a live library object of this kind (kinds that have in-memory models)."""
+        raise ModelError(f"a {cls.kind} model cannot be built from a {type(obj).__name__} object", field="model")
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], *, weight: np.ndarray | None = None,
+            seed: int = 0, params: dict | None = None, threads: int | None = None,
+            predict_threads: int = 0) -> tuple[TargetModel, dict]:
+        """Train a new model of this kind; returns it and the parameters used (``trainable`` kinds)."""
+        raise ModelError(f"fraudsim cannot train a {cls.kind} model", field="model.kind")
+
+    @classmethod
     def default_params(cls) -> dict:
         """The baseline's training parameters for this kind, with ``rounds`` (trainable kinds)."""
         raise ModelError(f"fraudsim cannot train a {cls.kind} model", field="model.kind")

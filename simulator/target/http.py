@@ -25,13 +25,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import ModelError
 from .base import TargetModel, bytes_sha256, first_line, resolve_features
 from .registry import register_adapter
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 PROTOCOLS = ("mlflow", "kserve_v2")
 PROBABILITY_KEYS = ("1", 1, "probability", "proba", "score", "fraud_probability")
@@ -88,7 +91,7 @@ class HTTPModel(TargetModel):
                                    limits=httpx.Limits(max_connections=self.concurrency,
                                                        max_keepalive_connections=self.concurrency),
                                    headers={"content-type": "application/json", **(headers or {})})
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         #: rows in answered batches, requests sent (with retries), retries
         self.rows_scored = self.requests = self.retried = 0
@@ -102,10 +105,11 @@ class HTTPModel(TargetModel):
         if not features:
             raise ModelError("an endpoint needs model.features: the names of its inputs, in order", file=source or url,
                              field="model.features")
-        kw = {k: get(k) for k in ("timeout", "retries", "batch_size", "concurrency", "max_rps", "model_name",
+        kw: dict[str, Any] = {k: get(k) for k in ("timeout", "retries", "batch_size", "concurrency", "max_rps", "model_name",
                                   "input_name") if get(k) is not None}
-        if get("headers"):
-            kw["headers"] = expand_headers(get("headers"), url)
+        headers = get("headers")
+        if headers:
+            kw["headers"] = expand_headers(headers, url)
         return cls(url, get("protocol") or "mlflow", list(features), **kw)
 
     # -- scoring ---------------------------------------------------------------------------------------------------

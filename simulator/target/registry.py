@@ -14,11 +14,14 @@ Libraries are imported only inside those methods, so the registry itself is chea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 
-ADAPTERS: dict[str, type] = {}
+if TYPE_CHECKING:
+    from .base import TargetModel
+
+ADAPTERS: dict[str, type[TargetModel]] = {}
 #: the order files are sniffed in (registration order)
 _SNIFF_ORDER: list[str] = []
 
@@ -42,7 +45,7 @@ def kinds() -> tuple[str, ...]:
     return tuple(ADAPTERS)
 
 
-def get_adapter(kind: str, *, source: str | None = None, field: str = "model.kind") -> type:
+def get_adapter(kind: str, *, source: str | None = None, field: str = "model.kind") -> type[TargetModel]:
     try:
         return ADAPTERS[kind]
     except KeyError:

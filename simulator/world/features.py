@@ -83,7 +83,7 @@ def _rehash(table: np.ndarray, capacity: np.int64) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _insert_pairs(table: np.ndarray, customer: np.ndarray, device: np.ndarray) -> np.int64:
+def _insert_pairs(table: np.ndarray, customer: np.ndarray, device: np.ndarray) -> int:
     added = 0
     for i in range(len(customer)):
         if device[i] >= 0:
@@ -139,7 +139,7 @@ def stream_kernel(
     out_ratio: np.ndarray,
     out_new_device: np.ndarray,
     out_mean: np.ndarray,
-) -> np.int64:
+) -> int:
     """Walk one time-sorted batch, updating the per-customer state in place; returns new device pairs.
 
     Event ``i`` has global index ``first_global + i``; ``history_*`` hold the events from global
@@ -268,12 +268,13 @@ class StreamingPipeline:
             self.last_timestamp = int(timestamp[-1])
 
         self._reserve_devices(n)
+        mean_amount_30d = np.empty(n, np.float64)
         out = StreamFeatures(
             txn_count_1h=np.empty(n, np.int32),
             txn_count_24h=np.empty(n, np.int32),
             amount_ratio_30d=np.empty(n, np.float64),
             new_device=np.empty(n, np.int8),
-            mean_amount_30d=np.empty(n, np.float64),
+            mean_amount_30d=mean_amount_30d,
         )
         added = stream_kernel(
             customer,
@@ -297,7 +298,7 @@ class StreamingPipeline:
             out.txn_count_24h,
             out.amount_ratio_30d,
             out.new_device,
-            out.mean_amount_30d,
+            mean_amount_30d,
         )
         self.device_pairs += int(added)
         self.n_events += n

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -47,7 +47,7 @@ LABEL = "is_fraud"
 DISTANCE_CAP_KM = 5000.0
 
 #: Output columns and dtypes, in order.
-SCHEMA: dict[str, pl.DataType] = {
+SCHEMA: dict[str, type[pl.DataType]] = {
     "transaction_id": pl.Int64,
     "timestamp": pl.Int64,
     "day": pl.Int32,
@@ -140,7 +140,8 @@ class World:
         self._day = 0
         self._next_transaction_id = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._prefetched = None  # (day, future of that day's own raw events), see prefetch()
+        #: (day, future of that day's own raw events), see prefetch()
+        self._prefetched: tuple[int, Future[RawEvents]] | None = None
 
     @property
     def day(self) -> int:
