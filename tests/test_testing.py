@@ -134,3 +134,27 @@ def test_strategies_do_not_import_the_oracle_and_old_imports_still_work():
     from simulator.strategies.base import Feedback as F2, Problem as P2
 
     assert Feedback is F2 is protocol.Feedback and Problem is P2 is protocol.Problem
+
+
+@pytest.mark.parametrize("strategies, params, field, reason", [
+    (["random", "optuna"], {"optuna": {"sigma0": float("nan")}}, "attack.params.optuna.sigma0",
+     "must be a finite number, got nan"),
+    (["random", "optuna"], {"optuna": {"sigma0": "wide"}}, "attack.params.optuna.sigma0",
+     "expected a number (float) or null, got 'wide'"),
+    (["random", "boundary"], {"boundary": {"tol": 0.1, "nope": 1}}, "attack.params.boundary.nope",
+     "unknown parameter 'nope' for strategy 'boundary' (accepts: explore, max_starts, opening, probe_step, tol)"),
+    (["random", "evolutionary"], {"evolutionary": {"elite": True}}, "attack.params.evolutionary.elite",
+     "expected a whole number (int), got True"),
+])
+def test_validate_checks_typed_strategy_parameters_in_one_line(strategies, params, field, reason, team_files,
+                                                                write_scenario):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    from .conftest import scenario_dict
+
+    path = write_scenario(scenario_dict(team_files, strategies=strategies, params=params), "params.yaml")
+    r = CliRunner().invoke(app, ["validate", str(path)])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines() == [f"fraudsim: scenario error: {path}: {field}: {reason}"]

@@ -15,11 +15,16 @@ Examples
 Traceback (most recent call last):
 ...
 simulator.errors.ScenarioError: attack.params.evolutionary.step: expected a number (float), got 'x'
+>>> check_params(get_strategy("optuna"), {"sigma0": float("nan")}, field="attack.params.optuna")  # float | None
+Traceback (most recent call last):
+...
+simulator.errors.ScenarioError: attack.params.optuna.sigma0: must be a finite number, got nan
 """
 from __future__ import annotations
 
 import inspect
 import math
+import types
 import typing
 from typing import Any
 
@@ -66,7 +71,7 @@ def _bounded(cls: type, name: str, annotation: Any) -> Any:
         return typing.Annotated[int, Field(ge=lo, le=hi)]
     if base is float:
         return typing.Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
-    if typing.get_origin(base) is typing.Union and type(None) in typing.get_args(base):
+    if typing.get_origin(base) in (typing.Union, types.UnionType) and type(None) in typing.get_args(base):
         inner = [a for a in typing.get_args(base) if a is not type(None)]
         if len(inner) == 1:
             return typing.Optional[_bounded(cls, name, inner[0])]
@@ -111,6 +116,17 @@ def _reason(err: dict, param: inspect.Parameter | None) -> str:
             return f"must be a finite number, got {shown}"
         if typing.get_origin(ann) is typing.Literal:
             return f"expected one of {', '.join(repr(a) for a in typing.get_args(ann))}, got {shown}"
-        base = typing.get_args(ann)[0] if typing.get_origin(ann) is typing.Annotated else ann
-        return f"expected {_TYPE_WORDS.get(base, getattr(base, '__name__', str(base)))}, got {shown}"
+        return f"expected {_type_words(ann)}, got {shown}"
     return err["msg"].removeprefix("Value error, ") + f" (got {shown})"
+
+
+def _type_words(ann: Any) -> str:
+    """``a number (float)``, ``a whole number (int) or null`` ... for an annotation."""
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        words = [_type_words(a) for a in typing.get_args(ann) if a is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in typing.get_args(ann) else "")
+    if typing.get_origin(ann) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    return _TYPE_WORDS.get(ann, getattr(ann, "__name__", str(ann)))
