@@ -1,5 +1,6 @@
 """The shipped strategy contract (simulator/testing.py): every registered strategy passes it, a team's strategy
 can use it as a pytest base class, and it catches strategies that break the contract in each way it checks."""
+import inspect
 import subprocess
 import sys
 
@@ -11,9 +12,14 @@ from simulator.strategies import REGISTRY, BaseStrategy, Strategy, register
 from simulator.testing import CHECKS, ContractError, StrategyContract, check_strategy
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_every_registered_strategy_passes_the_contract(name):
-    check_strategy(name)
+BUILT_IN = sorted(n for n in REGISTRY if REGISTRY[n].__module__.startswith("simulator.strategies."))
+WITH_OPENING = [n for n in BUILT_IN if "opening" in inspect.signature(REGISTRY[n].__init__).parameters]
+
+
+@pytest.mark.parametrize("name, params", [pytest.param(n, {}, id=n) for n in BUILT_IN]
+                         + [pytest.param(n, {"opening": "none"}, id=f"{n}-opening-none") for n in WITH_OPENING])
+def test_every_registered_strategy_passes_the_contract(name, params):
+    check_strategy(name, **params)
 
 
 # -- how a team tests its own strategy (the README shows this) ---------------------------------------------------

@@ -160,8 +160,9 @@ class BaseStrategy(abc.ABC):
         """Propose the next ``n`` candidates for this strategy's target.
 
         Called when: the engine starts a step for this target, which has budget left and is not ``finished``;
-        ``1 <= n <=`` the remaining budget (at most ``batch_size`` unless the scenario says otherwise). Every ask is
-        followed by exactly one :meth:`tell` with the same rows before the next ask.
+        ``1 <= n <=`` the remaining budget (at most ``batch_size`` unless the scenario says otherwise; in a
+        campaign, once a day per agent with ``n`` its probes for the day). Every ask is followed by exactly one
+        :meth:`tell` with the same rows before the next ask.
 
         Must return a float64 array of shape ``(n, d)`` whose rows already satisfy the constraints (frozen columns
         equal to ``problem.x0``, bounds, directions, categories, relations: project with the kernels); the oracle
@@ -206,8 +207,9 @@ class Strategy(BaseStrategy):
 
     def __init__(self, problem: Problem, rng: np.random.Generator, **params: Any):
         if params:
-            raise ScenarioError(f"unknown parameter {next(iter(params))!r} for strategy {self.name!r}",
-                                field="attack.strategies")
+            key = next(iter(params))
+            raise ScenarioError(f"unknown parameter {key!r} for strategy {self.name!r}",
+                                field=f"attack.params.{self.name}.{key}")
         self.problem = problem
         self.rng = rng
         self.x0 = np.ascontiguousarray(problem.x0, dtype=np.float64)
@@ -228,7 +230,9 @@ class Strategy(BaseStrategy):
     def ask(self, n: int) -> np.ndarray:
         """See :meth:`BaseStrategy.ask`; calls :meth:`_ask` and marks the opening moves among its rows."""
         X = self._ask(int(n))
-        assert X.shape == (n, self.d), f"{self.name}.ask({n}) returned shape {X.shape}"
+        if getattr(X, "shape", None) != (n, self.d):  # a strategy bug: say so even under python -O
+            raise ValueError(f"strategy {self.name!r}: ask({n}) returned shape {getattr(X, 'shape', None)}, "
+                             f"expected {(n, self.d)}")
         if self._opening_keys:
             C = np.ascontiguousarray(X, dtype=np.float64)
             self.asked_opening = np.fromiter((x.tobytes() in self._opening_keys for x in C), dtype=bool, count=n)
