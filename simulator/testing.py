@@ -57,11 +57,14 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .protocol import Feedback, Problem
+
+if TYPE_CHECKING:
+    from .strategies.base import BaseStrategy
 
 __all__ = ["CHECKS", "ContractError", "StrategyContract", "check_strategy"]
 
@@ -170,7 +173,7 @@ def foreign_world() -> World:
 
 
 # -- driving a strategy ------------------------------------------------------------------------------------------
-def _resolve(strategy) -> type:
+def _resolve(strategy: "type[BaseStrategy] | str") -> "type[BaseStrategy]":
     from .strategies import get_strategy
     from .strategies.base import BaseStrategy
 
@@ -200,7 +203,7 @@ class _Drive:
 
 
 class _Run:
-    def __init__(self, check: str, cls: type, params: dict):
+    def __init__(self, check: str, cls: "type[BaseStrategy]", params: dict):
         self.check, self.cls, self.params = check, cls, params
 
     def fail(self, what: str) -> ContractError:
@@ -249,7 +252,7 @@ class _Run:
         finished."""
         feedback = feedback or ("score" if "score" in self.cls.needs else "decision")
         s = self.make(self.problem(world, i, budget=budget, feedback=feedback), seed)
-        batch = int(batch or getattr(self.cls, "batch_size", 10))
+        batch = int(batch or self.cls.batch_size)
         out = _Drive(s, [], [], [])
         remaining = budget
         while remaining > 0 and not bool(s.finished):
@@ -287,7 +290,7 @@ def check_ask_shapes(run: _Run) -> None:
 
 def check_budget(run: _Run) -> None:
     w = home_world()
-    batch = max(8, int(getattr(run.cls, "batch_size", 10)))
+    batch = max(8, int(run.cls.batch_size))
     for budget in (1, 2, 5):
         d = run.drive(w, 0, budget=budget, batch=batch)
         if len(d.X) > budget:  # the drive never asks for more; this guards the check itself
@@ -376,7 +379,7 @@ CHECKS: dict[str, Callable[[_Run], None]] = {
 }
 
 
-def check_strategy(strategy: type | str, *, checks: Iterable[str] | None = None, **params: Any) -> None:
+def check_strategy(strategy: "type[BaseStrategy] | str", *, checks: Iterable[str] | None = None, **params: Any) -> None:
     """Run the contract checks (all by default) on a strategy class or registered name with ``params``; raises
     :class:`ContractError` at the first broken one. ``params`` are checked like a scenario's first."""
     from .strategies.params import check_params
@@ -399,7 +402,7 @@ class StrategyContract:
             params = {"width": 4}      # optional
     """
 
-    strategy: type | str | None = None
+    strategy: "type[BaseStrategy] | str | None" = None
     params: dict[str, Any] = {}
 
     def _check(self, name: str) -> None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -74,7 +74,10 @@ Opening = Literal["typical", "none"]
 NEEDS = {"score": "feedback: score", "model": "the model file granted to the attacker", "data": "public data"}
 
 
-def register(name: str):
+S = TypeVar("S", bound="type[BaseStrategy]")
+
+
+def register(name: str) -> Callable[[S], S]:
     """Class decorator adding a strategy under ``name``; a second class under the same name is refused, and so is a
     class whose parameters are not keyword-only, annotated and defaulted (they are what ``params`` may set).
 
@@ -93,14 +96,14 @@ def register(name: str):
     >>> _ = REGISTRY.pop("doc-example")
     """
 
-    def deco(cls: type[BaseStrategy]) -> type[BaseStrategy]:
+    def deco(cls: S) -> S:
         if name in REGISTRY:
             raise ValueError(f"strategy name {name!r} is already registered by {REGISTRY[name].__qualname__}")
         if not (isinstance(cls, type) and issubclass(cls, BaseStrategy)):
             raise TypeError(f"strategy {name!r}: {cls!r} must subclass simulator.strategies.Strategy")
         _check_signature(name, cls)
         cls.name = name
-        REGISTRY[name] = cls
+        REGISTRY[name] = cast("type[Strategy]", cls)  # the engine uses only what BaseStrategy declares
         return cls
 
     return deco
@@ -155,6 +158,17 @@ class BaseStrategy(abc.ABC):
     best_cost: float
     asked_opening: np.ndarray  #: per row of the last ask, True for an opening move (stored in queries.opening)
 
+    def __init__(self, problem: Problem, rng: np.random.Generator, **params: Any) -> None:
+        """Called when: the engine starts on a target (after validation, before the first ask), with the target's
+        :class:`Problem`, its own generator and the scenario's ``attack.params.<name>``. Subclasses take their
+        parameters as typed keyword-only arguments and pass the rest on: what is left over here is unknown."""
+        if params:
+            key = next(iter(params))
+            raise ScenarioError(f"unknown parameter {key!r} for strategy {self.name!r}",
+                                field=f"attack.params.{self.name}.{key}")
+        self.problem = problem
+        self.rng = rng
+
     @abc.abstractmethod
     def ask(self, n: int) -> np.ndarray:
         """Propose the next ``n`` candidates for this strategy's target.
@@ -199,19 +213,12 @@ class BaseStrategy(abc.ABC):
 class Strategy(BaseStrategy):
     """Base class of every built-in strategy: subclasses implement :meth:`_ask` and optionally :meth:`_tell`.
 
-    The constructor is called when the engine starts on a target (after validation, before the first ask), with
-    the target's :class:`Problem`, its own generator and the scenario's ``attack.params.<name>``; subclasses take
-    their parameters as typed keyword-only arguments and pass the rest on (``**params``): what is left over here
-    is an unknown parameter.
+    The constructor is called as :meth:`BaseStrategy.__init__` says; subclasses take their parameters as typed
+    keyword-only arguments and pass the rest on (``**params``).
     """
 
     def __init__(self, problem: Problem, rng: np.random.Generator, **params: Any):
-        if params:
-            key = next(iter(params))
-            raise ScenarioError(f"unknown parameter {key!r} for strategy {self.name!r}",
-                                field=f"attack.params.{self.name}.{key}")
-        self.problem = problem
-        self.rng = rng
+        super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.x0 = np.ascontiguousarray(problem.x0, dtype=np.float64)
         self._X0 = self.x0[None, :]
         self.d = len(self.x0)

@@ -1,7 +1,7 @@
 """Typed strategy parameters: the scenario's ``params`` are checked against the strategy's constructor.
 
 A strategy's parameters are its keyword-only constructor arguments with type annotations and defaults (following
-``**params`` up the class chain to :class:`~simulator.strategies.base.Strategy`). ``fraudsim validate`` checks every
+``**params`` up the class chain to :class:`~simulator.strategies.base.Strategy` or its ``BaseStrategy``). ``fraudsim validate`` checks every
 value against its annotation, strictly (``step: "x"`` or ``elite: 2.5`` are refused, ``int`` given for a ``float``
 is fine), and against bounds: a strategy may declare ``param_bounds = {"elite": (1, 1000)}`` as class data; numbers
 without declared bounds must lie in ``[0, DEFAULT_MAX]``, and floats must be finite.
@@ -39,14 +39,14 @@ _TYPE_WORDS = {int: "a whole number (int)", float: "a number (float)", bool: "tr
 def strategy_parameters(cls: type) -> dict[str, inspect.Parameter] | None:
     """Keyword parameters of a strategy's constructor, with their resolved annotations; None when a constructor
     forwards ``**params`` somewhere that cannot be followed (then parameters are not checked here)."""
-    from .base import Strategy
+    from .base import BaseStrategy, Strategy
 
     found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        if init is Strategy.__init__:
+        if klass in (Strategy, BaseStrategy):
             return found
         try:
             hints = typing.get_type_hints(init, include_extras=True)
@@ -88,7 +88,7 @@ def check_params(cls: type, params: Any, *, field: str) -> dict[str, Any]:
         return dict(params)
     for key in params:
         if not isinstance(key, str) or key not in accepted:
-            raise ScenarioError(f"unknown parameter {key!r} for strategy {cls.name!r} (accepts: "
+            raise ScenarioError(f"unknown parameter {key!r} for strategy {getattr(cls, 'name', cls.__name__)!r} (accepts: "
                                 f"{', '.join(sorted(accepted)) or 'none'})", field=f"{field}.{key}")
     fields: dict[str, Any] = {}
     for name, p in accepted.items():
@@ -105,7 +105,7 @@ def check_params(cls: type, params: Any, *, field: str) -> dict[str, Any]:
     return dict(params)
 
 
-def _reason(err: dict, param: inspect.Parameter | None) -> str:
+def _reason(err: Any, param: inspect.Parameter | None) -> str:
     value = err.get("input")
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     if len(shown) > 60:
