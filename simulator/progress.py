@@ -4,8 +4,9 @@ Everything that reports progress takes one small callback, :data:`Progress`: ``s
 returns ``advance(n)``. This module turns it into what suits the place:
 
 - a terminal: Rich bars (:func:`rich_progress`);
-- a log or a pipe (CI): plain lines on stderr, one when a task starts, then every ~10 s or every 10 % of it, and
-  one when it ends (:func:`line_progress`), so a long job is never silent for minutes;
+- a log or a pipe (CI): plain lines on stderr, one when a task starts, then every ~10 s (even when it does not
+  move) or every 10 % of it, and one when it ends (:func:`line_progress`), so a long job is never silent for
+  minutes;
 - a Jupyter notebook: ``tqdm.auto`` bars (:func:`notebook_progress`), on by default there
   (:func:`api_progress`);
 - ``-q``: nothing (:func:`progress_for` with ``quiet=True``).
@@ -126,10 +127,16 @@ def _seconds(s: float) -> str:
 
 @contextlib.contextmanager
 def line_progress(stream: IO[str] | None = None, *, every_s: float = EVERY_S, every_share: float = EVERY_SHARE,
-                  clock: Callable[[], float] = time.monotonic, compile_notes: bool = True) -> Iterator[Progress]:
-    """Plain progress lines for logs and pipes: ``fraudsim: <task> <done>/<total> (<share>), <elapsed>``."""
+                  clock: Callable[[], float] = time.monotonic, compile_notes: bool = True,
+                  heartbeat: bool | None = None) -> Iterator[Progress]:
+    """Plain progress lines for logs and pipes: ``fraudsim: <task> <done>/<total> (<share>), <elapsed>``.
+
+    A line when a task starts, when it has moved by a tenth (at most once a second) or every ``every_s``, and when
+    it ends. With ``heartbeat`` (the default unless a ``clock`` is given) a task that does not move (training a
+    model, a slow step) still gets a line every ``every_s``, so a log is never silent for long."""
     out = stream if stream is not None else sys.stderr
-    lock = threading.Lock()
+    lock = threading.RLock()
+    current: list[_LineTask] = []  # the task that runs now (tasks run one after another)
 
     def write(line: str) -> None:
         with lock:
@@ -137,32 +144,71 @@ def line_progress(stream: IO[str] | None = None, *, every_s: float = EVERY_S, ev
             out.flush()
 
     def start(description: str, total: int | None) -> Advance:
-        t0 = clock()
-        state = {"done": 0, "last_t": t0, "last_step": 0, "ended": False}
-        write(f"fraudsim: {description} " + (f"0/{total}" if total else "…"))
+        task = _LineTask(description, total or None, clock(), write, every_share)
+        with lock:
+            current[:] = [task]
+            write(f"fraudsim: {description} " + (f"0/{total}" if total else "…"))
 
         def advance(n: int) -> None:
-            if state["ended"] or n <= 0:
+            if n <= 0:
                 return
-            state["done"] += int(n)
-            done, now = state["done"], clock()
-            if not total:  # an unsized task: its first advance ends it
-                state["ended"] = True
-                write(f"fraudsim: {description} done in {_seconds(now - t0)}")
-                return
-            if done >= total:
-                state["ended"] = True
-                write(f"fraudsim: {description} {total}/{total} (100%), done in {_seconds(now - t0)}")
-                return
-            step = int(done / total / every_share)
-            if now - state["last_t"] >= every_s or (step > state["last_step"] and now - state["last_t"] >= 1.0):
-                state["last_t"], state["last_step"] = now, step
-                write(f"fraudsim: {description} {done}/{total} ({100 * done / total:.0f}%), {_seconds(now - t0)}")
+            with lock:
+                task.advance(int(n), clock(), every_s)
 
         return advance
 
-    with compile_note(write) if compile_notes else contextlib.nullcontext():
-        yield start
+    stop = threading.Event()
+    beat = None
+    if heartbeat if heartbeat is not None else clock is time.monotonic:
+        def beat_loop() -> None:
+            while not stop.wait(min(1.0, every_s / 2)):
+                with lock:
+                    if current and not current[0].ended and clock() - current[0].last_t >= every_s:
+                        current[0].line(clock())
+
+        beat = threading.Thread(target=beat_loop, name="fraudsim-progress", daemon=True)
+        beat.start()
+    try:
+        with compile_note(write) if compile_notes else contextlib.nullcontext():
+            yield start
+    finally:
+        stop.set()
+        if beat is not None:
+            beat.join(timeout=2.0)
+
+
+class _LineTask:
+    """One task of :func:`line_progress`: what is done, and when the last line was written."""
+
+    def __init__(self, description: str, total: int | None, t0: float, write: Callable[[str], None],
+                 every_share: float):
+        self.description, self.total, self.t0, self.write, self.every_share = description, total, t0, write, every_share
+        self.done, self.last_t, self.last_step, self.ended = 0, t0, 0, False
+
+    def line(self, now: float) -> None:
+        self.last_t = now
+        if self.total:
+            self.write(f"fraudsim: {self.description} {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), "
+                       f"{_seconds(now - self.t0)}")
+        else:
+            self.write(f"fraudsim: {self.description} … {_seconds(now - self.t0)}")
+
+    def advance(self, n: int, now: float, every_s: float) -> None:
+        if self.ended:
+            return
+        self.done += n
+        if not self.total:  # an unsized task: its first advance ends it
+            self.ended = True
+            self.write(f"fraudsim: {self.description} done in {_seconds(now - self.t0)}")
+        elif self.done >= self.total:
+            self.ended = True
+            self.write(f"fraudsim: {self.description} {self.total}/{self.total} (100%), done in "
+                       f"{_seconds(now - self.t0)}")
+        else:
+            step = int(self.done / self.total / self.every_share)
+            if now - self.last_t >= every_s or (step > self.last_step and now - self.last_t >= 1.0):
+                self.last_step = step
+                self.line(now)
 
 
 @contextlib.contextmanager
