@@ -5,6 +5,7 @@ Bad input prints one line (file: field: reason) and exits with code 2; ``--debug
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import unicodedata
 import warnings
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # imported in the command bodies that need them, so `fraudsim
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="fraudsim: how easily can a fraudster who can only query your fraud model get fraud through?")
-out = Console(width=None if sys.stdout.isatty() else 120)  # logs and pipes get the whole table
+# logs and pipes get the whole table, unless COLUMNS says how wide
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 120)
 err = Console(stderr=True)
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -125,33 +127,58 @@ def _interrupt_code(exc: BaseException | None) -> int | None:
     return None
 
 
-def summary_table(df: pl.DataFrame, title: str) -> Table:
-    """Success within a few budgets (any evasion, then cheap ones), median queries and costs, per strategy."""
+def summary_table(df: pl.DataFrame, title: str, width: int | None = None) -> Table:
+    """Success within a few budgets (any evasion, then cheap ones), median queries and costs, per strategy.
+
+    The table fits ``width`` columns (the output's width by default; 80 is enough for the usual columns): where it
+    would not, the least telling columns are left out, the caption says which."""
     succ = [c for c in df.columns if c.startswith("success_rate_at_")]
     cheap = [c for c in df.columns if c.startswith("cheap_success_rate_at_")]
     budget = lambda c: c.rsplit("_", 1)[1]
     shown = [c for c in succ if budget(c) in ("10", "50", "100")] + succ[-1:]
     shown = list(dict.fromkeys(shown))
     shown_cheap = list(dict.fromkeys([c for c in cheap if budget(c) == "100"] + cheap[-1:]))
-    table = Table(title=title, title_justify="left", caption="≤N: share of targets evaded within N queries; "
-                  "cheap: evading at cost ≤ 1; med q, costs: medians over the evaded targets", caption_justify="left",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
-    table.add_column("strategy", style="bold", no_wrap=True)
-    table.add_column("n", justify="right")
-    for c in shown:
-        table.add_column(f"≤{budget(c)}", justify="right", no_wrap=True)
-    for c in shown_cheap:
-        table.add_column(f"cheap≤{budget(c)}", justify="right", no_wrap=True)
     exact = "median_ratio_to_exact" in df.columns  # the run has the exact strategy
-    for c in ("med q", "cost 1st", "best") + (("÷exact", "p90÷exact") if exact else ()):
-        table.add_column(c, justify="right", no_wrap=True)
     fmt = lambda v, pct=False: "–" if v is None else (f"{v:.0%}" if pct else f"{v:.2f}" if v < 10 else f"{v:.0f}")
-    for r in df.iter_rows(named=True):
-        table.add_row(r["strategy"], str(r["targets"]), *[fmt(r[c], True) for c in shown],
-                      *[fmt(r[c], True) for c in shown_cheap], fmt(r["median_queries_to_evasion"]),
-                      fmt(r["median_first_cost"]), fmt(r["median_best_cost"]),
-                      *([fmt(r["median_ratio_to_exact"]), fmt(r["p90_ratio_to_exact"])] if exact else []))
-    return table
+    # (header, cell per row); headers break over two lines so that the usual table fits 80 columns
+    cols: list[tuple[str, Callable[[dict], str]]] = [("n", lambda r: str(r["targets"]))]
+    cols += [(f"≤{budget(c)}", lambda r, c=c: fmt(r[c], True)) for c in shown]
+    cols += [(f"cheap\n≤{budget(c)}", lambda r, c=c: fmt(r[c], True)) for c in shown_cheap]
+    cols += [("med\nq", lambda r: fmt(r["median_queries_to_evasion"])),
+             ("cost\n1st", lambda r: fmt(r["median_first_cost"])), ("best", lambda r: fmt(r["median_best_cost"]))]
+    if exact:
+        cols += [("÷exact", lambda r: fmt(r["median_ratio_to_exact"])),
+                 ("p90\n÷exact", lambda r: fmt(r["p90_ratio_to_exact"]))]
+    # left out first when the width is short: the in-between budgets, then the tail of the exact ratio
+    drop_order = [h for h in ("≤50", "≤10", "p90\n÷exact", "cost\n1st") if h in dict(cols)]
+    if len(shown_cheap) > 1:
+        drop_order.insert(2, f"cheap\n≤{budget(shown_cheap[0])}")
+    caption = ("≤N: share of targets evaded within N queries; cheap: evading at cost ≤ 1; med q, costs: medians over "
+               "the evaded targets")
+    rows = list(df.iter_rows(named=True))
+    width = out.width if width is None else width
+    left_out: list[str] = []
+    while True:
+        table = Table(title=title, title_justify="left", caption=caption + (
+                      f" ({', '.join(h.replace(chr(10), ' ') for h in left_out)} left out to fit {width} columns)"
+                      if left_out else ""), caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
+                      collapse_padding=True, pad_edge=False)
+        table.add_column("strategy", style="bold", no_wrap=True)
+        kept = [(h, f) for h, f in cols if h not in left_out]
+        for h, _ in kept:
+            table.add_column(h, justify="right", no_wrap=True)
+        for r in rows:
+            table.add_row(r["strategy"], *[f(r) for _, f in kept])
+        if not drop_order or _natural_width(table) <= width:
+            return table
+        left_out.append(drop_order.pop(0))
+
+
+def _natural_width(table: Table) -> int:
+    from rich.measure import Measurement
+
+    wide = Console(width=10_000)
+    return Measurement.get(wide, wide.options, table).maximum
 
 
 @app.command()
@@ -159,7 +186,7 @@ def summary_table(df: pl.DataFrame, title: str) -> Table:
 def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the built-in default when omitted"),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="DuckDB file to write (overrides the scenario)"),
         seed: Optional[int] = typer.Option(None, help="override the scenario seed"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or lines"),
         junit: Optional[Path] = typer.Option(None, "--junit", help="write the scenario's gates' verdicts as JUnit XML"),
         debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Run a scenario: build or load the traffic and model, attack the targets, write DuckDB, print a summary.
@@ -185,15 +212,11 @@ def run(scenario: Optional[Path] = typer.Argument(None, help="scenario YAML; the
         if lock.stale_removed:
             err.print(Text(f"fraudsim: note: removed {one_line(lock.stale_removed)}, left by a run that was killed",
                            style="yellow"), soft_wrap=True)
-        if quiet:
-            prep = prepare(sc)
-            res = execute(prep, output=path)
-        else:
-            from .progress import rich_progress
+        from .progress import progress_for  # bars on a terminal, plain lines in logs, nothing with -q
 
-            with rich_progress(err) as prog:
-                prep = prepare(sc, progress=prog)
-                res = execute(prep, output=path, progress=prog)
+        with progress_for(err, quiet=quiet) as prog:
+            prep = prepare(sc, progress=prog)
+            res = execute(prep, output=path, progress=prog)
     if getattr(prep, "is_campaign", False):  # a campaign: its header, this summary, then the per-round table
         from .campaign.report import print_campaign
 
@@ -256,7 +279,7 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
                                          help="a .parquet file, or a folder for one Hive partition per day"),
              customers: int = typer.Option(20_000, min=1), days: int = typer.Option(30, min=1),
              seed: int = typer.Option(0, min=0), fraudsters: int = typer.Option(60, min=0),
-             quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or lines"),
              debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Write a labelled synthetic transaction data set from the agent-based world, one day at a time (memory
     stays bounded: worlds larger than memory go to a folder, ``-o world/``, as ``day=<d>/part-0.parquet``)."""
@@ -270,14 +293,11 @@ def generate(output: Path = typer.Option(Path("world.parquet"), "--output", "-o"
             check_output_path(output, field="--output", only_replace_runs=False)
         check_target(output)
         world = World(WorldConfig(customers=customers, days=days, fraudsters=fraudsters), seed=seed)
-        if quiet:
-            stats = write_world(world, output)
-        else:
-            from .progress import rich_progress
+        from .progress import progress_for
 
-            with rich_progress(err) as prog:
-                advance = prog("world days", days)
-                stats = write_world(world, output, on_day=lambda n: advance(1))
+        with progress_for(err, quiet=quiet) as prog:
+            advance = prog("world days", days)
+            stats = write_world(world, output, on_day=lambda n: advance(1))
     except FraudsimError as exc:
         _fail(exc, debug)
         return
@@ -312,7 +332,10 @@ def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (trai
 
     try:
         sc = Scenario.from_yaml(scenario)
-        res = run_harden(sc, output, log=None if quiet else (lambda m: err.print(f"[dim]{m}[/]", highlight=False)))
+        from .progress import step_log
+
+        with step_log(err, quiet=quiet, prefix="harden: ") as say:
+            res = run_harden(sc, output, log=say)
     except FraudsimError as exc:
         _fail(exc, debug)
         return
@@ -523,7 +546,7 @@ def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario
           address: Optional[str] = typer.Option(None, "--address", help="an existing Ray cluster (default: start one "
                                                 "on this machine)"),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="sweep DuckDB file (overrides the file's)"),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or lines"),
           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Run every variant of a base scenario (a grid or a list of overrides) as its own task, then merge the runs
     into one DuckDB file with a ``sweep`` table. Reruns skip finished variants.
@@ -534,13 +557,10 @@ def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario
     try:
         check_engine(engine, address)
         sw = load_sweep(sweep_file, output=output)
-        if quiet:
-            res = run_sweep(sw, engine=engine, address=address)
-        else:
-            from .progress import rich_progress
+        from .progress import progress_for
 
-            with rich_progress(err) as prog:
-                res = run_sweep(sw, engine=engine, address=address, progress=prog)
+        with progress_for(err, quiet=quiet) as prog:
+            res = run_sweep(sw, engine=engine, address=address, progress=prog)
     except FraudsimError as exc:
         _fail(exc, debug)
         return

@@ -19,31 +19,15 @@ Examples
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .errors import BudgetExceeded
 from .kernels import Kernels
+from .protocol import Feedback  # noqa: F401  (re-exported: Feedback lives in simulator.protocol)
 from .schema import SchemaArrays
 from .store import QueryLog
 
 FEEDBACK_MODES = ("score", "decision")
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """What the attacker learns per query: always the decision; the score only with ``feedback: score``."""
-
-    declined: np.ndarray
-    score: np.ndarray | None = None
-
-    @property
-    def evaded(self) -> np.ndarray:
-        return ~self.declined
-
-    def __getitem__(self, sl) -> "Feedback":
-        return Feedback(self.declined[sl], None if self.score is None else self.score[sl])
 
 
 class Oracle:

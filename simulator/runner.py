@@ -523,9 +523,11 @@ def _record_strategy(rec: Recorder, cls, sname: str, done, target_ids: np.ndarra
 
 
 def run(scenario: Scenario | dict | str | Path | None = None, *, output: str | Path | None = None,
-        progress: Progress | bool = False, data: Any = None, model: Any = None) -> RunResult:
+        progress: Progress | bool | None = None, data: Any = None, model: Any = None) -> RunResult:
     """Run a scenario (an object, a dict, a YAML path, or ``None`` for the built-in default) and return the result.
 
+    ``progress``: ``None`` shows bars in a Jupyter notebook and nothing elsewhere, ``True`` always shows progress
+    (bars, or plain lines on stderr when it is not a terminal), ``False`` never.
     ``data`` (a Polars or pandas DataFrame) and ``model`` (an XGBoost/LightGBM booster or classifier, an
     ``onnxruntime.InferenceSession``, a model file or a URL) stand in for the scenario's ``data`` and ``model``.
 
@@ -544,12 +546,8 @@ def run(scenario: Scenario | dict | str | Path | None = None, *, output: str | P
         scenario = Scenario.from_dict(scenario, base_dir=Path.cwd(), source="<dict>")
     elif not isinstance(scenario, Scenario):
         scenario = Scenario.from_yaml(scenario)
-    if progress is True:
-        from .progress import rich_progress
+    from .progress import api_progress  # None: tqdm bars in a notebook, nothing elsewhere (simulator/progress.py)
 
-        with rich_progress() as prog:
-            prep = prepare(scenario, progress=prog, data=data, model=model)
-            return execute(prep, output=Path(output) if output else None, progress=prog)
-    prog = progress or _no_progress
-    prep = prepare(scenario, progress=prog, data=data, model=model)
-    return execute(prep, output=Path(output) if output else None, progress=prog)
+    with api_progress(progress) as prog:
+        prep = prepare(scenario, progress=prog, data=data, model=model)
+        return execute(prep, output=Path(output) if output else None, progress=prog)

@@ -22,7 +22,7 @@ PACKAGE = Path(fs.__file__).parent
 
 #: Imports that point up the data flow and are removed on other branches; every other import must keep the graph
 #: free of cycles. (e2 moves Feedback to simulator/protocol.py; e4 owns defences/tuning.py -> harden.)
-KNOWN_UPWARD = {("strategies", "oracle"), ("defences", "harden")}
+KNOWN_UPWARD = {("defences", "harden")}
 
 
 def _unit(path: Path) -> str:

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..kernels import MODE_UNIFORM
 from ..kernels.reference import CONTINUOUS, INTEGER
-from ..oracle import Feedback
+from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, project_rows, unique_rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import MODE_UNIFORM
-from ..oracle import Feedback
+from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import Prior, opening_moves
 

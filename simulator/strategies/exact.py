@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ScenarioError
 from ..kernels import relations as rk
 from ..kernels.reference import BINARY, CATEGORICAL, INTEGER
-from ..oracle import Feedback
+from ..protocol import Feedback
 from ..relations import P_ADD, P_CONST, P_DIV, P_MAX, P_MIN, P_MUL, P_NEG, P_SUB, P_VAR
 from ..target.trees import OP_IN, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..oracle import Feedback
+from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
 

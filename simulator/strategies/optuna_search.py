@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
-from ..oracle import Feedback
+from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import Prior, allowed_range, opening_moves, project_rows
 

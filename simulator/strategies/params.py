@@ -1,7 +1,7 @@
 """Typed strategy parameters: the scenario's ``params`` are checked against the strategy's constructor.
 
 A strategy's parameters are its keyword-only constructor arguments with type annotations and defaults (following
-``**params`` up the class chain to :class:`~simulator.strategies.base.Strategy`). ``fraudsim validate`` checks every
+``**params`` up the class chain to :class:`~simulator.strategies.base.Strategy` or its ``BaseStrategy``). ``fraudsim validate`` checks every
 value against its annotation, strictly (``step: "x"`` or ``elite: 2.5`` are refused, ``int`` given for a ``float``
 is fine), and against bounds: a strategy may declare ``param_bounds = {"elite": (1, 1000)}`` as class data; numbers
 without declared bounds must lie in ``[0, DEFAULT_MAX]``, and floats must be finite.
@@ -15,11 +15,16 @@ Examples
 Traceback (most recent call last):
 ...
 simulator.errors.ScenarioError: attack.params.evolutionary.step: expected a number (float), got 'x'
+>>> check_params(get_strategy("optuna"), {"sigma0": float("nan")}, field="attack.params.optuna")  # float | None
+Traceback (most recent call last):
+...
+simulator.errors.ScenarioError: attack.params.optuna.sigma0: must be a finite number, got nan
 """
 from __future__ import annotations
 
 import inspect
 import math
+import types
 import typing
 from typing import Any
 
@@ -34,14 +39,14 @@ _TYPE_WORDS = {int: "a whole number (int)", float: "a number (float)", bool: "tr
 def strategy_parameters(cls: type) -> dict[str, inspect.Parameter] | None:
     """Keyword parameters of a strategy's constructor, with their resolved annotations; None when a constructor
     forwards ``**params`` somewhere that cannot be followed (then parameters are not checked here)."""
-    from .base import Strategy
+    from .base import BaseStrategy, Strategy
 
     found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        if init is Strategy.__init__:
+        if klass in (Strategy, BaseStrategy):
             return found
         try:
             hints = typing.get_type_hints(init, include_extras=True)
@@ -66,7 +71,7 @@ def _bounded(cls: type, name: str, annotation: Any) -> Any:
         return typing.Annotated[int, Field(ge=lo, le=hi)]
     if base is float:
         return typing.Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
-    if typing.get_origin(base) is typing.Union and type(None) in typing.get_args(base):
+    if typing.get_origin(base) in (typing.Union, types.UnionType) and type(None) in typing.get_args(base):
         inner = [a for a in typing.get_args(base) if a is not type(None)]
         if len(inner) == 1:
             return typing.Optional[_bounded(cls, name, inner[0])]
@@ -83,7 +88,7 @@ def check_params(cls: type, params: Any, *, field: str) -> dict[str, Any]:
         return dict(params)
     for key in params:
         if not isinstance(key, str) or key not in accepted:
-            raise ScenarioError(f"unknown parameter {key!r} for strategy {cls.name!r} (accepts: "
+            raise ScenarioError(f"unknown parameter {key!r} for strategy {getattr(cls, 'name', cls.__name__)!r} (accepts: "
                                 f"{', '.join(sorted(accepted)) or 'none'})", field=f"{field}.{key}")
     fields: dict[str, Any] = {}
     for name, p in accepted.items():
@@ -100,7 +105,7 @@ def check_params(cls: type, params: Any, *, field: str) -> dict[str, Any]:
     return dict(params)
 
 
-def _reason(err: dict, param: inspect.Parameter | None) -> str:
+def _reason(err: Any, param: inspect.Parameter | None) -> str:
     value = err.get("input")
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     if len(shown) > 60:
@@ -111,6 +116,17 @@ def _reason(err: dict, param: inspect.Parameter | None) -> str:
             return f"must be a finite number, got {shown}"
         if typing.get_origin(ann) is typing.Literal:
             return f"expected one of {', '.join(repr(a) for a in typing.get_args(ann))}, got {shown}"
-        base = typing.get_args(ann)[0] if typing.get_origin(ann) is typing.Annotated else ann
-        return f"expected {_TYPE_WORDS.get(base, getattr(base, '__name__', str(base)))}, got {shown}"
+        return f"expected {_type_words(ann)}, got {shown}"
     return err["msg"].removeprefix("Value error, ") + f" (got {shown})"
+
+
+def _type_words(ann: Any) -> str:
+    """``a number (float)``, ``a whole number (int) or null`` ... for an annotation."""
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        words = [_type_words(a) for a in typing.get_args(ann) if a is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in typing.get_args(ann) else "")
+    if typing.get_origin(ann) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    return _TYPE_WORDS.get(ann, getattr(ann, "__name__", str(ann)))

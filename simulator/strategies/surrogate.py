@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import MODE_LOCAL, MODE_UNIFORM
-from ..oracle import Feedback
+from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .greedy import logit
 from .moves import CostReducer, Prior, Seen, opening_moves

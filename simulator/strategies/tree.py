@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.reference import BINARY, CATEGORICAL
-from ..oracle import Feedback
+from ..protocol import Feedback
 from ..target.trees import OP_IN, OP_LT, OP_NOT_IN, tree_ensemble
 from .base import Strategy, register
 from .moves import Seen, cost_rows, project_rows
