@@ -142,15 +142,16 @@ def summary_table(df: pl.DataFrame, title: str, width: int | None = None) -> Tab
     fmt = lambda v, pct=False: "–" if v is None else (f"{v:.0%}" if pct else f"{v:.2f}" if v < 10 else f"{v:.0f}")
     # (header, cell per row); headers break over two lines so that the usual table fits 80 columns
     cols: list[tuple[str, Callable[[dict], str]]] = [("n", lambda r: str(r["targets"]))]
-    cols += [(f"≤{budget(c)}", lambda r, c=c: fmt(r[c], True)) for c in shown]
-    cols += [(f"cheap\n≤{budget(c)}", lambda r, c=c: fmt(r[c], True)) for c in shown_cheap]
+    share: Callable[[str], Callable[[dict], str]] = lambda c: (lambda r: fmt(r[c], True))
+    cols += [(f"≤{budget(c)}", share(c)) for c in shown]
+    cols += [(f"cheap\n≤{budget(c)}", share(c)) for c in shown_cheap]
     cols += [("med\nq", lambda r: fmt(r["median_queries_to_evasion"])),
              ("cost\n1st", lambda r: fmt(r["median_first_cost"])), ("best", lambda r: fmt(r["median_best_cost"]))]
     if exact:
         cols += [("÷exact", lambda r: fmt(r["median_ratio_to_exact"])),
                  ("p90\n÷exact", lambda r: fmt(r["p90_ratio_to_exact"]))]
     # left out first when the width is short: the in-between budgets, then the tail of the exact ratio
-    drop_order = [h for h in ("≤50", "≤10", "p90\n÷exact", "cost\n1st") if h in dict(cols)]
+    drop_order: list[str] = [h for h in ("≤50", "≤10", "p90\n÷exact", "cost\n1st") if h in dict(cols)]
     if len(shown_cheap) > 1:
         drop_order.insert(2, f"cheap\n≤{budget(shown_cheap[0])}")
     caption = ("≤N: share of targets evaded within N queries; cheap: evading at cost ≤ 1; med q, costs: medians over "

@@ -118,7 +118,8 @@ class Oracle:
                          opening=opening)
 
     def _budget_of(self, target: int) -> int:
-        return int(self.budget if np.ndim(self.budget) == 0 else self.budget[target])
+        budget = np.asarray(self.budget)
+        return int(budget if budget.ndim == 0 else budget[target])
 
     def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Candidates breaking a bound or a relation. Derived features are frozen in the schema but follow their
