@@ -53,6 +53,13 @@ class Kernels:
             return relations.gpu_repair(X, X0, origin, E, sa, ra)
         return relations.repair(X, X0, origin, E, sa, ra)
 
+    def project_repair(self, X, X0, origin, E, sa, ra) -> np.ndarray:
+        """``repair(project(X, ...), ...)`` in one call (``ra`` None or empty: ``project`` alone); the GPU does
+        both steps on the device."""
+        if self.name == "gpu":
+            return relations.gpu_project_repair(X, X0, origin, E, sa, ra)
+        return relations.project_repair(X, X0, origin, E, sa, ra)
+
     def relation_violations(self, X, X0, origin, E, ra) -> np.ndarray:
         if self.name == "gpu":
             return relations.gpu_violations(X, X0, origin, E, ra)

@@ -5,7 +5,8 @@ import numpy as np
 
 from ..oracle import Feedback
 from .base import Opening, Strategy, register
-from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
+from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys, rows_of,
+                    value_grid)
 
 _EPS = 1e-7
 
@@ -53,7 +54,8 @@ class Greedy(Strategy):
         self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
-        self.reducer = CostReducer(problem)
+        self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
+        self.reducer = CostReducer(problem, project=self._project_rows)
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
         self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
@@ -200,22 +202,25 @@ class Greedy(Strategy):
         self._segment_ts = ts
         return list(self.x0[None, :] + ts[:, None] * (self._segment_end - self.x0)[None, :])
 
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
+        return self._project_rows(X, remember=False)
+
     # -- protocol ------------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
-        out: list[np.ndarray] = []
+        out: list[bytes] = []  # asked rows as bytes (Seen's keys): no array is rebuilt until the batch is complete
+        seen = self.seen
 
         def take(rows, limit):
             if limit <= 0 or not len(rows):
                 return
-            new = self.seen.new(project_rows(self.problem, np.array(rows)), limit)
-            out.extend(new)
-            self.seen.add(new)
+            seen.take(self._project_rows.keys(np.array(rows)), limit, out)
 
         if self.n_told == 0:
             take(self.opening, n)
-        if self.margin0 is None and self.n_told > 0 and self.x0 not in self.seen:
-            out.append(self.x0.copy())  # one query for the original's score: the base of every measured effect
-            self.seen.add(self._X0)
+        if self.margin0 is None and self.n_told > 0 and self.x0 not in seen:
+            out.append(self.x0.tobytes())  # one query for the original's score: the base of every measured effect
+            seen.add(self._X0)
         if self.best_x is None:
             take(self._stacks(), int(np.ceil(self.stack_share * n)) - len(out) + 1)
             take(self.opening, max(0, n // 4 - 1))
@@ -225,25 +230,23 @@ class Greedy(Strategy):
             self.reducer.set_incumbent(self.best_x)
             if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
                 take(self._segment(n), n)
-            take(self.reducer.propose(n // 2, self.seen), n // 2)
+            take(self.reducer.propose(n // 2, seen), n // 2)
             take(self._knapsack(n), max(1, n // 5))
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
                 c = cost_rows(self.problem, self.opening)
                 take(self.opening[np.argsort(c, kind="stable")][np.sort(c) < self.best_cost], max(1, n // 5))
             take(self.pull_back(self.best_x, n), max(1, n // 5))
             take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
-            take(self.reducer.propose(n - len(out), self.seen), n - len(out))
+            take(self.reducer.propose(n - len(out), seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)
             X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
                 self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
-            new = self.seen.new(X, m)
-            if not len(new):
-                new = X[:m]  # tiny spaces: repeats are allowed rather than asking fewer rows
-            out.extend(new)
-            self.seen.add(new)
-        return np.array(out[:n]).reshape(n, self.d)
+            keys = row_keys(np.ascontiguousarray(X, np.float64))
+            if not seen.take(keys, m, out):
+                out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
+        return rows_of(out[:n], self.d)
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
         margin = logit(fb.score)
@@ -264,7 +267,7 @@ class Greedy(Strategy):
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)
         if self._segment_end is not None and len(self._segment_ts):  # narrow the segment's bracket
-            P = project_rows(self.problem, self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
+            P = self._project_rows(self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
             for t, p in zip(self._segment_ts, P):
                 hit = np.flatnonzero((X == p).all(axis=1))
                 if len(hit):
