@@ -20,13 +20,18 @@ def pareto_combos(options: list[list[tuple[float, float, float]]], cap: int = 40
     """Additive knapsack: every choice of one option per feature as (cost, gain, values), pruned to the Pareto
     front (cheaper, or a lower predicted margin). ``options[f]`` lists ``(value, cost, gain)``; returns arrays
     ``cost``, ``gain`` and the chosen option index per feature."""
+    return pareto_front([np.array([o[1] for o in opts]) for opts in options],
+                        [np.array([o[2] for o in opts]) for opts in options], cap)
+
+
+def pareto_front(costs: list[np.ndarray], gains: list[np.ndarray], cap: int = 4000):
+    """:func:`pareto_combos` on per-feature arrays of option costs and gains."""
     cost, gain, pick = np.zeros(1), np.zeros(1), np.zeros((1, 0), np.int64)
-    for opts in options:
-        oc = np.array([o[1] for o in opts])
-        og = np.array([o[2] for o in opts])
+    for oc, og in zip(costs, gains):
+        m = len(oc)
         c = (cost[:, None] + oc[None, :]).ravel()
         g = (gain[:, None] + og[None, :]).ravel()
-        p = np.hstack([np.repeat(pick, len(opts), axis=0), np.tile(np.arange(len(opts)), len(cost))[:, None]])
+        p = np.hstack([np.repeat(pick, m, axis=0), np.tile(np.arange(m), len(cost))[:, None]])
         order = np.lexsort((g, c))
         c, g, p = c[order], g[order], p[order]
         keep = g < np.minimum.accumulate(np.r_[np.inf, g[:-1]])  # strictly better gain than every cheaper combo
@@ -66,6 +71,8 @@ class Greedy(Strategy):
         self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
+        self._options_cache: dict[int, tuple] = {}
+        self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._single_cost_cache: dict[int, dict[float, float]] = {}
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
         self._highest_single = -np.inf
@@ -149,6 +156,26 @@ class Greedy(Strategy):
             cache.update((vals[i], c) for i, c in zip(miss.tolist(), out[miss].tolist()) if vals[i] == vals[i])
         return out
 
+    def _options(self, j: int):
+        """Feature ``j``'s own front of measured moves that lower the score (a dearer move must lower it more),
+        staying put first: arrays of values, costs and gains, or None; kept until ``_gains(j)`` changes."""
+        gains = self._gains(j)
+        hit = self._options_cache.get(j)
+        if hit is not None and hit[0] is gains:
+            return hit[1]
+        lower = [(v, g) for v, g in gains if g < 0]
+        if not lower:
+            opt = None
+        else:
+            costs = self._single_cost(j, np.array([v for v, _ in lower]))
+            g = np.array([t[1] for t in lower])
+            order = np.lexsort((g, costs))
+            keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
+            v = np.array([t[0] for t in lower], np.float64)
+            opt = (np.r_[self.x0[j], v[keep]], np.r_[0.0, costs[keep]], np.r_[0.0, g[keep]])
+        self._options_cache[j] = (gains, opt)
+        return opt
+
     def _front(self):
         """The Pareto front of combinations of measured single moves, recomputed only when a move was measured."""
         if self._front_cache is not None:  # recomputed as the measured moves grow by a quarter (each costs ms)
@@ -156,21 +183,18 @@ class Greedy(Strategy):
             if margin0 == self.margin0 and self._measured - measured < max(1, measured // 5):
                 return front
         key = (self._measured, self.margin0)
-        feats, options = [], []
+        feats, values, costs, gains = [], [], [], []
         for j in self.singles:
-            gains = [(v, g) for v, g in self._gains(j) if g < 0]
-            if not gains:
+            opt = self._options(j)
+            if opt is None:
                 continue
-            costs = self._single_cost(j, np.array([v for v, _ in gains]))
-            g = np.array([t[1] for t in gains])
-            order = np.lexsort((g, costs))  # this feature's own front: a dearer move must lower the score more
-            keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
             feats.append(j)
-            options.append([(self.x0[j], 0.0, 0.0)] + [(gains[i][0], float(costs[i]), gains[i][1]) for i in keep])
+            values.append(opt[0])
+            costs.append(opt[1])
+            gains.append(opt[2])
         if feats:
-            cost, gain, pick = pareto_combos(options)
-            vals = [np.array([o[0] for o in opts], np.float64) for opts in options]
-            values = np.column_stack([vals[f][pick[:, f]] for f in range(len(feats))])  # (front, feats)
+            cost, gain, pick = pareto_front(costs, gains)
+            values = np.column_stack([values[f][pick[:, f]] for f in range(len(feats))])  # (front, feats)
             front = (np.array(feats, np.int64), values, cost, gain)
         else:
             front = None
@@ -190,6 +214,22 @@ class Greedy(Strategy):
         X = np.repeat(self._X0, len(idx), axis=0)
         X[:, feats] = values[idx]
         return X
+
+    def _take_knapsack(self, k: int, limit: int, out: list[bytes]) -> None:
+        """``take(self._knapsack(k), limit)``, remembering the projected candidates while nothing they depend on
+        changes (the front, the original's score, the highest evaded score, the best cost), and where the last
+        scan stopped: every candidate before it has been asked."""
+        if self.margin0 is None or not np.isfinite(self.max_evaded_margin):
+            return
+        front = self._front()
+        if front is None:
+            return
+        state = (self.margin0, self.max_evaded_margin, self.best_cost, k)
+        hit = self._knapsack_cache
+        if hit is None or hit[0] is not front or hit[1] != state:
+            X = self._knapsack(k)
+            hit = self._knapsack_cache = [front, state, self._project_rows.keys(X) if len(X) else [], 0]
+        _, hit[3] = self.seen.take(hit[2], limit, out, hit[3])
 
     def _segment(self, n: int) -> list[np.ndarray]:
         """Points between the original and the first evasion (every feature moved back by the same fraction),
@@ -231,7 +271,7 @@ class Greedy(Strategy):
             if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
                 take(self._segment(n), n)
             take(self.reducer.propose(n // 2, seen), n // 2)
-            take(self._knapsack(n), max(1, n // 5))
+            self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
                 c = cost_rows(self.problem, self.opening)
                 take(self.opening[np.argsort(c, kind="stable")][np.sort(c) < self.best_cost], max(1, n // 5))
@@ -244,7 +284,7 @@ class Greedy(Strategy):
             X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
                 self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
             keys = row_keys(np.ascontiguousarray(X, np.float64))
-            if not seen.take(keys, m, out):
+            if not seen.take(keys, m, out)[0]:
                 out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
         return rows_of(out[:n], self.d)
 

@@ -268,21 +268,24 @@ class Seen:
     def add(self, X: np.ndarray) -> None:
         self._keys.update(x.tobytes() for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)))
 
-    def take(self, keys: list[bytes], limit: int, out: list[bytes]) -> int:
-        """Append to ``out`` the first ``limit`` of ``keys`` (rows as bytes) not seen before and distinct, and
-        mark them seen: ``new`` then ``add`` without leaving bytes. Returns how many were taken."""
+    def take(self, keys: list[bytes], limit: int, out: list[bytes], start: int = 0) -> tuple[int, int]:
+        """Append to ``out`` the first ``limit`` of ``keys[start:]`` (rows as bytes) not seen before and distinct,
+        and mark them seen: ``new`` then ``add`` without leaving bytes. Returns how many were taken and where the
+        scan stopped (every key before that is now seen, so a caller may resume there)."""
         seen, taken = self._keys, 0
         if limit <= 0:
-            return 0
-        for k in keys:
+            return 0, start
+        i = start
+        for i in range(start, len(keys)):
+            k = keys[i]
             if k in seen:
                 continue
             seen.add(k)
             out.append(k)
             taken += 1
             if taken >= limit:
-                break
-        return taken
+                return taken, i + 1
+        return taken, len(keys)
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
@@ -328,6 +331,7 @@ class CostReducer:
             self.fail = np.where(numeric | (old == new), self.fail, -1.0)
         self.inc = np.asarray(x, np.float64).copy()
         self._inc_costs = None  # (per-feature costs, total cost) of the incumbent, computed when first needed
+        self._planned: dict[tuple[int, bytes], np.ndarray] = {}  # (k, fail) -> candidates before the seen filter
 
     def _incumbent_costs(self) -> tuple[np.ndarray, float]:
         if self._inc_costs is None:
@@ -339,6 +343,16 @@ class CostReducer:
         """Up to ``k`` new candidates, each the incumbent with one feature moved back."""
         if self.inc is None or k <= 0:
             return np.empty((0, len(self.x0)))
+        key = (k, self.fail.tobytes())  # the candidates depend only on the incumbent, the brackets and k
+        X = self._planned.get(key)
+        if X is None:
+            if len(self._planned) >= 16:
+                self._planned.clear()
+            X = self._planned[key] = self._plan(k)
+        return seen.new(X, k) if len(X) else X
+
+    def _plan(self, k: int) -> np.ndarray:
+        """:meth:`propose`'s candidates before dropping the ones already asked (projected, cheaper than inc)."""
         sa = self.problem.schema
         per, inc_cost = self._incumbent_costs()
         feats = [j for j in np.argsort(-per, kind="stable") if per[j] > 0 and per[j] * (1 - max(self.fail[j], 0)) > self.min_gain]
@@ -366,8 +380,7 @@ class CostReducer:
         if not rows:
             return np.empty((0, len(self.x0)))
         X = self._project(np.array(rows))
-        X = X[cost_rows(self.problem, X) < inc_cost]
-        return seen.new(X, k)
+        return X[cost_rows(self.problem, X) < inc_cost]
 
     def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
         """Learn from told candidates that differ from the incumbent in one feature, moved towards the original."""
