@@ -60,6 +60,13 @@ class Kernels:
             return relations.gpu_project_repair(X, X0, origin, E, sa, ra)
         return relations.project_repair(X, X0, origin, E, sa, ra)
 
+    def bind_project_repair(self, X0, E, sa, ra):
+        """``f(X) = project_repair(X, X0, zeros, E, sa, ra)`` for one original ``X0`` (1, d), its arguments
+        prepared once (for callers projecting a few rows many times)."""
+        if self.name == "gpu":
+            return lambda X: relations.gpu_project_repair(X, X0, np.zeros(len(X), np.int64), E, sa, ra)
+        return relations.bind_project_repair(X0, E, sa, ra)
+
     def relation_violations(self, X, X0, origin, E, ra) -> np.ndarray:
         if self.name == "gpu":
             return relations.gpu_violations(X, X0, origin, E, ra)

@@ -747,3 +747,26 @@ def project_repair(X, X0, origin, E, sa, ra):
                               sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
                               ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const, np.empty_like(X),
                               np.empty_like(X))
+
+
+def bind_project_repair(X0, E, sa, ra):
+    """:func:`project_repair` for rows of one original ``X0`` (1, d) (extras ``E`` (1, e) or None), with every
+    argument but the rows prepared once: ``f(X)`` (a strategy calls it many times per step on a few rows)."""
+    X0 = np.ascontiguousarray(X0, np.float64)
+    if ra is None or ra.empty:
+        from . import cpu
+
+        return lambda X: cpu.project(X, X0, np.zeros(len(X), np.int64), sa)
+    static = (_extras(E, len(X0)), ra.n_features, _fixable(sa, ra), sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction,
+              sa.categories, sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
+              ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const)
+    big = _cpu_parallel_rows()
+
+    def f(X):
+        X = np.ascontiguousarray(X, np.float64)
+        n = len(X)
+        if n == 0 or n >= big:
+            return project_repair(X, X0, np.zeros(n, np.int64), E, sa, ra)
+        return _nb_project_repair(X, X0, np.zeros(n, np.int64), *static, np.empty_like(X), np.empty_like(X))
+
+    return f

@@ -34,7 +34,7 @@ def pareto_front(costs: list[np.ndarray], gains: list[np.ndarray], cap: int = 40
         p = np.hstack([np.repeat(pick, m, axis=0), np.tile(np.arange(m), len(cost))[:, None]])
         order = np.lexsort((g, c))
         c, g, p = c[order], g[order], p[order]
-        keep = g < np.minimum.accumulate(np.r_[np.inf, g[:-1]])  # strictly better gain than every cheaper combo
+        keep = g < np.minimum.accumulate(np.concatenate(([np.inf], g[:-1])))  # strictly better than every cheaper
         cost, gain, pick = c[keep][:cap], g[keep][:cap], p[keep][:cap]
     return cost, gain, pick
 
@@ -72,6 +72,7 @@ class Greedy(Strategy):
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
         self._options_cache: dict[int, tuple] = {}
+        self._grid_key_cache: dict[int, list] = {}
         self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._single_cost_cache: dict[int, dict[float, float]] = {}
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
@@ -127,20 +128,39 @@ class Greedy(Strategy):
         rows: list[np.ndarray] = []
         weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
         quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
-        for j, q in zip(feats, quota):
-            b = self.x0 if base is None else base
+        seen = self.seen
+        for j, q in zip(feats, quota.tolist()):
+            if base is None:  # from the original: each grid move's row is known by its bytes, built once
+                singles = self.singles[j]
+                for v, key in self._grid_keys(j):
+                    if q <= 0:
+                        break
+                    if v in singles or key in seen:
+                        continue
+                    x = self.x0.copy()
+                    x[j] = v
+                    rows.append(x)
+                    q -= 1
+                continue
             for v in self.grids[j]:
                 if q <= 0:
                     break
-                if base is None and v in self.singles[j]:
-                    continue
-                x = b.copy()
+                x = base.copy()
                 x[j] = v  # grid values are valid for this feature whatever the base, as the base is valid
-                if x in self.seen:
+                if x in seen:
                     continue
                 rows.append(x)
                 q -= 1
         return rows
+
+    def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
+        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
+        hit = self._grid_key_cache.get(j)
+        if hit is None:
+            X = np.repeat(self._X0, len(self.grids[j]), axis=0)
+            X[:, j] = self.grids[j]
+            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X)))
+        return hit
 
     def _single_cost(self, j: int, values: np.ndarray) -> np.ndarray:
         """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column;
@@ -170,9 +190,11 @@ class Greedy(Strategy):
             costs = self._single_cost(j, np.array([v for v, _ in lower]))
             g = np.array([t[1] for t in lower])
             order = np.lexsort((g, costs))
-            keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
+            go = g[order]
+            keep = order[go < np.minimum.accumulate(np.concatenate(([np.inf], go[:-1])))]
             v = np.array([t[0] for t in lower], np.float64)
-            opt = (np.r_[self.x0[j], v[keep]], np.r_[0.0, costs[keep]], np.r_[0.0, g[keep]])
+            opt = (np.concatenate(([self.x0[j]], v[keep])), np.concatenate(([0.0], costs[keep])),
+                   np.concatenate(([0.0], g[keep])))
         self._options_cache[j] = (gains, opt)
         return opt
 

@@ -52,6 +52,7 @@ class Projector:
         ra = problem.relations
         self._ra = None if ra is None or ra.empty else ra
         self._memo: dict[bytes, bytes] = {}
+        self._f = problem.kernels.bind_project_repair(self._X0, self._E, problem.schema, self._ra)
 
     def __call__(self, X: np.ndarray, *, remember: bool = True) -> np.ndarray:
         X = np.ascontiguousarray(np.atleast_2d(np.asarray(X, dtype=np.float64)))
@@ -62,8 +63,7 @@ class Projector:
     def _project(self, X: np.ndarray) -> np.ndarray:
         if len(X) == 0:
             return project_rows(self.problem, X)
-        return self.problem.kernels.project_repair(X, self._X0, np.zeros(len(X), np.int64), self._E,
-                                                   self.problem.schema, self._ra)
+        return self._f(X)
 
     def keys(self, X: np.ndarray) -> list[bytes]:
         """The projected rows of ``X`` as bytes (the keys :class:`Seen` keeps), in order."""
@@ -262,7 +262,10 @@ class Seen:
     def __init__(self):
         self._keys: set[bytes] = set()
 
-    def __contains__(self, x: np.ndarray) -> bool:
+    def __contains__(self, x) -> bool:
+        """A row (array), or a row's bytes."""
+        if isinstance(x, bytes):
+            return x in self._keys
         return np.ascontiguousarray(x, np.float64).tobytes() in self._keys
 
     def add(self, X: np.ndarray) -> None:
