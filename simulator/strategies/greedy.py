@@ -73,6 +73,9 @@ class Greedy(Strategy):
         self._gains_cache: dict[int, tuple] = {}
         self._options_cache: dict[int, tuple] = {}
         self._grid_key_cache: dict[int, list] = {}
+        self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
+        self._learnt = 0  # bumped whenever a single move or the original's score is measured
+        self._quota_cache: tuple | None = None
         self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._single_cost_cache: dict[int, dict[float, float]] = {}
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
@@ -123,19 +126,26 @@ class Greedy(Strategy):
 
     def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
         """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
-        sens = self._sensitivity()
-        feats = sorted(sens, key=lambda j: -sens[j])
+        hit = self._quota_cache
+        if hit is None or hit[0] != (k, self._learnt):  # the plan changes only with what was learnt
+            sens = self._sensitivity()
+            feats = sorted(sens, key=lambda j: -sens[j])
+            weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
+            quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
+            hit = self._quota_cache = ((k, self._learnt), list(zip(feats, quota.tolist())))
         rows: list[np.ndarray] = []
-        weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
-        quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
         seen = self.seen
-        for j, q in zip(feats, quota.tolist()):
+        for j, q in hit[1]:
             if base is None:  # from the original: each grid move's row is known by its bytes, built once
-                singles = self.singles[j]
-                for v, key in self._grid_keys(j):
+                singles, grid = self.singles[j], self._grid_keys(j)
+                start = self._grid_start[j]
+                for i in range(start, len(grid)):
                     if q <= 0:
                         break
+                    v, key = grid[i]
                     if v in singles or key in seen:
+                        if i == start:  # measured or asked stays so: later searches start after it
+                            start = self._grid_start[j] = i + 1
                         continue
                     x = self.x0.copy()
                     x[j] = v
@@ -316,6 +326,7 @@ class Greedy(Strategy):
         diff = X != self._X0
         nchanged = diff.sum(axis=1)
         for i in np.flatnonzero(nchanged <= 1):
+            self._learnt += 1
             if nchanged[i] == 0:
                 self.margin0 = float(margin[i])
             else:

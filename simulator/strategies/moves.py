@@ -269,7 +269,7 @@ class Seen:
         return np.ascontiguousarray(x, np.float64).tobytes() in self._keys
 
     def add(self, X: np.ndarray) -> None:
-        self._keys.update(x.tobytes() for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)))
+        self._keys.update(row_keys(np.ascontiguousarray(np.atleast_2d(X), np.float64)))
 
     def take(self, keys: list[bytes], limit: int, out: list[bytes], start: int = 0) -> tuple[int, int]:
         """Append to ``out`` the first ``limit`` of ``keys[start:]`` (rows as bytes) not seen before and distinct,
