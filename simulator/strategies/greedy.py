@@ -77,7 +77,6 @@ class Greedy(Strategy):
         self._learnt = 0  # bumped whenever a single move or the original's score is measured
         self._quota_cache: tuple | None = None
         self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
-        self._single_cost_cache: dict[int, dict[float, float]] = {}
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
         self._highest_single = -np.inf
 
@@ -87,15 +86,21 @@ class Greedy(Strategy):
         single move's."""
         return self.margin0 if self.margin0 is not None else (self._highest_single if self._measured else 0.0)
 
-    def _gains(self, j: int) -> list[tuple[float, float]]:
-        """(value, gain in log-odds against the original), most lowering first (cached until a move of ``j`` is
-        measured or the original's score becomes known)."""
+    def _gains(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Feature ``j``'s measured single moves as arrays (values, gain in log-odds against the original), most
+        lowering first, ties in the order measured (cached until a move of ``j`` is measured or the original's
+        score becomes known; the same arrays object while cached)."""
         base = self._base()
-        key = (len(self.singles[j]), base)
+        moves = self.singles[j]
+        key = (len(moves), base)
         hit = self._gains_cache.get(j)
         if hit is not None and hit[0] == key:
             return hit[1]
-        out = sorted(((v, m - base) for v, m in self.singles[j].items()), key=lambda t: t[1])
+        n = len(moves)
+        v = np.fromiter(moves.keys(), np.float64, n)
+        g = np.fromiter(moves.values(), np.float64, n) - base
+        order = np.argsort(g, kind="stable")
+        out = (v[order], g[order])
         self._gains_cache[j] = (key, out)
         return out
 
@@ -107,7 +112,7 @@ class Greedy(Strategy):
     # -- candidate sources ------------------------------------------------------------------------------------------
     def _stacks(self) -> list[np.ndarray]:
         """Best single moves stacked in order of their effect, from the original and onto the lowest-score point."""
-        best = [(j, *self._gains(j)[0]) for j in self.singles if self.singles[j]]
+        best = [(j, float(self._gains(j)[0][0]), float(self._gains(j)[1][0])) for j in self.singles if self.singles[j]]
         best = [b for b in best if b[2] < 0]
         best.sort(key=lambda t: t[2])
         rows = []
@@ -172,20 +177,6 @@ class Greedy(Strategy):
             hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X)))
         return hit
 
-    def _single_cost(self, j: int, values: np.ndarray) -> np.ndarray:
-        """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column;
-        cached per value, as it depends on nothing else)."""
-        cache = self._single_cost_cache.setdefault(j, {})
-        vals = values.tolist()
-        out = np.array([cache.get(v, np.nan) for v in vals], dtype=np.float64)
-        miss = np.flatnonzero(np.isnan(out))  # not cached (a missing value is never cached: NaN keys do not match)
-        if len(miss):
-            X = np.repeat(self._X0, len(miss), axis=0)
-            X[:, j] = values[miss]
-            out[miss] = feature_costs(self.problem, X)[:, j]
-            cache.update((vals[i], c) for i, c in zip(miss.tolist(), out[miss].tolist()) if vals[i] == vals[i])
-        return out
-
     def _options(self, j: int):
         """Feature ``j``'s own front of measured moves that lower the score (a dearer move must lower it more),
         staying put first: arrays of values, costs and gains, or None; kept until ``_gains(j)`` changes."""
@@ -193,16 +184,18 @@ class Greedy(Strategy):
         hit = self._options_cache.get(j)
         if hit is not None and hit[0] is gains:
             return hit[1]
-        lower = [(v, g) for v, g in gains if g < 0]
-        if not lower:
+        v, g = gains
+        lower = g < 0
+        if not lower.any():
             opt = None
         else:
-            costs = self._single_cost(j, np.array([v for v, _ in lower]))
-            g = np.array([t[1] for t in lower])
+            v, g = v[lower], g[lower]
+            X = np.repeat(self._X0, len(v), axis=0)
+            X[:, j] = v
+            costs = feature_costs(self.problem, X)[:, j]  # of moving feature j alone to each value
             order = np.lexsort((g, costs))
             go = g[order]
             keep = order[go < np.minimum.accumulate(np.concatenate(([np.inf], go[:-1])))]
-            v = np.array([t[0] for t in lower], np.float64)
             opt = (np.concatenate(([self.x0[j]], v[keep])), np.concatenate(([0.0], costs[keep])),
                    np.concatenate(([0.0], g[keep])))
         self._options_cache[j] = (gains, opt)
