@@ -318,16 +318,18 @@ class Greedy(Strategy):
         self.seen.add(X)
         diff = X != self._X0
         nchanged = diff.sum(axis=1)
-        for i in np.flatnonzero(nchanged <= 1):
-            self._learnt += 1
-            if nchanged[i] == 0:
-                self.margin0 = float(margin[i])
-            else:
-                j = int(np.flatnonzero(diff[i])[0])
-                if j in self.singles:
-                    self.singles[j][float(X[i, j])] = float(margin[i])
-                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), float(margin[i]))
-                    self._highest_single = max(self._highest_single, float(margin[i]))
+        rows = np.flatnonzero(nchanged <= 1)  # the original, or one feature moved: a measured effect
+        if len(rows):
+            cols = diff[rows].argmax(axis=1)  # the moved feature (first changed column)
+            for c, j, x, m in zip(nchanged[rows].tolist(), cols.tolist(), X[rows, cols].tolist(),
+                                  margin[rows].tolist()):
+                self._learnt += 1
+                if c == 0:
+                    self.margin0 = m
+                elif j in self.singles:
+                    self.singles[j][x] = m
+                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), m)
+                    self._highest_single = max(self._highest_single, m)
                     self._measured += 1
         if fb.evaded.any():
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
