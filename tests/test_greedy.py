@@ -99,3 +99,34 @@ def test_greedy_asks_the_pinned_sequence(world, opening, relations):
     print(opening, relations, digest, n, best)
     assert n == BUDGET * N_TARGETS or min(best) == 0.0
     assert (digest, best) == PINNED[opening, relations]
+
+
+def test_projector_and_seen_take_match_the_plain_forms(world):
+    """The projection memory and Seen.take are shortcuts only: same rows as project_rows and Seen.new + add."""
+    from simulator.strategies.moves import Projector, Seen, project_rows, row_keys, rows_of
+
+    k = get_kernels("cpu")
+    x0 = world["targets"][0]
+    p = Problem(x0=x0, schema=world["sa"], kernels=k, budget=10, feedback="score", relations=world["ra"],
+                extras=world["extras"][0])
+    rng = np.random.default_rng(5)
+    proj = Projector(p, max_rows=16)  # small: it forgets several times below
+    for _ in range(20):
+        X = x0 + rng.normal(size=(int(rng.integers(1, 12)), len(x0))) * np.array([300, 8, 2, 1, 1, 200, 30, 2])
+        X[rng.random(len(X)) < 0.3] = x0 + 1.0  # repeats across batches: served from the memory
+        want = project_rows(p, X)
+        np.testing.assert_array_equal(proj(X), want)
+        np.testing.assert_array_equal(rows_of(proj.keys(X), len(x0)), want)
+        np.testing.assert_array_equal(proj(X, remember=False), want)
+        assert len(proj._memo) <= 16
+    a, b = Seen(), Seen()
+    for _ in range(10):
+        X = np.round(rng.normal(size=(8, 3)))  # many duplicates
+        limit = int(rng.integers(1, 6))
+        new = a.new(X, limit)
+        a.add(new)
+        out: list[bytes] = []
+        taken, stop = b.take(row_keys(np.ascontiguousarray(X)), limit, out)
+        np.testing.assert_array_equal(rows_of(out, 3), new)
+        assert taken == len(new) and a._keys == b._keys
+        assert all(k in b for k in row_keys(np.ascontiguousarray(X[:stop])))
