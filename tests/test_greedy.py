@@ -130,3 +130,33 @@ def test_projector_and_seen_take_match_the_plain_forms(world):
         np.testing.assert_array_equal(rows_of(out, 3), new)
         assert taken == len(new) and a._keys == b._keys
         assert all(k in b for k in row_keys(np.ascontiguousarray(X[:stop])))
+
+
+def _pareto_with_pick_rows(costs, gains, cap):
+    """The knapsack front as first written (the pick matrix carried through every step), to compare with."""
+    cost, gain, pick = np.zeros(1), np.zeros(1), np.zeros((1, 0), np.int64)
+    for oc, og in zip(costs, gains):
+        m = len(oc)
+        c = (cost[:, None] + oc[None, :]).ravel()
+        g = (gain[:, None] + og[None, :]).ravel()
+        p = np.hstack([np.repeat(pick, m, axis=0), np.tile(np.arange(m), len(cost))[:, None]])
+        order = np.lexsort((g, c))
+        c, g, p = c[order], g[order], p[order]
+        keep = g < np.minimum.accumulate(np.r_[np.inf, g[:-1]])
+        cost, gain, pick = c[keep][:cap], g[keep][:cap], p[keep][:cap]
+    return cost, gain, pick
+
+
+def test_knapsack_front_follows_links_to_the_same_picks():
+    from simulator.strategies.greedy import pareto_combos, pareto_front
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # rounded costs and gains: many ties, the stable order decides
+        costs = [np.r_[0.0, np.round(rng.random(rng.integers(0, 9)), 1)] for _ in range(rng.integers(1, 7))]
+        gains = [np.r_[0.0, -np.round(rng.random(len(c) - 1), 1)] for c in costs]
+        cap = int(rng.integers(3, 50))
+        want = _pareto_with_pick_rows(costs, gains, cap)
+        for got in (pareto_front(costs, gains, cap),
+                    pareto_combos([list(zip(np.zeros(len(c)), c, g)) for c, g in zip(costs, gains)], cap)):
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..oracle import Feedback
 from .base import Opening, Strategy, register
-from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys, rows_of,
+from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
                     value_grid)
 
 _EPS = 1e-7
@@ -26,16 +26,24 @@ def pareto_combos(options: list[list[tuple[float, float, float]]], cap: int = 40
 
 def pareto_front(costs: list[np.ndarray], gains: list[np.ndarray], cap: int = 4000):
     """:func:`pareto_combos` on per-feature arrays of option costs and gains."""
-    cost, gain, pick = np.zeros(1), np.zeros(1), np.zeros((1, 0), np.int64)
+    cost, gain = np.zeros(1), np.zeros(1)
+    links = []  # per feature: (combination of the features before, option of this one) of each kept combination
     for oc, og in zip(costs, gains):
         m = len(oc)
         c = (cost[:, None] + oc[None, :]).ravel()
         g = (gain[:, None] + og[None, :]).ravel()
-        p = np.hstack([np.repeat(pick, m, axis=0), np.tile(np.arange(m), len(cost))[:, None]])
         order = np.lexsort((g, c))
-        c, g, p = c[order], g[order], p[order]
+        c, g = c[order], g[order]
         keep = g < np.minimum.accumulate(np.concatenate(([np.inf], g[:-1])))  # strictly better than every cheaper
-        cost, gain, pick = c[keep][:cap], g[keep][:cap], p[keep][:cap]
+        kept = order[keep][:cap]
+        links.append((kept // m, kept % m))
+        cost, gain = c[keep][:cap], g[keep][:cap]
+    pick = np.zeros((len(cost), len(links)), np.int64)
+    row = np.arange(len(cost))
+    for f in range(len(links) - 1, -1, -1):  # follow each combination back through the features
+        prev, opt = links[f]
+        pick[:, f] = opt[row]
+        row = prev[row]
     return cost, gain, pick
 
 
@@ -76,6 +84,7 @@ class Greedy(Strategy):
         self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
         self._learnt = 0  # bumped whenever a single move or the original's score is measured
         self._quota_cache: tuple | None = None
+        self._asked_bytes = b""  # the last batch asked, as bytes (every row of it is in seen)
         self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
         self._highest_single = -np.inf
@@ -311,11 +320,13 @@ class Greedy(Strategy):
             keys = row_keys(np.ascontiguousarray(X, np.float64))
             if not seen.take(keys, m, out)[0]:
                 out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
-        return rows_of(out[:n], self.d)
+        asked = self._asked_bytes = b"".join(out[:n])
+        return np.frombuffer(asked, dtype=np.float64).reshape(min(n, len(out)), self.d).copy()
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
         margin = logit(fb.score)
-        self.seen.add(X)
+        if np.ascontiguousarray(X, np.float64).tobytes() != self._asked_bytes:  # the rows just asked are known
+            self.seen.add(X)
         diff = X != self._X0
         nchanged = diff.sum(axis=1)
         rows = np.flatnonzero(nchanged <= 1)  # the original, or one feature moved: a measured effect
