@@ -250,6 +250,7 @@ def test_project_repair_is_project_then_repair(X, X0, means, with_relations, dat
     np.testing.assert_array_equal(rk.reference_project_repair(X, X0, origin, E, sa, ra), want)
     mine = origin == 0  # the bound form, for the rows of one original
     np.testing.assert_array_equal(k.bind_project_repair(X0[:1], E[:1], sa, ra)(X[mine]), want[mine])
+    np.testing.assert_array_equal(k.bind_repair(X0[:1], E[:1], sa, ra)(P[mine]), want[mine])
 
 
 @pytest.mark.gpu

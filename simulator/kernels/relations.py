@@ -770,3 +770,22 @@ def bind_project_repair(X0, E, sa, ra):
         return _nb_project_repair(X, X0, np.zeros(n, np.int64), *static, np.empty_like(X), np.empty_like(X))
 
     return f
+
+
+def bind_repair(X0, E, sa, ra):
+    """:func:`repair` for rows of one original ``X0`` (1, d), every argument but the rows prepared once: ``f(X)``
+    (without relations, ``X`` itself, as :func:`repair` gives)."""
+    X0 = np.ascontiguousarray(X0, np.float64)
+    if ra is None or ra.empty:
+        return lambda X: X
+    static = (_extras(E, len(X0)), ra.n_features, _fixable(sa, ra), sa.kind, sa.lo, sa.hi, sa.direction,
+              sa.categories, sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
+              ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const)
+
+    def f(X):
+        X = np.ascontiguousarray(X, np.float64)
+        if len(X) == 0:
+            return X
+        return _nb_repair(X, X0, np.zeros(len(X), np.int64), *static, np.empty_like(X))
+
+    return f

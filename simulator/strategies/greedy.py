@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..oracle import Feedback
+from ..kernels import MODE_LOCAL
 from .base import Opening, Strategy, register
 from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
                     value_grid)
@@ -68,6 +69,8 @@ class Greedy(Strategy):
                                         else np.empty((0, self.d)))
         self.seen = Seen()
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
+        self._repair = problem.kernels.bind_repair(self._X0, self._project_rows._E, problem.schema,
+                                                   self._project_rows._ra)
         self.reducer = CostReducer(problem, project=self._project_rows)
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
@@ -275,6 +278,15 @@ class Greedy(Strategy):
         ts = lo + (hi - lo) * np.arange(1, n + 1) / (n + 1)
         self._segment_ts = ts
         return list(self.x0[None, :] + ts[:, None] * (self._segment_end - self.x0)[None, :])
+
+    def mutate(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
+        """As :meth:`Strategy.mutate` (the same draws, the same rows), the repair's arguments bound once."""
+        n = len(base)
+        U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
+        step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
+        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
+        return self._repair(self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
+                                                        self.problem.schema))
 
     def project(self, X: np.ndarray) -> np.ndarray:
         """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
