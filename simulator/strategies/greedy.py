@@ -87,6 +87,8 @@ class Greedy(Strategy):
         self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
         self._learnt = 0  # bumped whenever a single move or the original's score is measured
         self._quota_cache: tuple | None = None
+        self._opening_order: tuple | None = None  # the opening moves by cost, and their costs
+        self._opening_cache: list | None = None  # [best cost, projected keys of the cheaper ones, scan position]
         self._asked_bytes = b""  # the last batch asked, as bytes (every row of it is in seen)
         self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
@@ -268,6 +270,19 @@ class Greedy(Strategy):
             hit = self._knapsack_cache = [front, state, self._project_rows.keys(X) if len(X) else [], 0]
         _, hit[3] = self.seen.take(hit[2], limit, out, hit[3])
 
+    def _take_cheaper_opening(self, limit: int, out: list[bytes]) -> None:
+        """``take`` of the opening moves cheaper than the best evasion, cheapest first: their costs are computed
+        once, their projected rows kept while the best cost holds, with where the last scan stopped."""
+        if self._opening_order is None:
+            c = cost_rows(self.problem, self.opening)
+            self._opening_order = (self.opening[np.argsort(c, kind="stable")], np.sort(c))
+        rows, costs = self._opening_order
+        hit = self._opening_cache
+        if hit is None or hit[0] != self.best_cost:
+            cheaper = rows[costs < self.best_cost]
+            hit = self._opening_cache = [self.best_cost, self._project_rows.keys(cheaper) if len(cheaper) else [], 0]
+        _, hit[2] = self.seen.take(hit[1], limit, out, hit[2])
+
     def _segment(self, n: int) -> list[np.ndarray]:
         """Points between the original and the first evasion (every feature moved back by the same fraction),
         bracketing the fraction where the decision flips; two rounds of ``n`` points."""
@@ -319,8 +334,7 @@ class Greedy(Strategy):
             take(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
-                c = cost_rows(self.problem, self.opening)
-                take(self.opening[np.argsort(c, kind="stable")][np.sort(c) < self.best_cost], max(1, n // 5))
+                self._take_cheaper_opening(max(1, n // 5), out)
             take(self.pull_back(self.best_x, n), max(1, n // 5))
             take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
             take(self.reducer.propose(n - len(out), seen), n - len(out))
