@@ -42,10 +42,10 @@ class Projector:
     A strategy that re-proposes the same moves step after step (greedy's knapsack and cost-reducer candidates
     stay the same until what it has learnt changes) projects each only once. The projection is a pure function of
     the row's bits for a given problem, so the memory cannot change a result. It forgets everything once it holds
-    ``max_rows`` rows, so memory stays bounded whatever the budget; ``remember=False`` projects rows that will not
-    recur (random draws) without storing them."""
+    ``max_rows`` rows (about 0.4 MB), so memory stays bounded whatever the budget; ``remember=False`` projects rows
+    that will not recur (random draws) without storing them."""
 
-    def __init__(self, problem, *, max_rows: int = 2048):
+    def __init__(self, problem, *, max_rows: int = 1024):
         self.problem, self.max_rows = problem, int(max_rows)
         self._X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
         self._E = None if problem.extras is None else np.asarray(problem.extras, np.float64)[None, :]
