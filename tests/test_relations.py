@@ -222,3 +222,50 @@ def test_independent_relation_check_finds_broken_queries(tmp_path):
     con.close()
     counts, skipped = broken(sc, tmp_path / "r.duckdb")
     assert list(counts.values()) == [1, 1, 2] and not skipped  # NaN distance counts as satisfied
+
+
+@settings(max_examples=60, deadline=None)
+@given(X=st.lists(row, min_size=0, max_size=12), X0=st.lists(row, min_size=1, max_size=3),
+       means=st.lists(st.floats(0.5, 50), min_size=3, max_size=3), with_relations=st.booleans(), data=st.data())
+def test_project_repair_is_project_then_repair(X, X0, means, with_relations, data):
+    """The fused kernel (one call, for strategies asking many small batches) equals project then repair, and its
+    NumPy reference agrees; without relations it is the projection alone."""
+    sa, ra = _setup()
+    ra = ra if with_relations else None
+    k = get_kernels("cpu")
+    X0 = np.array(X0)
+    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
+    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
+    m = len(X0)
+    E = np.c_[np.array(means[:m]), np.zeros(m)]
+    origin = np.array([data.draw(st.integers(0, m - 1)) for _ in X], np.int64)
+    X = np.array(X, dtype=np.float64).reshape(len(X), 6)
+    if len(X) and data.draw(st.booleans()):  # NaN and infinities are data
+        X[0, data.draw(st.integers(0, 5))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    P = k.project(X, X0, origin, sa)
+    want = P if ra is None else rk.repair(P, X0, origin, E, sa, ra)
+    got = k.project_repair(X, X0, origin, E, sa, ra)
+    assert got.shape == X.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(rk.reference_project_repair(X, X0, origin, E, sa, ra), want)
+    mine = origin == 0  # the bound form, for the rows of one original
+    np.testing.assert_array_equal(k.bind_project_repair(X0[:1], E[:1], sa, ra)(X[mine]), want[mine])
+    np.testing.assert_array_equal(k.bind_repair(X0[:1], E[:1], sa, ra)(P[mine]), want[mine])
+
+
+@pytest.mark.gpu
+def test_project_repair_cupy_twin_agrees():
+    from simulator.kernels import gpu
+
+    if not gpu.available():
+        pytest.skip("needs CuPy and a CUDA GPU")
+    sa, ra = _setup()
+    rng = np.random.default_rng(1)
+    X0 = np.c_[rng.uniform(0, 100, 50), rng.integers(0, 11, 50), rng.integers(0, 2, 50),
+               rng.choice([0, 1, 2, 5], 50), np.zeros(50), rng.uniform(-5, 5, 50)]
+    E = np.c_[rng.uniform(0.5, 50, 50), np.zeros(50)]
+    origin = rng.integers(0, 50, 2000)
+    X = X0[origin] + rng.normal(scale=30, size=(2000, 6))
+    for r in (ra, None):
+        np.testing.assert_array_equal(rk.gpu_project_repair(X, X0, origin, E, sa, r),
+                                      rk.project_repair(X, X0, origin, E, sa, r))

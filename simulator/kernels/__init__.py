@@ -53,6 +53,29 @@ class Kernels:
             return relations.gpu_repair(X, X0, origin, E, sa, ra)
         return relations.repair(X, X0, origin, E, sa, ra)
 
+    def project_repair(self, X, X0, origin, E, sa, ra) -> np.ndarray:
+        """``repair(project(X, ...), ...)`` in one call (``ra`` None or empty: ``project`` alone); the GPU does
+        both steps on the device."""
+        if self.name == "gpu":
+            return relations.gpu_project_repair(X, X0, origin, E, sa, ra)
+        return relations.project_repair(X, X0, origin, E, sa, ra)
+
+    def bind_project_repair(self, X0, E, sa, ra):
+        """``f(X) = project_repair(X, X0, zeros, E, sa, ra)`` for one original ``X0`` (1, d), its arguments
+        prepared once (for callers projecting a few rows many times)."""
+        if self.name == "gpu":
+            return lambda X: relations.gpu_project_repair(X, X0, np.zeros(len(X), np.int64), E, sa, ra)
+        return relations.bind_project_repair(X0, E, sa, ra)
+
+    def bind_repair(self, X0, E, sa, ra):
+        """``f(X) = repair(X, X0, zeros, E, sa, ra)`` for one original ``X0`` (1, d), arguments prepared once
+        (``X`` itself without relations)."""
+        if ra is None or ra.empty:
+            return lambda X: X
+        if self.name == "gpu":
+            return lambda X: relations.gpu_repair(X, X0, np.zeros(len(X), np.int64), E, sa, ra)
+        return relations.bind_repair(X0, E, sa, ra)
+
     def relation_violations(self, X, X0, origin, E, ra) -> np.ndarray:
         if self.name == "gpu":
             return relations.gpu_violations(X, X0, origin, E, ra)

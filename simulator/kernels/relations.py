@@ -674,3 +674,118 @@ def violations(X, X0, origin, E, ra):
     return _nb_violations(X, X0, np.ascontiguousarray(origin, np.int64), _extras(E, len(X0)), ra.n_features,
                           ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col, ra.imp_op, ra.imp_val,
                           ra.imp_nval, ra.lin_coef, ra.lin_const, np.empty(len(X), np.bool_))
+
+
+# ================================================================================================================
+# project onto the bounds and repair the relations in one call
+# ================================================================================================================
+# A strategy that asks many small batches (greedy: several per step, often of a few rows) pays the call overhead of
+# ``kernels.project`` and ``repair`` for each; one kernel doing both halves the calls. Same semantics, by
+# construction: ``repair(project(X))``, with or without relations.
+
+
+def reference_project_repair(X, X0, origin, E, sa, ra, xp=np):
+    """NumPy (or CuPy, ``xp``) reference: :func:`simulator.kernels.reference.project`, then
+    :func:`reference_repair` when there are relations."""
+    from .reference import project as _ref_project
+
+    P = _ref_project(X, X0, origin, sa, xp=xp)
+    return P if ra is None or ra.empty else reference_repair(P, X0, origin, E, sa, ra, xp=xp)
+
+
+def gpu_project_repair(X, X0, origin, E, sa, ra):
+    """CuPy twin: both steps on the device, one transfer each way."""
+    import cupy as cp
+
+    args = [cp.asarray(np.ascontiguousarray(a, np.float64)) for a in (X, X0)]
+    return cp.asnumpy(reference_project_repair(args[0], args[1], cp.asarray(origin),
+                                               None if E is None else cp.asarray(E), sa, ra, xp=cp))
+
+
+def _nb_project_repair_impl(X, X0, origin, E, d, fixable, kind, lo, hi, mutable, direction, cats, ncats, der_target,
+                            prog_op, prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, tmp,
+                            out):
+    _cpu_project(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, tmp)
+    return _nb_repair(tmp, X0, origin, E, d, fixable, kind, lo, hi, direction, cats, ncats, der_target, prog_op,
+                      prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, out)
+
+
+def _bind_project():
+    """The serial Numba projection kernel of :mod:`simulator.kernels.cpu` (exactly ``kernels.project``'s)."""
+    from . import cpu
+
+    return cpu._project_s
+
+
+def _cpu_parallel_rows() -> int:
+    from . import cpu
+
+    return cpu.PARALLEL_MIN_ROWS
+
+
+_cpu_project = _bind_project()
+_nb_project_repair = njit(cache=True, nogil=True)(_nb_project_repair_impl)
+
+
+def project_repair(X, X0, origin, E, sa, ra):
+    """``repair(project(X, X0, origin, sa), X0, origin, E, sa, ra)`` in one Numba call (``ra`` may be None or
+    empty: then only the projection)."""
+    if ra is None or ra.empty:
+        from . import cpu
+
+        return cpu.project(X, X0, origin, sa)
+    X = np.ascontiguousarray(X, np.float64)
+    if len(X) == 0:
+        return X.copy()
+    if len(X) >= _cpu_parallel_rows():  # large batches: the parallel projection kernel, then the repair
+        from . import cpu
+
+        return repair(cpu.project(X, X0, origin, sa), X0, origin, E, sa, ra)
+    X0 = np.ascontiguousarray(X0, np.float64)
+    return _nb_project_repair(X, X0, np.ascontiguousarray(origin, np.int64), _extras(E, len(X0)), ra.n_features,
+                              _fixable(sa, ra), sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction, sa.categories,
+                              sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
+                              ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const, np.empty_like(X),
+                              np.empty_like(X))
+
+
+def bind_project_repair(X0, E, sa, ra):
+    """:func:`project_repair` for rows of one original ``X0`` (1, d) (extras ``E`` (1, e) or None), with every
+    argument but the rows prepared once: ``f(X)`` (a strategy calls it many times per step on a few rows)."""
+    X0 = np.ascontiguousarray(X0, np.float64)
+    if ra is None or ra.empty:
+        from . import cpu
+
+        return lambda X: cpu.project(X, X0, np.zeros(len(X), np.int64), sa)
+    static = (_extras(E, len(X0)), ra.n_features, _fixable(sa, ra), sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction,
+              sa.categories, sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
+              ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const)
+    big = _cpu_parallel_rows()
+
+    def f(X):
+        X = np.ascontiguousarray(X, np.float64)
+        n = len(X)
+        if n == 0 or n >= big:
+            return project_repair(X, X0, np.zeros(n, np.int64), E, sa, ra)
+        return _nb_project_repair(X, X0, np.zeros(n, np.int64), *static, np.empty_like(X), np.empty_like(X))
+
+    return f
+
+
+def bind_repair(X0, E, sa, ra):
+    """:func:`repair` for rows of one original ``X0`` (1, d), every argument but the rows prepared once: ``f(X)``
+    (without relations, ``X`` itself, as :func:`repair` gives)."""
+    X0 = np.ascontiguousarray(X0, np.float64)
+    if ra is None or ra.empty:
+        return lambda X: X
+    static = (_extras(E, len(X0)), ra.n_features, _fixable(sa, ra), sa.kind, sa.lo, sa.hi, sa.direction,
+              sa.categories, sa.n_categories, ra.der_target, ra.prog_op, ra.prog_arg, ra.prog_len, ra.imp_col,
+              ra.imp_op, ra.imp_val, ra.imp_nval, ra.lin_coef, ra.lin_const)
+
+    def f(X):
+        X = np.ascontiguousarray(X, np.float64)
+        if len(X) == 0:
+            return X
+        return _nb_repair(X, X0, np.zeros(len(X), np.int64), *static, np.empty_like(X))
+
+    return f

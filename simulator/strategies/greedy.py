@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
-from .moves import CostReducer, Prior, Seen, cost_rows, feature_costs, opening_moves, project_rows, value_grid
+from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
+                    value_grid)
 
 _EPS = 1e-7
 
@@ -19,17 +21,30 @@ def pareto_combos(options: list[list[tuple[float, float, float]]], cap: int = 40
     """Additive knapsack: every choice of one option per feature as (cost, gain, values), pruned to the Pareto
     front (cheaper, or a lower predicted margin). ``options[f]`` lists ``(value, cost, gain)``; returns arrays
     ``cost``, ``gain`` and the chosen option index per feature."""
-    cost, gain, pick = np.zeros(1), np.zeros(1), np.zeros((1, 0), np.int64)
-    for opts in options:
-        oc = np.array([o[1] for o in opts])
-        og = np.array([o[2] for o in opts])
+    return pareto_front([np.array([o[1] for o in opts]) for opts in options],
+                        [np.array([o[2] for o in opts]) for opts in options], cap)
+
+
+def pareto_front(costs: list[np.ndarray], gains: list[np.ndarray], cap: int = 4000):
+    """:func:`pareto_combos` on per-feature arrays of option costs and gains."""
+    cost, gain = np.zeros(1), np.zeros(1)
+    links = []  # per feature: (combination of the features before, option of this one) of each kept combination
+    for oc, og in zip(costs, gains):
+        m = len(oc)
         c = (cost[:, None] + oc[None, :]).ravel()
         g = (gain[:, None] + og[None, :]).ravel()
-        p = np.hstack([np.repeat(pick, len(opts), axis=0), np.tile(np.arange(len(opts)), len(cost))[:, None]])
         order = np.lexsort((g, c))
-        c, g, p = c[order], g[order], p[order]
-        keep = g < np.minimum.accumulate(np.r_[np.inf, g[:-1]])  # strictly better gain than every cheaper combo
-        cost, gain, pick = c[keep][:cap], g[keep][:cap], p[keep][:cap]
+        c, g = c[order], g[order]
+        keep = g < np.minimum.accumulate(np.concatenate(([np.inf], g[:-1])))  # strictly better than every cheaper
+        kept = order[keep][:cap]
+        links.append((kept // m, kept % m))
+        cost, gain = c[keep][:cap], g[keep][:cap]
+    pick = np.zeros((len(cost), len(links)), np.int64)
+    row = np.arange(len(cost))
+    for f in range(len(links) - 1, -1, -1):  # follow each combination back through the features
+        prev, opt = links[f]
+        pick[:, f] = opt[row]
+        row = prev[row]
     return cost, gain, pick
 
 
@@ -53,7 +68,10 @@ class Greedy(Strategy):
         self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
-        self.reducer = CostReducer(problem)
+        self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
+        self._repair = problem.kernels.bind_repair(self._X0, self._project_rows._E, problem.schema,
+                                                   self._project_rows._ra)
+        self.reducer = CostReducer(problem, project=self._project_rows)
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
         self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
@@ -64,7 +82,15 @@ class Greedy(Strategy):
         self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
-        self._single_cost_cache: dict[int, dict[float, float]] = {}
+        self._options_cache: dict[int, tuple] = {}
+        self._grid_key_cache: dict[int, list] = {}
+        self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
+        self._learnt = 0  # bumped whenever a single move or the original's score is measured
+        self._quota_cache: tuple | None = None
+        self._opening_order: tuple | None = None  # the opening moves by cost, and their costs
+        self._opening_cache: list | None = None  # [best cost, projected keys of the cheaper ones, scan position]
+        self._asked_bytes = b""  # the last batch asked, as bytes (every row of it is in seen)
+        self._knapsack_cache: list | None = None  # [front, state, projected candidate keys, where the scan stopped]
         self._lowest_single: dict[int, float] = {}  # per feature: the lowest log-odds score of its single moves
         self._highest_single = -np.inf
 
@@ -74,15 +100,21 @@ class Greedy(Strategy):
         single move's."""
         return self.margin0 if self.margin0 is not None else (self._highest_single if self._measured else 0.0)
 
-    def _gains(self, j: int) -> list[tuple[float, float]]:
-        """(value, gain in log-odds against the original), most lowering first (cached until a move of ``j`` is
-        measured or the original's score becomes known)."""
+    def _gains(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Feature ``j``'s measured single moves as arrays (values, gain in log-odds against the original), most
+        lowering first, ties in the order measured (cached until a move of ``j`` is measured or the original's
+        score becomes known; the same arrays object while cached)."""
         base = self._base()
-        key = (len(self.singles[j]), base)
+        moves = self.singles[j]
+        key = (len(moves), base)
         hit = self._gains_cache.get(j)
         if hit is not None and hit[0] == key:
             return hit[1]
-        out = sorted(((v, m - base) for v, m in self.singles[j].items()), key=lambda t: t[1])
+        n = len(moves)
+        v = np.fromiter(moves.keys(), np.float64, n)
+        g = np.fromiter(moves.values(), np.float64, n) - base
+        order = np.argsort(g, kind="stable")
+        out = (v[order], g[order])
         self._gains_cache[j] = (key, out)
         return out
 
@@ -94,7 +126,7 @@ class Greedy(Strategy):
     # -- candidate sources ------------------------------------------------------------------------------------------
     def _stacks(self) -> list[np.ndarray]:
         """Best single moves stacked in order of their effect, from the original and onto the lowest-score point."""
-        best = [(j, *self._gains(j)[0]) for j in self.singles if self.singles[j]]
+        best = [(j, float(self._gains(j)[0][0]), float(self._gains(j)[1][0])) for j in self.singles if self.singles[j]]
         best = [b for b in best if b[2] < 0]
         best.sort(key=lambda t: t[2])
         rows = []
@@ -113,39 +145,75 @@ class Greedy(Strategy):
 
     def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
         """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
-        sens = self._sensitivity()
-        feats = sorted(sens, key=lambda j: -sens[j])
+        hit = self._quota_cache
+        if hit is None or hit[0] != (k, self._learnt):  # the plan changes only with what was learnt
+            sens = self._sensitivity()
+            feats = sorted(sens, key=lambda j: -sens[j])
+            weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
+            quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
+            hit = self._quota_cache = ((k, self._learnt), list(zip(feats, quota.tolist())))
         rows: list[np.ndarray] = []
-        weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
-        quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
-        for j, q in zip(feats, quota):
-            b = self.x0 if base is None else base
+        seen = self.seen
+        for j, q in hit[1]:
+            if base is None:  # from the original: each grid move's row is known by its bytes, built once
+                singles, grid = self.singles[j], self._grid_keys(j)
+                start = self._grid_start[j]
+                for i in range(start, len(grid)):
+                    if q <= 0:
+                        break
+                    v, key = grid[i]
+                    if v in singles or key in seen:
+                        if i == start:  # measured or asked stays so: later searches start after it
+                            start = self._grid_start[j] = i + 1
+                        continue
+                    x = self.x0.copy()
+                    x[j] = v
+                    rows.append(x)
+                    q -= 1
+                continue
             for v in self.grids[j]:
                 if q <= 0:
                     break
-                if base is None and v in self.singles[j]:
-                    continue
-                x = b.copy()
+                x = base.copy()
                 x[j] = v  # grid values are valid for this feature whatever the base, as the base is valid
-                if x in self.seen:
+                if x in seen:
                     continue
                 rows.append(x)
                 q -= 1
         return rows
 
-    def _single_cost(self, j: int, values: np.ndarray) -> np.ndarray:
-        """Cost of moving feature ``j`` alone to each of ``values`` (what :func:`feature_costs` gives, per column;
-        cached per value, as it depends on nothing else)."""
-        cache = self._single_cost_cache.setdefault(j, {})
-        vals = values.tolist()
-        out = np.array([cache.get(v, np.nan) for v in vals], dtype=np.float64)
-        miss = np.flatnonzero(np.isnan(out))  # not cached (a missing value is never cached: NaN keys do not match)
-        if len(miss):
-            X = np.repeat(self._X0, len(miss), axis=0)
-            X[:, j] = values[miss]
-            out[miss] = feature_costs(self.problem, X)[:, j]
-            cache.update((vals[i], c) for i, c in zip(miss.tolist(), out[miss].tolist()) if vals[i] == vals[i])
-        return out
+    def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
+        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
+        hit = self._grid_key_cache.get(j)
+        if hit is None:
+            X = np.repeat(self._X0, len(self.grids[j]), axis=0)
+            X[:, j] = self.grids[j]
+            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X)))
+        return hit
+
+    def _options(self, j: int):
+        """Feature ``j``'s own front of measured moves that lower the score (a dearer move must lower it more),
+        staying put first: arrays of values, costs and gains, or None; kept until ``_gains(j)`` changes."""
+        gains = self._gains(j)
+        hit = self._options_cache.get(j)
+        if hit is not None and hit[0] is gains:
+            return hit[1]
+        v, g = gains
+        lower = g < 0
+        if not lower.any():
+            opt = None
+        else:
+            v, g = v[lower], g[lower]
+            X = np.repeat(self._X0, len(v), axis=0)
+            X[:, j] = v
+            costs = feature_costs(self.problem, X)[:, j]  # of moving feature j alone to each value
+            order = np.lexsort((g, costs))
+            go = g[order]
+            keep = order[go < np.minimum.accumulate(np.concatenate(([np.inf], go[:-1])))]
+            opt = (np.concatenate(([self.x0[j]], v[keep])), np.concatenate(([0.0], costs[keep])),
+                   np.concatenate(([0.0], g[keep])))
+        self._options_cache[j] = (gains, opt)
+        return opt
 
     def _front(self):
         """The Pareto front of combinations of measured single moves, recomputed only when a move was measured."""
@@ -154,21 +222,18 @@ class Greedy(Strategy):
             if margin0 == self.margin0 and self._measured - measured < max(1, measured // 5):
                 return front
         key = (self._measured, self.margin0)
-        feats, options = [], []
+        feats, values, costs, gains = [], [], [], []
         for j in self.singles:
-            gains = [(v, g) for v, g in self._gains(j) if g < 0]
-            if not gains:
+            opt = self._options(j)
+            if opt is None:
                 continue
-            costs = self._single_cost(j, np.array([v for v, _ in gains]))
-            g = np.array([t[1] for t in gains])
-            order = np.lexsort((g, costs))  # this feature's own front: a dearer move must lower the score more
-            keep = order[g[order] < np.minimum.accumulate(np.r_[np.inf, g[order][:-1]])]
             feats.append(j)
-            options.append([(self.x0[j], 0.0, 0.0)] + [(gains[i][0], float(costs[i]), gains[i][1]) for i in keep])
+            values.append(opt[0])
+            costs.append(opt[1])
+            gains.append(opt[2])
         if feats:
-            cost, gain, pick = pareto_combos(options)
-            vals = [np.array([o[0] for o in opts], np.float64) for opts in options]
-            values = np.column_stack([vals[f][pick[:, f]] for f in range(len(feats))])  # (front, feats)
+            cost, gain, pick = pareto_front(costs, gains)
+            values = np.column_stack([values[f][pick[:, f]] for f in range(len(feats))])  # (front, feats)
             front = (np.array(feats, np.int64), values, cost, gain)
         else:
             front = None
@@ -189,6 +254,35 @@ class Greedy(Strategy):
         X[:, feats] = values[idx]
         return X
 
+    def _take_knapsack(self, k: int, limit: int, out: list[bytes]) -> None:
+        """``take(self._knapsack(k), limit)``, remembering the projected candidates while nothing they depend on
+        changes (the front, the original's score, the highest evaded score, the best cost), and where the last
+        scan stopped: every candidate before it has been asked."""
+        if self.margin0 is None or not np.isfinite(self.max_evaded_margin):
+            return
+        front = self._front()
+        if front is None:
+            return
+        state = (self.margin0, self.max_evaded_margin, self.best_cost, k)
+        hit = self._knapsack_cache
+        if hit is None or hit[0] is not front or hit[1] != state:
+            X = self._knapsack(k)
+            hit = self._knapsack_cache = [front, state, self._project_rows.keys(X) if len(X) else [], 0]
+        _, hit[3] = self.seen.take(hit[2], limit, out, hit[3])
+
+    def _take_cheaper_opening(self, limit: int, out: list[bytes]) -> None:
+        """``take`` of the opening moves cheaper than the best evasion, cheapest first: their costs are computed
+        once, their projected rows kept while the best cost holds, with where the last scan stopped."""
+        if self._opening_order is None:
+            c = cost_rows(self.problem, self.opening)
+            self._opening_order = (self.opening[np.argsort(c, kind="stable")], np.sort(c))
+        rows, costs = self._opening_order
+        hit = self._opening_cache
+        if hit is None or hit[0] != self.best_cost:
+            cheaper = rows[costs < self.best_cost]
+            hit = self._opening_cache = [self.best_cost, self._project_rows.keys(cheaper) if len(cheaper) else [], 0]
+        _, hit[2] = self.seen.take(hit[1], limit, out, hit[2])
+
     def _segment(self, n: int) -> list[np.ndarray]:
         """Points between the original and the first evasion (every feature moved back by the same fraction),
         bracketing the fraction where the decision flips; two rounds of ``n`` points."""
@@ -200,22 +294,34 @@ class Greedy(Strategy):
         self._segment_ts = ts
         return list(self.x0[None, :] + ts[:, None] * (self._segment_end - self.x0)[None, :])
 
+    def mutate(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
+        """As :meth:`Strategy.mutate` (the same draws, the same rows), the repair's arguments bound once."""
+        n = len(base)
+        U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
+        step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
+        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
+        return self._repair(self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
+                                                        self.problem.schema))
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
+        return self._project_rows(X, remember=False)
+
     # -- protocol ------------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
-        out: list[np.ndarray] = []
+        out: list[bytes] = []  # asked rows as bytes (Seen's keys): no array is rebuilt until the batch is complete
+        seen = self.seen
 
         def take(rows, limit):
             if limit <= 0 or not len(rows):
                 return
-            new = self.seen.new(project_rows(self.problem, np.array(rows)), limit)
-            out.extend(new)
-            self.seen.add(new)
+            seen.take(self._project_rows.keys(np.array(rows)), limit, out)
 
         if self.n_told == 0:
             take(self.opening, n)
-        if self.margin0 is None and self.n_told > 0 and self.x0 not in self.seen:
-            out.append(self.x0.copy())  # one query for the original's score: the base of every measured effect
-            self.seen.add(self._X0)
+        if self.margin0 is None and self.n_told > 0 and self.x0 not in seen:
+            out.append(self.x0.tobytes())  # one query for the original's score: the base of every measured effect
+            seen.add(self._X0)
         if self.best_x is None:
             take(self._stacks(), int(np.ceil(self.stack_share * n)) - len(out) + 1)
             take(self.opening, max(0, n // 4 - 1))
@@ -225,46 +331,48 @@ class Greedy(Strategy):
             self.reducer.set_incumbent(self.best_x)
             if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
                 take(self._segment(n), n)
-            take(self.reducer.propose(n // 2, self.seen), n // 2)
-            take(self._knapsack(n), max(1, n // 5))
+            take(self.reducer.propose(n // 2, seen), n // 2)
+            self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
-                c = cost_rows(self.problem, self.opening)
-                take(self.opening[np.argsort(c, kind="stable")][np.sort(c) < self.best_cost], max(1, n // 5))
+                self._take_cheaper_opening(max(1, n // 5), out)
             take(self.pull_back(self.best_x, n), max(1, n // 5))
             take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
-            take(self.reducer.propose(n - len(out), self.seen), n - len(out))
+            take(self.reducer.propose(n - len(out), seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)
             X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
                 self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
-            new = self.seen.new(X, m)
-            if not len(new):
-                new = X[:m]  # tiny spaces: repeats are allowed rather than asking fewer rows
-            out.extend(new)
-            self.seen.add(new)
-        return np.array(out[:n]).reshape(n, self.d)
+            keys = row_keys(np.ascontiguousarray(X, np.float64))
+            if not seen.take(keys, m, out)[0]:
+                out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
+        asked = self._asked_bytes = b"".join(out[:n])
+        return np.frombuffer(asked, dtype=np.float64).reshape(min(n, len(out)), self.d).copy()
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
         margin = logit(fb.score)
-        self.seen.add(X)
+        if np.ascontiguousarray(X, np.float64).tobytes() != self._asked_bytes:  # the rows just asked are known
+            self.seen.add(X)
         diff = X != self._X0
         nchanged = diff.sum(axis=1)
-        for i in np.flatnonzero(nchanged <= 1):
-            if nchanged[i] == 0:
-                self.margin0 = float(margin[i])
-            else:
-                j = int(np.flatnonzero(diff[i])[0])
-                if j in self.singles:
-                    self.singles[j][float(X[i, j])] = float(margin[i])
-                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), float(margin[i]))
-                    self._highest_single = max(self._highest_single, float(margin[i]))
+        rows = np.flatnonzero(nchanged <= 1)  # the original, or one feature moved: a measured effect
+        if len(rows):
+            cols = diff[rows].argmax(axis=1)  # the moved feature (first changed column)
+            for c, j, x, m in zip(nchanged[rows].tolist(), cols.tolist(), X[rows, cols].tolist(),
+                                  margin[rows].tolist()):
+                self._learnt += 1
+                if c == 0:
+                    self.margin0 = m
+                elif j in self.singles:
+                    self.singles[j][x] = m
+                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), m)
+                    self._highest_single = max(self._highest_single, m)
                     self._measured += 1
         if fb.evaded.any():
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)
         if self._segment_end is not None and len(self._segment_ts):  # narrow the segment's bracket
-            P = project_rows(self.problem, self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
+            P = self._project_rows(self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
             for t, p in zip(self._segment_ts, P):
                 hit = np.flatnonzero((X == p).all(axis=1))
                 if len(hit):

@@ -35,6 +35,64 @@ def project_rows(problem, X: np.ndarray) -> np.ndarray:
     return problem.repair(problem.kernels.project(X, X0, np.zeros(len(X), np.int64), problem.schema))
 
 
+class Projector:
+    """:func:`project_rows` for one problem with a memory of the rows it has projected, and one kernel call
+    (:meth:`Kernels.project_repair`) for the rest.
+
+    A strategy that re-proposes the same moves step after step (greedy's knapsack and cost-reducer candidates
+    stay the same until what it has learnt changes) projects each only once. The projection is a pure function of
+    the row's bits for a given problem, so the memory cannot change a result. It forgets everything once it holds
+    ``max_rows`` rows (about 0.4 MB), so memory stays bounded whatever the budget; ``remember=False`` projects rows
+    that will not recur (random draws) without storing them."""
+
+    def __init__(self, problem, *, max_rows: int = 1024):
+        self.problem, self.max_rows = problem, int(max_rows)
+        self._X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
+        self._E = None if problem.extras is None else np.asarray(problem.extras, np.float64)[None, :]
+        ra = problem.relations
+        self._ra = None if ra is None or ra.empty else ra
+        self._memo: dict[bytes, bytes] = {}
+        self._f = problem.kernels.bind_project_repair(self._X0, self._E, problem.schema, self._ra)
+
+    def __call__(self, X: np.ndarray, *, remember: bool = True) -> np.ndarray:
+        X = np.ascontiguousarray(np.atleast_2d(np.asarray(X, dtype=np.float64)))
+        if not remember or len(X) == 0:
+            return self._project(X)
+        return rows_of(self.keys(X), X.shape[1])
+
+    def _project(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return project_rows(self.problem, X)
+        return self._f(X)
+
+    def keys(self, X: np.ndarray) -> list[bytes]:
+        """The projected rows of ``X`` as bytes (the keys :class:`Seen` keeps), in order."""
+        X = np.ascontiguousarray(np.atleast_2d(np.asarray(X, dtype=np.float64)))
+        memo = self._memo
+        raw = row_keys(X)
+        got = [memo.get(k) for k in raw]
+        miss = [i for i, g in enumerate(got) if g is None]
+        if miss:
+            P = row_keys(self._project(X[miss] if len(miss) < len(X) else X))
+            if len(memo) + len(miss) > self.max_rows:
+                memo.clear()
+            for i, p in zip(miss, P):
+                got[i] = memo[raw[i]] = p
+        return got
+
+
+def row_keys(X: np.ndarray) -> list[bytes]:
+    """Each row of a C-contiguous float64 matrix as bytes (what :class:`Seen` compares)."""
+    b = X.tobytes()
+    w = X.shape[1] * 8 if X.ndim == 2 else len(b)
+    return [b[i : i + w] for i in range(0, len(b), w)] if w else [b""] * len(X)
+
+
+def rows_of(keys: list[bytes], d: int) -> np.ndarray:
+    """The (len(keys), d) float64 matrix whose rows are ``keys`` (inverse of :func:`row_keys`)."""
+    return np.frombuffer(b"".join(keys), dtype=np.float64).reshape(len(keys), d).copy()
+
+
 def cost_rows(problem, X: np.ndarray) -> np.ndarray:
     X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
@@ -204,11 +262,33 @@ class Seen:
     def __init__(self):
         self._keys: set[bytes] = set()
 
-    def __contains__(self, x: np.ndarray) -> bool:
+    def __contains__(self, x) -> bool:
+        """A row (array), or a row's bytes."""
+        if isinstance(x, bytes):
+            return x in self._keys
         return np.ascontiguousarray(x, np.float64).tobytes() in self._keys
 
     def add(self, X: np.ndarray) -> None:
-        self._keys.update(x.tobytes() for x in np.atleast_2d(np.ascontiguousarray(X, np.float64)))
+        self._keys.update(row_keys(np.ascontiguousarray(np.atleast_2d(X), np.float64)))
+
+    def take(self, keys: list[bytes], limit: int, out: list[bytes], start: int = 0) -> tuple[int, int]:
+        """Append to ``out`` the first ``limit`` of ``keys[start:]`` (rows as bytes) not seen before and distinct,
+        and mark them seen: ``new`` then ``add`` without leaving bytes. Returns how many were taken and where the
+        scan stopped (every key before that is now seen, so a caller may resume there)."""
+        seen, taken = self._keys, 0
+        if limit <= 0:
+            return 0, start
+        i = start
+        for i in range(start, len(keys)):
+            k = keys[i]
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(k)
+            taken += 1
+            if taken >= limit:
+                return taken, i + 1
+        return taken, len(keys)
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
@@ -233,8 +313,9 @@ class CostReducer:
     per feature, the largest fraction known to fail, so each query narrows a bracket; the bracket carries over
     when a cheaper incumbent replaces the old one."""
 
-    def __init__(self, problem, *, min_gain: float = 1e-3):
+    def __init__(self, problem, *, min_gain: float = 1e-3, project=None):
         self.problem, self.min_gain = problem, min_gain
+        self._project = project if project is not None else (lambda X: project_rows(problem, X))
         self.x0 = np.asarray(problem.x0, np.float64)
         self.inc: np.ndarray | None = None
         self._inc_costs: tuple[np.ndarray, float] | None = None
@@ -253,6 +334,7 @@ class CostReducer:
             self.fail = np.where(numeric | (old == new), self.fail, -1.0)
         self.inc = np.asarray(x, np.float64).copy()
         self._inc_costs = None  # (per-feature costs, total cost) of the incumbent, computed when first needed
+        self._planned: dict[tuple[int, bytes], np.ndarray] = {}  # (k, fail) -> candidates before the seen filter
 
     def _incumbent_costs(self) -> tuple[np.ndarray, float]:
         if self._inc_costs is None:
@@ -264,6 +346,16 @@ class CostReducer:
         """Up to ``k`` new candidates, each the incumbent with one feature moved back."""
         if self.inc is None or k <= 0:
             return np.empty((0, len(self.x0)))
+        key = (k, self.fail.tobytes())  # the candidates depend only on the incumbent, the brackets and k
+        X = self._planned.get(key)
+        if X is None:
+            if len(self._planned) >= 16:
+                self._planned.clear()
+            X = self._planned[key] = self._plan(k)
+        return seen.new(X, k) if len(X) else X
+
+    def _plan(self, k: int) -> np.ndarray:
+        """:meth:`propose`'s candidates before dropping the ones already asked (projected, cheaper than inc)."""
         sa = self.problem.schema
         per, inc_cost = self._incumbent_costs()
         feats = [j for j in np.argsort(-per, kind="stable") if per[j] > 0 and per[j] * (1 - max(self.fail[j], 0)) > self.min_gain]
@@ -290,9 +382,8 @@ class CostReducer:
                     rows.append(x)
         if not rows:
             return np.empty((0, len(self.x0)))
-        X = project_rows(self.problem, np.array(rows))
-        X = X[cost_rows(self.problem, X) < inc_cost]
-        return seen.new(X, k)
+        X = self._project(np.array(rows))
+        return X[cost_rows(self.problem, X) < inc_cost]
 
     def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
         """Learn from told candidates that differ from the incumbent in one feature, moved towards the original."""
