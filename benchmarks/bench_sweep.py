@@ -137,7 +137,8 @@ def main(argv=None) -> int:
         r = results[name]
         print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))
         for w, st in sorted(r["workers"].items()):
-            print(f"    worker {w}: {st['variants']} variants, first one {st.get('first_variant_s', 0):.1f} s "
+            print(f"    worker {w}: {st['variants']} variants, {st['wall_s']:.0f} s wall, {st['cpu_s']:.0f} s CPU; "
+                  f"first one {st.get('first_variant_s', 0):.1f} s "
                   f"(imports included), Numba kernels compiled {st['numba_compiled']}, loaded from cache "
                   f"{st['numba_cached']}")
     serial = [x for x in names if x.startswith("serial")]

@@ -295,7 +295,7 @@ def run_variant(scenario: dict, source: str, base_dir: str, run_file: str, threa
     from .runner import execute, prepare
     from .scenario import Scenario
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = {"status": "failed", "error": None, "run_id": None, "worker": worker_name(), "gates_failed": None}
     try:
         sc = Scenario.from_dict(scenario, base_dir=base_dir, source=source)
@@ -310,6 +310,7 @@ def run_variant(scenario: dict, source: str, base_dir: str, run_file: str, threa
         text = str(exc) if isinstance(exc, FraudsimError) else f"{type(exc).__name__}: {exc}"
         result["error"] = (text.strip().splitlines() or [type(exc).__name__])[0][:500]
     result["wall_s"] = time.perf_counter() - t0
+    result["cpu_s"] = time.process_time() - c0  # this process's CPU time over the variant, all its threads
     result["numba_compiled"], result["numba_cached"] = numba_cache_stats()
     result["started"], result["ended"] = started, time.time()
     return result
@@ -441,7 +442,8 @@ class SweepResult:
     #: where the time went, in seconds: ``ray_start_s`` (ray.init), ``tasks_s`` (first submit to last result),
     #: ``ray_stop_s``, ``merge_s``, and per worker ``first_variant_s`` (imports and kernel loading included)
     timings: dict = field(default_factory=dict)
-    workers: dict = field(default_factory=dict)  # worker -> {"variants", "numba_compiled", "numba_cached"}
+    #: worker -> {"variants", "wall_s" and "cpu_s" summed over its variants, "numba_compiled", "numba_cached"}
+    workers: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> list[dict]:
@@ -495,8 +497,11 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     def on_done(v: Variant, result: dict) -> None:
         rows[v.name] = _row(v, sweep.run_file(v), result, engine)
         if result.get("worker"):
-            w = workers.setdefault(result["worker"], {"variants": 0, "first_started": result.get("started")})
+            w = workers.setdefault(result["worker"], {"variants": 0, "first_started": result.get("started"),
+                                                      "wall_s": 0.0, "cpu_s": 0.0})
             w["variants"] += 1
+            w["wall_s"] += result.get("wall_s") or 0.0
+            w["cpu_s"] += result.get("cpu_s") or 0.0
             w["numba_compiled"], w["numba_cached"] = result.get("numba_compiled"), result.get("numba_cached")
             if result.get("started") is not None and result["started"] <= (w["first_started"] or result["started"]):
                 w["first_started"], w["first_variant_s"] = result["started"], result["ended"] - result["started"]
