@@ -8,7 +8,11 @@ the merged sweep files equal row for row (same seeds; wall-clock columns aside).
 Each engine runs in a fresh process, timed from its start: interpreter, imports, Ray's start-up (``ray.init``),
 its workers' imports and their loading of the Numba kernels are all in the time. The Numba cache is warmed first,
 in a separate process, so that nobody compiles; the table says how many kernels each process compiled (0 expected)
-and loaded from the cache.
+and loaded from the cache, and each worker's wall and CPU time.
+
+Measure on free cores: with Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``) a session
+sharing the machine with others gets one share of the CPU however many processes it runs, so there the ratio
+measures the scheduler, not Ray; the CPU times still compare the work each engine does per variant.
 
 usage: python benchmarks/bench_sweep.py [--budgets 1000] [--seeds 1,...,8] [--limit 40] [--cpus N] [--task-threads 1]
     [--runs serial,serial-1,ray]
