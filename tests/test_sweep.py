@@ -74,6 +74,11 @@ def test_grid_runs_every_variant_merges_and_resumes(team, tmp_path):
     rows = table(res.path, "SELECT variant, overrides, status, engine, run_id, run_file, wall_s FROM sweep ORDER BY variant")
     assert [json.loads(r[1]) for r in rows] == [{"attack.budget": b, "seed": s} for b in (10, 20) for s in (1, 2)]
     assert {r[3] for r in rows} == {"serial"} and all(r[6] > 0 for r in rows)
+    # where the time went: one process ran all four; its kernels came from Numba (compiled or from the cache)
+    (worker, stats), = res.workers.items()
+    assert stats["variants"] == 4 and stats["first_variant_s"] > 0
+    assert table(res.path, "SELECT DISTINCT worker FROM sweep") == [(worker,)]
+    assert stats["numba_compiled"] + stats["numba_cached"] > 0 and res.timings["merge_s"] > 0
     # every variant's tables are in the sweep file with their run_id, row for row as in its own run file
     for variant, _, _, _, run_id, run_file, _ in rows:
         own = table(Path(run_file), 'SELECT target_id, query_index, score, "Betrag €" FROM queries ORDER BY ALL')
@@ -217,5 +222,9 @@ def test_ray_sweep_equals_serial_and_a_killed_worker_is_retried_then_failed(team
     assert statuses["v004"]["status"] == "failed" and "worker died" in statuses["v004"]["error"]
     assert all(statuses[f"v00{i}"]["status"] == "finished" for i in range(4))
     assert {r["engine"] for r in res.rows} == {"ray"} and len({statuses[f"v00{i}"]["worker"] for i in range(4)}) >= 1
+    # Ray reuses its worker processes: some worker ran more than one variant, and none compiled a kernel the
+    # serial sweep (same machine) had already put in Numba's on-disk cache
+    assert max(w["variants"] for w in res.workers.values()) >= 2, res.workers
+    assert all(w["numba_compiled"] == 0 for w in res.workers.values()), res.workers
     for tbl in ("runs", "queries", "targets", "transactions", "model_versions"):
         assert _comparable(res.path, tbl) == _comparable(serial.path, tbl), tbl
