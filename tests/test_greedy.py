@@ -161,3 +161,22 @@ def test_knapsack_front_follows_links_to_the_same_picks():
                     pareto_combos([list(zip(np.zeros(len(c)), c, g)) for c, g in zip(costs, gains)], cap)):
             for a, b in zip(got, want):
                 np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["greedy", "random", "evolutionary", "boundary", "surrogate"])
+def test_an_original_that_breaks_a_relation_is_never_asked(world, name):
+    """A team's data may hold a row that breaks a declared relation; the oracle refuses such a row, so no strategy
+    may ask the original as it is (greedy used to, for its base score: ValueError, exit 3)."""
+    targets = world["targets"].copy()
+    targets[:, 5] = 0.0  # distance 0 while "NEW DEVICE" may be 1: breaks distance >= 50 * "NEW DEVICE"
+    targets[:, 3] = 1.0
+    k = get_kernels("cpu")
+    oracle = Oracle(world["model"], threshold=world["threshold"], feedback="score", budget=60, originals=targets,
+                    schema_arrays=world["sa"], kernels=k, strategy=name, log=None, relations=world["ra"],
+                    extras=world["extras"])
+    problems = [Problem(x0=x, schema=world["sa"], kernels=k, budget=60, feedback="score",
+                        approved_examples=world["approved"], relations=world["ra"], extras=world["extras"][i])
+                for i, x in enumerate(targets)]
+    done = run_strategy(REGISTRY[name], {}, oracle=oracle, problems=problems,
+                        rngs=[target_rng(5, 0, i) for i in range(N_TARGETS)])
+    assert int(oracle.used.sum()) > 0 and len(done) == N_TARGETS

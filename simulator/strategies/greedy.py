@@ -73,6 +73,7 @@ class Greedy(Strategy):
                                                    self._project_rows._ra)
         self.reducer = CostReducer(problem, project=self._project_rows)
         self.margin0: float | None = None  # log-odds score of the original, once asked
+        self._x0_askable = self._feasible_original(problem)  # an original that breaks a relation is never asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
         self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
         self.max_evaded_margin = -np.inf  # the threshold lies above every evaded score
@@ -307,6 +308,17 @@ class Greedy(Strategy):
         """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
         return self._project_rows(X, remember=False)
 
+    def _feasible_original(self, problem) -> bool:
+        """Whether the oracle would take the original itself: its bounds and relations hold (a team's data may hold
+        rows that break a declared relation; the oracle refuses those, so greedy measures from its first answers)."""
+        zero = np.zeros(1, np.int64)
+        bad = problem.kernels.violations(self._X0, self._X0, zero, problem.schema)
+        ra = problem.relations
+        if ra is not None and not ra.empty:
+            E = None if problem.extras is None else np.asarray(problem.extras, np.float64)[None, :]
+            bad = bad | problem.kernels.relation_violations(self._X0, self._X0, zero, E, ra)
+        return not bool(bad.any())
+
     # -- protocol ------------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
         out: list[bytes] = []  # asked rows as bytes (Seen's keys): no array is rebuilt until the batch is complete
@@ -319,7 +331,7 @@ class Greedy(Strategy):
 
         if self.n_told == 0:
             take(self.opening, n)
-        if self.margin0 is None and self.n_told > 0 and self.x0 not in seen:
+        if self.margin0 is None and self.n_told > 0 and self._x0_askable and self.x0 not in seen:
             out.append(self.x0.tobytes())  # one query for the original's score: the base of every measured effect
             seen.add(self._X0)
         if self.best_x is None:
