@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
 from ..errors import FraudsimError
 from .views import open_run
+
+if TYPE_CHECKING:  # imported where frames are made: `fraudsim query` prints a table without Polars
+    import polars as pl
 
 READ_KINDS = "SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
 ALLOWED_PRAGMAS = frozenset({"table_info", "show", "show_tables", "show_tables_expanded", "database_size",
@@ -185,6 +187,28 @@ def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s
     The run's views (``success_by_budget`` etc.) are available even in files written before they existed. The
     statement is stopped after ``timeout_s`` seconds and may use at most ``memory_limit`` of memory.
     """
+    return _run(path, sql, lambda con: _fetch(con, sql, limit), timeout_s, memory_limit)
+
+
+def run_query_rows(path: str | Path, sql: str, *, limit: int, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                   memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> tuple[QueryRows, bool]:
+    """:func:`run_query` for printing at most ``limit`` rows: the rows as DuckDB's Python values, without loading
+    Polars or Arrow (so ``fraudsim query`` starts fast). Same checks, limits and errors."""
+    return _run(path, sql, lambda con: _fetch_rows(con, sql, limit), timeout_s, memory_limit)
+
+
+class QueryRows:
+    """A small result: column names, whether each is numeric, and the rows as tuples."""
+
+    def __init__(self, columns: list[str], numeric: list[bool], rows: list[tuple]):
+        self.columns, self.numeric, self.rows = columns, numeric, rows
+
+
+NUMERIC_TYPES = frozenset({"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+                           "ubigint", "uhugeint", "float", "double", "decimal"})
+
+
+def _run(path: str | Path, sql: str, work, timeout_s: float | None, memory_limit: str | None):
     check_statement(sql)
     if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
         raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
@@ -192,7 +216,7 @@ def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s
     try:
         lock_down(con, memory_limit=memory_limit)
         try:
-            return _with_time_limit(con, lambda: _fetch(con, sql, limit), timeout_s)
+            return _with_time_limit(con, lambda: work(con), timeout_s)
         except duckdb.PermissionException as exc:
             raise QueryError(f"refused: {_first_line(exc)}") from None
         except duckdb.OutOfMemoryException as exc:
@@ -206,7 +230,18 @@ def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s
         con.close()
 
 
+def _fetch_rows(con: duckdb.DuckDBPyConnection, sql: str, limit: int) -> tuple[QueryRows, bool]:
+    rel = con.sql(sql)
+    if rel is None:  # a statement without a result
+        return QueryRows([], [], []), False
+    numeric = [str(getattr(t, "id", t)).lower() in NUMERIC_TYPES for t in rel.types]
+    rows = rel.limit(limit + 1).fetchall()
+    return QueryRows(list(rel.columns), numeric, rows[:limit]), len(rows) > limit
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> tuple[pl.DataFrame, bool]:
+    import polars as pl
+
     rel = con.sql(sql)
     if rel is None:  # a statement without a result
         return pl.DataFrame(), False
