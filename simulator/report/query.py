@@ -72,10 +72,14 @@ def _walk(node: Any):
             yield from _walk(v)
 
 
-def _check_tree(sql: str) -> None:
-    """Refuse table functions outside the allow-list and file names used as tables, from DuckDB's own parse tree."""
-    with duckdb.connect() as scratch:  # an empty in-memory database only parses; the user's SQL never runs here
-        tree = json.loads(scratch.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+def _check_tree(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Refuse table functions outside the allow-list and file names used as tables, from DuckDB's own parse tree
+    (``json_serialize_sql`` only parses: the user's SQL never runs here; ``con`` saves starting a scratch database)."""
+    if con is not None:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    else:
+        with duckdb.connect() as scratch:  # an empty in-memory database
+            tree = json.loads(scratch.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
     if tree.get("error"):
         raise QueryError(f"cannot check this statement ({tree.get('error_message', 'unknown parse error')[:160]})")
     for node in _walk(tree.get("statements", [])):
@@ -93,8 +97,9 @@ def _check_tree(sql: str) -> None:
                                  "tables and views")
 
 
-def check_statement(sql: str) -> str:
-    """Check that ``sql`` is one reading statement; return its kind, or raise :class:`QueryError` saying why not."""
+def check_statement(sql: str, *, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """Check that ``sql`` is one reading statement; return its kind, or raise :class:`QueryError` saying why not.
+    ``con``, an open connection, is used only to parse (none: a scratch in-memory database)."""
     if not sql or not sql.strip():
         raise QueryError("no SQL given")
     try:
@@ -108,14 +113,14 @@ def check_statement(sql: str) -> str:
     text = stmt.query.strip().rstrip(";").strip()
     first_word = (text.split(None, 1) or ["?"])[0].upper()
     if kind == "SELECT":
-        _check_tree(text)
+        _check_tree(text, con)
         return "SELECT"
     if kind == "EXPLAIN":
         inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", text, flags=re.IGNORECASE)
         inner_statements = duckdb.extract_statements(inner) if inner != text else []
         if len(inner_statements) != 1 or inner_statements[0].type.name != "SELECT":
             raise QueryError("EXPLAIN is allowed only for a SELECT-style query")
-        _check_tree(inner)
+        _check_tree(inner, con)
         return "EXPLAIN"
     if kind == "PRAGMA":
         m = re.match(r"^\s*PRAGMA\s+([A-Za-z_]+)", text, flags=re.IGNORECASE)
@@ -209,10 +214,23 @@ NUMERIC_TYPES = frozenset({"tinyint", "smallint", "integer", "bigint", "hugeint"
 
 
 def _run(path: str | Path, sql: str, work, timeout_s: float | None, memory_limit: str | None):
-    check_statement(sql)
-    if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
-        raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
-    con = open_run(path)
+    # the run file is opened first only to parse the statement on its connection (one DuckDB database to start,
+    # not two); a problem with the SQL is still reported before a problem with the file
+    try:
+        con, bad_file = open_run(path), None
+    except FraudsimError as exc:
+        con, bad_file = None, exc
+    try:
+        check_statement(sql, con=con)
+        if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
+            raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
+        if bad_file is not None:
+            raise bad_file
+    except BaseException:
+        if con is not None:
+            con.close()
+        raise
+    assert con is not None
     try:
         lock_down(con, memory_limit=memory_limit)
         try:
