@@ -9,6 +9,10 @@ out; mutate: base, U, Z, V, step, p, origin, out; cost: X, origin, out). The ori
 tiny and cache-resident, so they are not counted. The copy baseline moves the same number of bytes (an array of
 half that size read and written).
 
+"CPU ratio" (CPU rows): the copy's CPU seconds over the kernel's, summed over all its threads: how much work the
+kernel costs next to the copy, which a machine shared with other busy processes distorts less than wall time
+(there the parallel kernel's threads wait for cores while the single-threaded copy does not).
+
 usage: python benchmarks/bench_kernels.py [--rows 1000000] [--repeat 5]
 """
 from __future__ import annotations
@@ -34,13 +38,18 @@ FROZEN = ["txn_count_1h", "txn_count_24h", "amount_ratio_30d", "account_age_days
 NAMES = list(SPECS) + FROZEN
 
 
+CPU_TIMES: list[float] = []  # process CPU seconds (all threads) of the best_time calls, in order
+
+
 def best_time(fn, repeat: int) -> float:
     fn()  # warm-up: JIT compile, caches, thread pool
-    times = []
+    times, cpu_s = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu_s.append(time.process_time() - c0)
+    CPU_TIMES.append(min(cpu_s))
     return min(times)
 
 
@@ -76,12 +85,13 @@ def main(argv=None) -> int:
 
     print(f"{n:,} candidates x {d} features ({nb / 1e6:.0f} MB per float64 array), {args.targets} originals; "
           f"best of {args.repeat}")
-    print(f"{'device':<6} {'kernel':<9} {'GB/s':>8} {'copy GB/s':>10} {'ratio':>7} {'Mrows/s':>9}")
+    print(f"{'device':<6} {'kernel':<9} {'GB/s':>8} {'copy GB/s':>10} {'ratio':>7} {'Mrows/s':>9} {'CPU ratio':>10}")
 
     def report(device, name, t, copy_bw):
         bw = work[name] / t
-        print(f"{device:<6} {name:<9} {bw / 1e9:>8.2f} {copy_bw / 1e9:>10.2f} {bw / copy_bw:>7.2f} {n / t / 1e6:>9.1f}",
-              flush=True)
+        cpu_ratio = CPU_TIMES[-2] / CPU_TIMES[-1] if device == "cpu" else float("nan")
+        print(f"{device:<6} {name:<9} {bw / 1e9:>8.2f} {copy_bw / 1e9:>10.2f} {bw / copy_bw:>7.2f} {n / t / 1e6:>9.1f}"
+              f"{cpu_ratio:>11.2f}", flush=True)
 
     # CPU: the same-size copy moves 2 * bytes (read + write), like the kernels' read + write
     for name, fn in (("project", lambda: cpu.project(X, X0, origin, sa, out=out)),

@@ -410,8 +410,8 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
           memory_limit: str = typer.Option("4GB", "--memory-limit", help="most memory the statement may use"),
           debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Run one read-only SQL query on a run file (views such as success_by_budget included) and print the result."""
-    from .report.output import frame_table
-    from .report.query import run_query
+    from .report.output import rows_table
+    from .report.query import run_query, run_query_rows
 
     try:
         fmt = _output_format(fmt, output)
@@ -419,14 +419,14 @@ def query(run_file: Path = typer.Argument(..., help="a fraudsim run file (.duckd
             from .store import check_export_path
 
             check_export_path(output, protected=[run_file])
-        df, cut = run_query(run_file, sql, limit=max_rows if fmt == "table" else None, timeout_s=timeout,
-                            memory_limit=memory_limit)
-        if fmt == "table":
-            out.print(frame_table(df))
+        if fmt == "table":  # DuckDB's rows straight into the table: no Polars or Arrow to load for a look
+            res, cut = run_query_rows(run_file, sql, limit=max_rows, timeout_s=timeout, memory_limit=memory_limit)
+            out.print(rows_table(res.columns, res.numeric, res.rows))
             if cut:
                 out.print(f"first {max_rows} rows shown; use --max-rows N or --format csv for all", style="dim",
                           highlight=False)
         else:
+            df, _ = run_query(run_file, sql, timeout_s=timeout, memory_limit=memory_limit)
             _emit(df, fmt, output)
     except FraudsimError as exc:
         _fail(exc, debug)

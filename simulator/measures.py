@@ -29,8 +29,10 @@ for ties, over rows with a label), ``false_positive_rate`` (legitimate rows decl
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported in roc_auc: `fraudsim gate` reads these definitions without loading NumPy
+    import numpy as np
 
 # per-strategy measures over `targets`; ``{t}`` is the table's qualifier ("" or "t."); NULL queries/costs mean
 # "not evaded"
@@ -130,11 +132,14 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum formula, average ranks for ties (vectorised); NaN without both
     classes.
 
+    >>> import numpy as np
     >>> round(roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])), 2)
     0.75
     >>> roc_auc(np.array([0, 1, 1]), np.array([0.5, 0.5, 0.9]))
     0.75
     """
+    import numpy as np
+
     y = np.asarray(y).astype(bool)
     score = np.asarray(score, dtype=np.float64)
     n_pos = int(y.sum())

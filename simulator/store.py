@@ -506,17 +506,23 @@ BACKGROUND_MIN_CPUS = 4  # the query log writes on its own thread only with core
 
 
 class QueryLog:
-    """Buffers oracle queries as column chunks and appends them to ``queries`` in large batches.
+    """Buffers oracle queries as column chunks and writes them to ``queries`` in large batches.
 
-    Every ``flush_rows`` rows (one DuckDB row group: written straight to the file, never twice through the WAL) the
-    buffered chunks become one Arrow table, built with a single copy into contiguous feature columns, and are
-    appended in one statement. With ``background`` (the default on machines with at least
-    ``BACKGROUND_MIN_CPUS`` cores) a writer thread does this on its own cursor of the store's connection, in order,
-    while the oracle keeps scoring (DuckDB and NumPy release the GIL); at most ``max_pending`` batches wait, so
-    memory stays bounded. On 2 cores the model's OpenMP threads already use both, and a third busy thread stalls
-    their barriers (measured on a loaded 2-core machine: no faster than writing in line, often slower), so there
-    the caller's thread writes. :meth:`flush` returns once every row added so far is in ``queries``; a failed write
-    is raised there (or at the next :meth:`add`). The store closes its logs before it finishes or drops its file.
+    Every ``flush_rows`` rows the buffered chunks become one Arrow table, built with a single copy into contiguous
+    feature columns. What happens to it depends on the machine:
+
+    - ``background`` (the default with at least ``BACKGROUND_MIN_CPUS`` cores): a writer thread appends it to
+      ``queries`` on its own cursor of the store's connection, in order, while the oracle keeps scoring (DuckDB and
+      NumPy release the GIL); at most ``max_pending`` batches wait, so memory stays bounded.
+    - otherwise (2 cores: the model's OpenMP threads already use both, and a third busy thread stalls their
+      barriers) the table is *spilled*: written as an Arrow IPC record batch to an anonymous temporary file beside
+      the run file (a plain sequential write, no DuckDB work in the oracle's loop), and :meth:`flush` loads the
+      spill, memory-mapped, and the tail in one ``INSERT`` (a DuckDB append is far cheaper as one statement than
+      as many). The file has no name on Linux (``O_TMPFILE``; elsewhere it is unlinked at once or removed on close),
+      so a kill -9 or Ctrl-C leaves nothing behind, and memory stays bounded whatever the run's size.
+
+    :meth:`flush` returns once every row added so far is in ``queries``, in the order added; a failed write is
+    raised there (or at the next :meth:`add`). The store closes its logs before it finishes or drops its file.
     A ``store`` that is not a :class:`Store` (the campaign's own background writer) gets the batches in the
     caller's thread.
     """
@@ -529,23 +535,28 @@ class QueryLog:
         # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
         # batches in this thread
         self.background, self.max_pending = background and isinstance(store, Store), max_pending
+        self._spill_ok = isinstance(store, Store) and not self.background
         self._chunks: list[dict] = []
         self._rows = 0
         self.total_rows = 0
         self._pool = None  # the writer thread and its cursor, made on the first background write
         self._cursor = None
         self._pending: list = []
+        self._spill = None  # (file, IPC writer) while spilled batches wait for flush
+        self._spill_schema = None
+        self._spill_rows = 0
         if isinstance(store, Store):
             store.logs.append(self)
 
     def add(self, *, round_: int, agent_id: int | None, strategy: str, target_id: np.ndarray, query_index: np.ndarray,
             score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
             opening: np.ndarray | None = None) -> None:
-        self._chunks.append(dict(round=round_, agent_id=agent_id, strategy=strategy, target_id=target_id,
-                                 query_index=query_index, score=score, decision=decision, evaded=evaded, cost=cost, X=X,
-                                 opening=opening))
-        self._rows += len(target_id)
-        self.total_rows += len(target_id)
+        m = len(target_id)
+        self._chunks.append({"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
+                             "query_index": query_index, "score": score, "decision": decision, "evaded": evaded,
+                             "cost": cost, "X": X, "opening": opening, "n": m})
+        self._rows += m
+        self.total_rows += m
         if self._rows >= self.flush_rows:
             self._submit()
 
@@ -558,10 +569,12 @@ class QueryLog:
         try:
             if discard:
                 self._chunks, self._rows = [], 0
+                self._drop_spill()
                 self._wait(raise_errors=False)
             else:
                 self.flush()
         finally:
+            self._drop_spill()
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
@@ -574,7 +587,12 @@ class QueryLog:
         if self.store is None:
             return
         if not self.background:
-            if chunks:
+            if self._spill_ok and not wait:  # a full batch in the oracle's loop: spill it, load it at flush
+                if chunks:
+                    self._spill_write(self._table(chunks))
+            elif self._spill is not None:  # flush: the spilled batches and the tail, in one statement
+                self._load_spill(chunks)
+            elif chunks:
                 self._write(chunks, None)
             return
         if chunks:
@@ -586,6 +604,64 @@ class QueryLog:
             self._pending.append(self._pool.submit(self._write, chunks, self._cursor))
         while self._pending and (wait or self._pending[0].done() or len(self._pending) > self.max_pending):
             self._pending.pop(0).result()  # re-raises a failed write in the caller's thread
+
+    # -- the spill: Arrow IPC record batches in an anonymous file next to the run file ----------------------------
+    def _spill_write(self, tbl: pa.Table) -> None:
+        import tempfile
+
+        import pyarrow as pa
+
+        if self._spill is None:
+            folder = self.store.partial.parent
+            f = tempfile.TemporaryFile(dir=folder if os.access(folder, os.W_OK) else None, prefix=".fraudsim-spill-")
+            try:
+                self._spill = (f, pa.ipc.new_stream(f, tbl.schema))
+            except BaseException:
+                f.close()
+                raise
+            self._spill_schema = tbl.schema
+        if not tbl.schema.equals(self._spill_schema):
+            tbl = tbl.cast(self._spill_schema)
+        self._spill[1].write_table(tbl)
+        self._spill_rows += tbl.num_rows
+
+    def _load_spill(self, chunks: list[dict]) -> None:
+        """Append the spilled batches (read over a memory map of the file, no copy) and then ``chunks`` to
+        ``queries`` in one statement, and drop the spill."""
+        import mmap
+
+        import pyarrow as pa
+
+        f, writer = self._spill
+        try:
+            writer.close()
+            f.flush()
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                tables = [pa.ipc.open_stream(pa.py_buffer(mm)).read_all()]
+                if chunks:
+                    tables.append(self._table(chunks).cast(tables[0].schema))
+                tbl = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                del tables
+                self.store.append("queries", tbl)
+                del tbl
+            finally:
+                try:
+                    mm.close()
+                except BufferError:  # a failed append may still hold the table: the map goes with it
+                    pass
+        finally:
+            self._drop_spill()
+
+    def _drop_spill(self) -> None:
+        spill, self._spill, self._spill_rows = self._spill, None, 0
+        if spill is not None:
+            f, writer = spill
+            try:
+                writer.close()
+            except Exception:  # already closed, or the write it failed on is the error being raised
+                pass
+            f.close()
 
     def _wait(self, raise_errors: bool) -> None:
         while self._pending:
@@ -606,31 +682,49 @@ class QueryLog:
         import numpy as np
         import pyarrow as pa
 
-        n = [len(c["target_id"]) for c in ch]
-        ends = np.cumsum(n)
-        XT = np.empty((len(self.store.feature_names), int(ends[-1])))  # one copy into contiguous feature columns
-        for c, a, b in zip(ch, ends - n, ends):
+        n = [c["n"] for c in ch]
+        total = sum(n)
+        XT = np.empty((len(self.store.feature_names), total))  # one copy into contiguous feature columns
+        a = 0
+        for c in ch:
+            b = a + c["n"]
             XT[:, a:b] = c["X"].T
+            a = b
+        same_round = len({c["round"] for c in ch}) == 1
+        agents = [c["agent_id"] for c in ch]
         cols = {
-            "run_id": _dict_column([self.run_id], [int(ends[-1])]),
-            "round": np.repeat([c["round"] for c in ch], n).astype(np.int32),
-            "agent_id": pa.array(np.repeat([-1 if c["agent_id"] is None else c["agent_id"] for c in ch], n).astype(np.int32),
-                                 mask=np.repeat([c["agent_id"] is None for c in ch], n)),
+            "run_id": _dict_column([self.run_id], [total]),
+            "round": (np.full(total, ch[0]["round"], np.int32) if same_round
+                      else np.repeat(np.array([c["round"] for c in ch], np.int32), n)),
+            "agent_id": (pa.nulls(total, pa.int32()) if all(g is None for g in agents) else
+                         pa.array(np.repeat([-1 if g is None else g for g in agents], n).astype(np.int32),
+                                  mask=np.repeat([g is None for g in agents], n))),
             "strategy": _dict_column([c["strategy"] for c in ch], n),
-            "target_id": np.concatenate([c["target_id"] for c in ch]).astype(np.int64, copy=False),
-            "query_index": np.concatenate([c["query_index"] for c in ch]).astype(np.int32),
-            "score": np.concatenate([c["score"] for c in ch]).astype(np.float64, copy=False),
+            "target_id": _cat([c["target_id"] for c in ch], np.int64),
+            "query_index": _cat([c["query_index"] for c in ch], np.int32),
+            "score": _cat([c["score"] for c in ch], np.float64),
             "decision": pa.DictionaryArray.from_arrays(
-                pa.array(np.concatenate([c["decision"] for c in ch]).astype(np.int8)), pa.array(["approve", "decline"])),
-            "evaded": np.concatenate([c["evaded"] for c in ch]).astype(bool, copy=False),
-            "cost": np.concatenate([c["cost"] for c in ch]).astype(np.float64, copy=False),
+                pa.array(_cat([c["decision"] for c in ch], bool).view(np.int8)), pa.array(["approve", "decline"])),
+            "evaded": _cat([c["evaded"] for c in ch], bool),
+            "cost": _cat([c["cost"] for c in ch], np.float64),
         }
         for c, col in zip(self.store.columns, XT):
             cols[c] = col
         known = [c.get("opening") is not None for c in ch]  # NULL where the writer does not say (campaign probes)
-        cols["opening"] = pa.array(np.concatenate([np.asarray(c["opening"], bool) if k else np.zeros(m, bool)
-                                                   for c, k, m in zip(ch, known, n)]), mask=np.repeat(~np.array(known), n))
+        if not any(known):
+            cols["opening"] = pa.nulls(total, pa.bool_())
+        else:
+            cols["opening"] = pa.array(np.concatenate([np.asarray(c["opening"], bool) if k else np.zeros(m, bool)
+                                                       for c, k, m in zip(ch, known, n)]),
+                                       mask=None if all(known) else np.repeat(~np.array(known), n))
         return pa.table(cols)
+
+
+def _cat(parts: list, dtype) -> np.ndarray:
+    """One contiguous array of ``dtype`` from the chunks' arrays (a single copy)."""
+    import numpy as np
+
+    return np.concatenate([np.asarray(p) for p in parts]).astype(dtype, copy=False)
 
 
 def _dict_column(values: list[str], counts: Sequence[int]) -> pa.DictionaryArray:

@@ -203,3 +203,19 @@ def test_gpu_agrees_with_cpu():
         exact = (kinds == 1) | (kinds == 2) | (kinds == 3)
         np.testing.assert_array_equal(got[:, exact], want[:, exact])
         np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(X=hnp.arrays(np.float64, st.tuples(st.integers(1, 30), st.just(D)),
+                    elements=st.one_of(wild, st.floats(allow_nan=True, allow_infinity=True), st.just(-0.0))),
+       seed=st.integers(0, 2**32 - 1), nan_share=nan_shares)
+def test_projection_of_any_float_matches_reference_serial_and_parallel(X, seed, nan_share):
+    # huge values (an integer feature at 1e300 rounds in floating point, no int64 overflow), -0.0, subnormals;
+    # the serial build (small batches) and the parallel one give the same bits
+    rng = np.random.default_rng(seed)
+    X0 = valid_originals(rng, 3, nan_share)
+    origin = rng.integers(0, 3, len(X))
+    args = (X, X0, origin, *SA.as_tuple()[:5], SA.categories, SA.n_categories)
+    serial, parallel = cpu._project_s(*args, np.empty_like(X)), cpu._project_p(*args, np.empty_like(X))
+    np.testing.assert_array_equal(serial.view(np.int64), parallel.view(np.int64))
+    np.testing.assert_array_equal(serial, reference.project(X, X0, origin, SA))

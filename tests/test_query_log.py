@@ -62,3 +62,43 @@ def test_abandon_waits_for_pending_writes_and_drops_the_file(tmp_path):
     again = Store(tmp_path / "q.duckdb", NAMES)  # the same path opens cleanly afterwards
     assert again.con.execute("SELECT count(*) FROM queries").fetchall() == [(0,)]
     again.abandon()
+
+
+def test_spilled_batches_load_in_order_and_leave_no_file(tmp_path):
+    # on a machine without spare cores the log spills full batches to an anonymous file and loads them at flush
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    log = QueryLog(store, "run-1", flush_rows=200, background=False)
+    rng = np.random.default_rng(4)
+    add_rows(log, rng, 9, 70, strategy="random")
+    add_rows(log, rng, 7, 70, strategy="greedy", start_index=9 * 70)  # another strategy: another dictionary
+    assert log._spill_rows > 0  # spilled, not yet in DuckDB
+    assert store.con.execute("SELECT count(*) FROM queries").fetchall() == [(0,)]
+    assert {p.name for p in tmp_path.iterdir()} <= {"q.duckdb.lock", "q.duckdb.partial", "q.duckdb.partial.wal"}
+    log.flush()
+    got = store.con.execute("SELECT query_index, strategy, agent_id, opening FROM queries").fetchall()
+    assert [r[0] for r in got] == list(range(16 * 70))
+    assert [r[1] for r in got] == ["random"] * 630 + ["greedy"] * 490
+    assert [r[2] for r in got[:140]] == [3] * 70 + [None] * 70 and {r[3] for r in got} == {None}
+    add_rows(log, rng, 5, 70, strategy="random", start_index=10**6)  # spills again after a flush
+    store.fail("run-1", RuntimeError("boom"))  # a failed run drops the spill with the partial file
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spill_survives_any_feature_values(tmp_path):
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    log = QueryLog(store, "run-1", flush_rows=50, background=False)
+    X = np.array([[np.nan, -0.0, 1e308], [np.inf, -np.inf, 5e-324]] * 40)
+    log.add(round_=2, agent_id=7, strategy="sträte\"gy", target_id=np.arange(80), query_index=np.arange(80),
+            score=X[:, 1], decision=np.ones(80, bool), evaded=np.zeros(80, bool), cost=X[:, 2], X=X,
+            opening=np.arange(80) % 2 == 0)
+    log.add(round_=3, agent_id=None, strategy="x", target_id=np.arange(3), query_index=np.arange(3),
+            score=np.zeros(3), decision=np.zeros(3, bool), evaded=np.ones(3, bool), cost=np.zeros(3), X=X[:3])
+    path = store.finish()
+    con = duckdb.connect(str(path), read_only=True)
+    rows = con.execute('SELECT amount, "select", "Straße km", strategy, round, agent_id, opening, decision '
+                       'FROM queries').fetchall()
+    con.close()
+    assert len(rows) == 83 and rows[0][3] == 'sträte"gy' and rows[-1][3:] == ("x", 3, None, None, "approve")
+    got = np.array([r[:3] for r in rows[:80]], dtype=float)
+    np.testing.assert_array_equal(got, X)  # NaN, infinities, -0.0 and subnormals come back as they went in
+    assert np.signbit(got[0, 1]) and [r[6] for r in rows[:4]] == [True, False, True, False]

@@ -46,3 +46,25 @@ def test_report_names_are_the_functions():
 
     assert callable(rep.query) and callable(rep.compare) and callable(rep.compare_runs)
     assert rep.parse_gate("auc >= 0.85").metric == "auc"
+
+
+def test_import_cli_loads_no_heavy_library():
+    assert loaded_after("import simulator.cli") == set()
+
+
+def test_query_and_gate_commands_load_only_duckdb(tmp_path):
+    # the commands themselves, run on a real run file: a table for a look and a gate need DuckDB alone (no Polars,
+    # Arrow or NumPy); the run file is written by a real Store
+    from simulator.store import Store
+
+    store = Store(tmp_path / "r.duckdb", ["amount", "Straße km"])
+    store.execute("INSERT INTO runs (run_id, status) VALUES ('r1', 'finished')")
+    store.finish()
+    run = str(tmp_path / "r.duckdb")
+    for args in (["query", run, "SELECT count(*) AS n, 1.5::DECIMAL(4,1) AS d FROM queries"],
+                 ["gate", run, "success_rate <= 0.5"]):
+        code = ("import contextlib, io\nfrom simulator.cli import app\nbuf = io.StringIO()\n"
+                "with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):\n"
+                f"    try:\n        app({args!r})\n    except SystemExit:\n        pass\n"
+                "assert '│' in buf.getvalue(), buf.getvalue()")
+        assert loaded_after(code) == {"duckdb"}, args

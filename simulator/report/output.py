@@ -49,10 +49,17 @@ def _cell(v: object) -> Text:
 
 def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | None = None) -> Table:
     """A Rich table of a frame; numbers right-aligned, NULLs dimmed."""
+    return rows_table(list(df.columns), [dtype.is_numeric() for dtype in df.schema.values()], df.iter_rows(),
+                      title=title, caption=caption)
+
+
+def rows_table(columns: Sequence[str], numeric: Sequence[bool], rows, *, title: str | None = None,
+               caption: str | None = None) -> Table:
+    """A Rich table of rows (tuples of Python values) under ``columns``; numeric columns right-aligned."""
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left", show_lines=False)
-    for name, dtype in df.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
-    for row in df.iter_rows():
+    for name, num in zip(columns, numeric):
+        table.add_column(name, justify="right" if num else "left", overflow="fold")
+    for row in rows:
         table.add_row(*[_cell(v) for v in row])
     return table
 

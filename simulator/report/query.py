@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
 from ..errors import FraudsimError
 from .views import open_run
+
+if TYPE_CHECKING:  # imported where frames are made: `fraudsim query` prints a table without Polars
+    import polars as pl
 
 READ_KINDS = "SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
 ALLOWED_PRAGMAS = frozenset({"table_info", "show", "show_tables", "show_tables_expanded", "database_size",
@@ -70,10 +72,14 @@ def _walk(node: Any):
             yield from _walk(v)
 
 
-def _check_tree(sql: str) -> None:
-    """Refuse table functions outside the allow-list and file names used as tables, from DuckDB's own parse tree."""
-    with duckdb.connect() as scratch:  # an empty in-memory database only parses; the user's SQL never runs here
-        tree = json.loads(scratch.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+def _check_tree(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Refuse table functions outside the allow-list and file names used as tables, from DuckDB's own parse tree
+    (``json_serialize_sql`` only parses: the user's SQL never runs here; ``con`` saves starting a scratch database)."""
+    if con is not None:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    else:
+        with duckdb.connect() as scratch:  # an empty in-memory database
+            tree = json.loads(scratch.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
     if tree.get("error"):
         raise QueryError(f"cannot check this statement ({tree.get('error_message', 'unknown parse error')[:160]})")
     for node in _walk(tree.get("statements", [])):
@@ -91,8 +97,9 @@ def _check_tree(sql: str) -> None:
                                  "tables and views")
 
 
-def check_statement(sql: str) -> str:
-    """Check that ``sql`` is one reading statement; return its kind, or raise :class:`QueryError` saying why not."""
+def check_statement(sql: str, *, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """Check that ``sql`` is one reading statement; return its kind, or raise :class:`QueryError` saying why not.
+    ``con``, an open connection, is used only to parse (none: a scratch in-memory database)."""
     if not sql or not sql.strip():
         raise QueryError("no SQL given")
     try:
@@ -106,14 +113,14 @@ def check_statement(sql: str) -> str:
     text = stmt.query.strip().rstrip(";").strip()
     first_word = (text.split(None, 1) or ["?"])[0].upper()
     if kind == "SELECT":
-        _check_tree(text)
+        _check_tree(text, con)
         return "SELECT"
     if kind == "EXPLAIN":
         inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", text, flags=re.IGNORECASE)
         inner_statements = duckdb.extract_statements(inner) if inner != text else []
         if len(inner_statements) != 1 or inner_statements[0].type.name != "SELECT":
             raise QueryError("EXPLAIN is allowed only for a SELECT-style query")
-        _check_tree(inner)
+        _check_tree(inner, con)
         return "EXPLAIN"
     if kind == "PRAGMA":
         m = re.match(r"^\s*PRAGMA\s+([A-Za-z_]+)", text, flags=re.IGNORECASE)
@@ -185,14 +192,49 @@ def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s
     The run's views (``success_by_budget`` etc.) are available even in files written before they existed. The
     statement is stopped after ``timeout_s`` seconds and may use at most ``memory_limit`` of memory.
     """
-    check_statement(sql)
-    if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
-        raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
-    con = open_run(path)
+    return _run(path, sql, lambda con: _fetch(con, sql, limit), timeout_s, memory_limit)
+
+
+def run_query_rows(path: str | Path, sql: str, *, limit: int, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                   memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> tuple[QueryRows, bool]:
+    """:func:`run_query` for printing at most ``limit`` rows: the rows as DuckDB's Python values, without loading
+    Polars or Arrow (so ``fraudsim query`` starts fast). Same checks, limits and errors."""
+    return _run(path, sql, lambda con: _fetch_rows(con, sql, limit), timeout_s, memory_limit)
+
+
+class QueryRows:
+    """A small result: column names, whether each is numeric, and the rows as tuples."""
+
+    def __init__(self, columns: list[str], numeric: list[bool], rows: list[tuple]):
+        self.columns, self.numeric, self.rows = columns, numeric, rows
+
+
+NUMERIC_TYPES = frozenset({"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+                           "ubigint", "uhugeint", "float", "double", "decimal"})
+
+
+def _run(path: str | Path, sql: str, work, timeout_s: float | None, memory_limit: str | None):
+    # the run file is opened first only to parse the statement on its connection (one DuckDB database to start,
+    # not two); a problem with the SQL is still reported before a problem with the file
+    try:
+        con, bad_file = open_run(path), None
+    except FraudsimError as exc:
+        con, bad_file = None, exc
+    try:
+        check_statement(sql, con=con)
+        if timeout_s is not None and not (0 < timeout_s <= 7 * 86400):
+            raise QueryError("the time limit must be between 0 and 604800 seconds", field="--timeout")
+        if bad_file is not None:
+            raise bad_file
+    except BaseException:
+        if con is not None:
+            con.close()
+        raise
+    assert con is not None
     try:
         lock_down(con, memory_limit=memory_limit)
         try:
-            return _with_time_limit(con, lambda: _fetch(con, sql, limit), timeout_s)
+            return _with_time_limit(con, lambda: work(con), timeout_s)
         except duckdb.PermissionException as exc:
             raise QueryError(f"refused: {_first_line(exc)}") from None
         except duckdb.OutOfMemoryException as exc:
@@ -206,7 +248,18 @@ def run_query(path: str | Path, sql: str, *, limit: int | None = None, timeout_s
         con.close()
 
 
+def _fetch_rows(con: duckdb.DuckDBPyConnection, sql: str, limit: int) -> tuple[QueryRows, bool]:
+    rel = con.sql(sql)
+    if rel is None:  # a statement without a result
+        return QueryRows([], [], []), False
+    numeric = [str(getattr(t, "id", t)).lower() in NUMERIC_TYPES for t in rel.types]
+    rows = rel.limit(limit + 1).fetchall()
+    return QueryRows(list(rel.columns), numeric, rows[:limit]), len(rows) > limit
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> tuple[pl.DataFrame, bool]:
+    import polars as pl
+
     rel = con.sql(sql)
     if rel is None:  # a statement without a result
         return pl.DataFrame(), False
