@@ -9,7 +9,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, cast, overload
 
 import numpy as np
 import polars as pl
@@ -28,6 +28,9 @@ from .result import RunResult, summarize  # noqa: F401  (re-exported: simulator.
 from .strategies import Problem, get_strategy
 from .target import TargetModel, load_model
 from .target.train import DEFAULT_KIND, check_trainable, roc_auc, train_model
+
+if TYPE_CHECKING:
+    from .campaign.setup import CampaignPrepared
 
 WORLD_COLUMNS = ("timestamp", "day", "customer_id", "merchant_id", "device_id", "fraud_type")
 
@@ -115,12 +118,21 @@ def _csv_header_names(frame: pl.DataFrame, path: Path, sep: str) -> pl.DataFrame
     return frame
 
 
+@overload
+def prepare(scenario: Scenario, *, progress: Progress = ..., validate_only: Literal[False] = ...,
+            data: Any = ..., model: Any = ...) -> Prepared: ...
+@overload
+def prepare(scenario: Scenario, *, progress: Progress = ..., validate_only: bool,
+            data: Any = ..., model: Any = ...) -> Prepared | None: ...
 def prepare(scenario: Scenario, *, progress: Progress = _no_progress, validate_only: bool = False,
-            data: Any = None, model: Any = None) -> Prepared:
+            data: Any = None, model: Any = None) -> Prepared | None:
     """Load and check everything; for a world scenario, build the world and train the baseline model.
 
-    With ``validate_only`` a world scenario stops after checking its configuration (no world, no training); the
-    model, when one is given, is loaded and makes one test scoring call (an endpoint must answer, in shape).
+    With ``validate_only`` a world scenario stops after checking its configuration (no world, no training) and
+    returns None (so does a campaign); the model, when one is given, is loaded and makes one test scoring call (an
+    endpoint must answer, in shape). A campaign scenario gives a
+    :class:`~simulator.campaign.setup.CampaignPrepared`, which carries the attributes read from a ``Prepared``
+    (typed as one here so callers need not narrow; :func:`execute` tells them apart by ``is_campaign``).
 
     ``data`` (a Polars or pandas DataFrame, or a path) and ``model`` (a model object, a path or a URL) stand in
     for the scenario's ``data`` and ``model`` sections (the notebook API)."""
@@ -440,7 +452,8 @@ def execute(prep: Prepared, *, output: Path | None = None, progress: Progress = 
     if getattr(prep, "is_campaign", False):
         from .campaign.engine import execute_campaign
 
-        return execute_campaign(prep, output=output, progress=progress)
+        # cast: prepare returns a CampaignPrepared (typed as Prepared) for a campaign, marked by is_campaign
+        return execute_campaign(cast("CampaignPrepared", prep), output=output, progress=progress)
     sc = prep.scenario
     path = Path(output) if output is not None else sc.output_path()
     with recording(path, prep.model.feature_names, run_id_for(prep)) as rec:

@@ -236,8 +236,12 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
         sc = Scenario.from_dict(scen, base_dir=base.parent, source=where)  # bad values: one line, nothing run
         key = hashlib.sha256(sc.to_yaml().encode()).hexdigest()[:10]
         variants.append(Variant(name, ov, scen, where, key))
-    return Sweep(path=path, base=base, output=out, variants=variants, axes=list(grid) if grid else
-                 list(dict.fromkeys(k for v in listed for k in v)))
+    if grid:
+        axes = list(grid)
+    else:
+        assert listed is not None  # checked above: without a grid, the variants list is given
+        axes = list(dict.fromkeys(k for v in listed for k in v))
+    return Sweep(path=path, base=base, output=out, variants=variants, axes=axes)
 
 
 # -- running a variant (in a Ray worker or in this process) ----------------------------------------------------
@@ -255,7 +259,8 @@ def set_task_threads(threads: int) -> None:
         os.environ[var] = str(threads)
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    # getattr: numba.config sets its settings at import time, so type checkers do not see them
+    numba.set_num_threads(max(1, min(threads, getattr(numba.config, "NUMBA_NUM_THREADS"))))
 
 
 def numba_cache_stats() -> tuple[int, int]:
@@ -296,7 +301,7 @@ def run_variant(scenario: dict, source: str, base_dir: str, run_file: str, threa
     from .scenario import Scenario
 
     t0, c0 = time.perf_counter(), time.process_time()
-    result = {"status": "failed", "error": None, "run_id": None, "worker": worker_name(), "gates_failed": None}
+    result: dict[str, Any] = {"status": "failed", "error": None, "run_id": None, "worker": worker_name(), "gates_failed": None}
     try:
         sc = Scenario.from_dict(scenario, base_dir=base_dir, source=source)
         res = execute(prepare(sc), output=Path(run_file))

@@ -65,10 +65,11 @@ class Boundary(Strategy):
         return project_rows(self.problem, self.x0[None, :] + ts[:, None] * (xa - self.x0)[None, :])
 
     def _line_batch(self, n: int) -> list[tuple[np.ndarray, tuple[str, float]]]:
+        assert self.line is not None  # _start_line sets it before the phase becomes "line"
         xa, lo, hi = self.line
         ts = lo + (hi - lo) * np.arange(1, n + 1) / (n + 1)
         X = self._segment(xa, ts)
-        out = []
+        out: list[tuple[np.ndarray, tuple[str, float]]] = []
         for x, t in zip(X, ts):
             if x not in self.seen and not any(np.array_equal(x, o[0]) for o in out):
                 out.append((x, ("line", float(t))))
@@ -78,6 +79,7 @@ class Boundary(Strategy):
         """Random small moves of the numeric features around the boundary point (HopSkipJump's estimate of the
         boundary normal); discrete features stay as they are."""
         base = self.probe_base
+        assert base is not None  # set with the phase "probe"
         U = np.zeros((n, self.d))
         U[:, self.numeric] = self.rng.standard_normal((n, len(self.numeric)))
         U /= np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
@@ -88,6 +90,7 @@ class Boundary(Strategy):
     def _steps(self, n: int) -> list[tuple[np.ndarray, tuple[str, float]]]:
         """Points along the estimated normal into the approved side, at geometrically spaced distances."""
         base, g = self.probe_base, self.grad
+        assert base is not None and g is not None  # set by the "probe" phase before the phase becomes "step"
         dist = max(float(np.abs((base - self.x0) / self.scale).sum()), 0.05)
         eps = dist * np.geomspace(0.05, 1.0, n) / np.sqrt(1 + self.grad_rounds)
         X = project_rows(self.problem, base[None, :] + eps[:, None] * (g * self.scale)[None, :])
@@ -105,6 +108,7 @@ class Boundary(Strategy):
         elif self.phase == "step":
             plan = self._steps(n)
         elif self.phase == "walk":
+            assert self.inc is not None  # _start_line sets it before any phase that leads to "walk"
             self.reducer.set_incumbent(self.inc)
             plan = [(x, ("reduce", 0.0)) for x in self.reducer.propose(n, self.seen)]
         # a share of every batch explores: random redraws cheaper than the best evasion (new starts for the walk)
@@ -155,6 +159,7 @@ class Boundary(Strategy):
         elif self.phase == "fill" and ok.any():
             self._start_line(X[int(np.argmin(np.where(ok, self.cost(X), np.inf)))])
         elif self.phase == "line":
+            assert self.line is not None  # _start_line sets it before the phase becomes "line"
             xa, lo, hi = self.line
             ts = np.array([t[1] for t in tags])
             is_line = np.array([k == "line" for k in kinds])
@@ -190,11 +195,13 @@ class Boundary(Strategy):
                 self.phase = "stalled"
         if self.phase == "stalled":  # the coordinate walk is stuck: a HopSkipJump step, then another start
             if self.stalls % 2 == 0 and len(self.numeric) and self.stalls < 40:
+                assert self.inc is not None  # only phases after _start_line stall
                 self.probe_base, self.phase = self.inc.copy(), "probe"
             elif self.spare:
                 self._start_line(self.spare.pop(0))
                 self.stalls += 1
             elif len(self.numeric) and self.stalls < 40:
+                assert self.inc is not None  # only phases after _start_line stall
                 self.probe_base, self.phase = self.inc.copy(), "probe"
                 self.stalls += 1
             else:

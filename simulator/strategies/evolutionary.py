@@ -32,6 +32,7 @@ class Evolutionary(Strategy):
         self.elite_f = np.array([np.inf])
 
     def _fitness(self, X: np.ndarray, fb: Feedback) -> np.ndarray:
+        assert fb.score is not None  # needs = {"score"}: the scenario is checked to give scores
         c = self.cost(X)
         return np.where(fb.evaded, -2.0 + c / (1.0 + c), fb.score)
 

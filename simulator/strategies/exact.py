@@ -396,13 +396,12 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             margin_terms[leaf_var[l]] = float(ens.value[l])
         m.row({leaf_var[l]: 1.0 for l in leaves}, 1.0, 1.0)
     under: dict[int, list[int]] = {}
-    for kk in internal:
-        kk = int(kk)
-        j = int(ens.feature[kk])
+    for node in map(int, internal):
+        j = int(ens.feature[node])
         if j not in varying:
             continue
-        p = pred(kk)
-        for child, side in ((int(ens.left[kk]), 1), (int(ens.right[kk]), 0)):
+        p = pred(node)
+        for child, side in ((int(ens.left[node]), 1), (int(ens.right[node]), 0)):
             ls = [leaf_var[l] for l in _reachable_leaves(ens, seen, child, under) if l in leaf_var]
             if not ls:
                 continue
@@ -413,9 +412,9 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
                 continue
             # sum(leaves) <= p (left) or <= 1 - p (right)
             terms = {v: 1.0 for v in ls}
-            s = -1.0 if side else 1.0
+            sign = -1.0 if side else 1.0
             for v, c in p[0].items():
-                terms[v] = terms.get(v, 0.0) + s * c
+                terms[v] = terms.get(v, 0.0) + sign * c
             rhs = (p[1] if side else 1.0 - p[1])
             m.row(terms, -np.inf, rhs)
     if leaf_boxes:
@@ -447,7 +446,7 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             if not nan:
                 m.row(expr[0], -expr[1], np.inf)
         for r in range(len(ra.imp_col)):
-            h = []
+            h: list[Lin | bool | None] = []
             for s in range(2):
                 col, op = int(ra.imp_col[r, s]), int(ra.imp_op[r, s])
                 vals = ra.imp_val[r, s, : ra.imp_nval[r, s]]
@@ -459,11 +458,11 @@ def solve_min_cost_evasion(problem, *, threshold: float, time_limit: float = 10.
             A, B = h
             if A is None or B is None or A is False or B is True:
                 continue
-            if A is True and B is False:
-                m.row({}, 1.0, 1.0)  # never satisfiable
-                continue
             if A is True:
-                m.row(B[0], 1.0 - B[1], np.inf)
+                if B is False:
+                    m.row({}, 1.0, 1.0)  # never satisfiable
+                else:
+                    m.row(B[0], 1.0 - B[1], np.inf)
             elif B is False:
                 m.row(A[0], -np.inf, -A[1])
             else:  # A <= B
@@ -531,7 +530,8 @@ def _leaf_boxes(m: _MILP, ens, seen, feats, leaf_var, varying) -> None:
     path allows (a sum of interval or category binaries). Implied by the path constraints for integer points, but
     much tighter in the LP relaxation."""
     for t in range(ens.n_trees):
-        stack = [(int(ens.tree_root[t]), {})]
+        # (node, per feature split on the path: (splits, first interval, end interval, allowed categories))
+        stack: list[tuple[int, dict[int, tuple[int, int, int, set[float] | None]]]] = [(int(ens.tree_root[t]), {})]
         while stack:
             k, box = stack.pop()
             if ens.is_leaf[k]:
@@ -543,6 +543,7 @@ def _leaf_boxes(m: _MILP, ens, seen, feats, leaf_var, varying) -> None:
                         if isinstance(f, _Num):
                             terms = {z: -1.0 for i, z in enumerate(f.z) if lo <= i < hi}
                         else:
+                            assert cats is not None  # a categorical feature's box always holds its allowed set
                             terms = {y: -1.0 for c, y in f.y.items() if c in cats}
                         terms[leaf_var[k]] = 1.0
                         m.row(terms, -np.inf, 0.0)
@@ -708,16 +709,16 @@ def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, dom
     expr = _resolve(form, feats, lins)
     if clip is None:
         m.row(_lin_add(({x: 1.0}, 0.0), expr, -1.0)[0], expr[1], expr[1])  # x - L = const
-        return
+        return None
     kind, c = clip
     llo, lhi = _bounds(form, feats, domain, lins)
     if kind == "min":
         if lhi <= c:
             m.row(_lin_add(({x: 1.0}, 0.0), expr, -1.0)[0], expr[1], expr[1])
-            return
+            return None
         if llo >= c:
             m.lb[x] = m.ub[x] = c
-            return
+            return None
         w = m.var(0, 1, integer=True)  # 1: clipped (L >= c), x = c; 0: x = L <= c
         m.ub[x] = min(m.ub[x], c)
         M1 = lhi - llo + abs(c) + 1.0
@@ -730,10 +731,10 @@ def _link_derived(m: _MILP, x: int, form, clip, lo: float, hi: float, feats, dom
     else:
         if llo >= c:
             m.row(_lin_add(({x: 1.0}, 0.0), expr, -1.0)[0], expr[1], expr[1])
-            return
+            return None
         if lhi <= c:
             m.lb[x] = m.ub[x] = c
-            return
+            return None
         w = m.var(0, 1, integer=True)
         m.lb[x] = max(m.lb[x], c)
         M1 = lhi - llo + abs(c) + 1.0

@@ -241,13 +241,13 @@ class Greedy(Strategy):
         self._front_cache = (key, front)
         return front
 
-    def _knapsack(self, k: int) -> list[np.ndarray]:
+    def _knapsack(self, k: int) -> np.ndarray:
         """Cheapest combinations of measured single moves that the additive log-odds model predicts to evade."""
         if self.margin0 is None or not np.isfinite(self.max_evaded_margin):
-            return []
+            return np.empty((0, self.d))
         front = self._front()
         if front is None:
-            return []
+            return np.empty((0, self.d))
         feats, values, cost, gain = front
         ok = (self.margin0 + gain < self.max_evaded_margin) & (cost < self.best_cost)
         idx = np.flatnonzero(ok)[: 4 * k]
@@ -288,6 +288,7 @@ class Greedy(Strategy):
         """Points between the original and the first evasion (every feature moved back by the same fraction),
         bracketing the fraction where the decision flips; two rounds of ``n`` points."""
         if self._segment_end is None:
+            assert self.best_x is not None  # the segment phase starts at the first evasion
             self._segment_end, self._segment_lo, self._segment_hi = self.best_x.copy(), 0.0, 1.0
         self._segment_rounds += 1
         lo, hi = self._segment_lo, self._segment_hi
@@ -362,6 +363,7 @@ class Greedy(Strategy):
         return np.frombuffer(asked, dtype=np.float64).reshape(min(n, len(out)), self.d).copy()
 
     def _tell(self, X: np.ndarray, fb: Feedback) -> None:
+        assert fb.score is not None  # needs = {"score"}: the scenario is checked to give scores
         margin = logit(fb.score)
         if np.ascontiguousarray(X, np.float64).tobytes() != self._asked_bytes:  # the rows just asked are known
             self.seen.add(X)

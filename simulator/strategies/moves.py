@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class Projector:
                 memo.clear()
             for i, p in zip(miss, P):
                 got[i] = memo[raw[i]] = p
-        return got
+        return cast("list[bytes]", got)  # every miss was filled just above: no None is left
 
 
 def row_keys(X: np.ndarray) -> list[bytes]:
@@ -338,8 +339,10 @@ class CostReducer:
 
     def _incumbent_costs(self) -> tuple[np.ndarray, float]:
         if self._inc_costs is None:
-            self._inc_costs = (feature_costs(self.problem, self.inc[None, :])[0],
-                               float(cost_rows(self.problem, self.inc[None, :])[0]))
+            inc = self.inc
+            assert inc is not None  # called by _plan only, which propose calls only with an incumbent
+            self._inc_costs = (feature_costs(self.problem, inc[None, :])[0],
+                               float(cost_rows(self.problem, inc[None, :])[0]))
         return self._inc_costs
 
     def propose(self, k: int, seen: Seen) -> np.ndarray:
@@ -357,6 +360,8 @@ class CostReducer:
     def _plan(self, k: int) -> np.ndarray:
         """:meth:`propose`'s candidates before dropping the ones already asked (projected, cheaper than inc)."""
         sa = self.problem.schema
+        inc = self.inc
+        assert inc is not None  # propose returns early without an incumbent
         per, inc_cost = self._incumbent_costs()
         feats = [j for j in np.argsort(-per, kind="stable") if per[j] > 0 and per[j] * (1 - max(self.fail[j], 0)) > self.min_gain]
         if not feats:
@@ -366,7 +371,7 @@ class CostReducer:
         # full reverts first, then bisection fractions spread over the numeric features
         for j in feats:
             if self.fail[j] < 0:
-                x = self.inc.copy()
+                x = inc.copy()
                 x[j] = self.x0[j]
                 rows.append(x)
         slots = max(k - len(rows), 0)
@@ -377,8 +382,8 @@ class CostReducer:
                 lo = self.fail[j]
                 for i in range(1, m + 1):
                     f = lo + (1.0 - lo) * i / (m + 1)
-                    x = self.inc.copy()
-                    x[j] = self.x0[j] + f * (self.inc[j] - self.x0[j])
+                    x = inc.copy()
+                    x[j] = self.x0[j] + f * (inc[j] - self.x0[j])
                     rows.append(x)
         if not rows:
             return np.empty((0, len(self.x0)))

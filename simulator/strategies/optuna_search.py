@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,11 +83,11 @@ class OptunaSearch(Strategy):
 
     # -- search space ----------------------------------------------------------------------------------------------
     def _space(self) -> dict:
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+        from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
         sa, x0 = self.problem.schema, self.x0
         a, b = allowed_range(sa, x0)
-        space = {}
+        space: dict[str, BaseDistribution] = {}
         for j in self.mutable_idx:
             k, name = sa.kind[j], f"f{j}"
             if k == CONTINUOUS and b[j] > a[j]:
@@ -149,13 +149,15 @@ class OptunaSearch(Strategy):
                 self._pending.append(trial)
                 rows.append(x)
         if k_local:
+            best_x = self.best_x
+            assert best_x is not None  # k_local > 0 only once something evaded
             third = k_local // 3
-            near = self.mutate(np.repeat(self.best_x[None, :], 20 * third, axis=0),
+            near = self.mutate(np.repeat(best_x[None, :], 20 * third, axis=0),
                                step=np.exp(self.rng.uniform(np.log(0.002), np.log(0.1), 20 * third)), p=0.3)
             near = near[self.cost(near) < self.best_cost][:third] if third else near[:0]
-            local = np.vstack([near, self.cheaper_redraws(third), self.pull_back(self.best_x, k_local - 2 * third)])
+            local = np.vstack([near, self.cheaper_redraws(third), self.pull_back(best_x, k_local - 2 * third)])
             while len(local) < k_local:
-                local = np.vstack([local, self.pull_back(self.best_x, k_local - len(local))])
+                local = np.vstack([local, self.pull_back(best_x, k_local - len(local))])
             rows.extend(local[:k_local])
             self._pending.extend([None] * k_local)
         return np.array(rows).reshape(n, self.d)
@@ -165,6 +167,7 @@ class OptunaSearch(Strategy):
 
         if len(self._pending) != len(X):  # told rows it did not ask: nothing to give the study
             return
+        assert fb.score is not None  # needs = {"score"}: the scenario is checked to give scores
         cost = self.cost(X)
         declined = fb.declined
         with warnings.catch_warnings():
@@ -176,9 +179,9 @@ class OptunaSearch(Strategy):
                     self.study.tell(trial, value)
                 elif self.space:  # a local row: the study learns from it as from its own trials
                     params = self._params_of(x)
+                    objective: dict[str, Any] = {"values": value} if self.multi else {"value": value}
                     self.study.add_trial(optuna.trial.create_trial(
-                        params=params, distributions={k: self.space[k] for k in params},
-                        **({"values": value} if self.multi else {"value": value})))
+                        params=params, distributions={k: self.space[k] for k in params}, **objective))
         self._pending = []
         if self.best_x is not None:
             improved = self.best_cost < self._last_best * (1 - 1e-3)

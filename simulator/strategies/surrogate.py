@@ -1,6 +1,8 @@
 """Model extraction: fit a local LightGBM on the paid queries, attack it offline, spend queries only to confirm."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..kernels import MODE_LOCAL, MODE_UNIFORM
@@ -8,6 +10,9 @@ from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .greedy import logit
 from .moves import CostReducer, Prior, Seen, opening_moves
+
+if TYPE_CHECKING:  # LightGBM is imported when the first surrogate is fitted
+    import lightgbm as lgb
 
 LGBM_PARAMS = {"verbose": -1, "num_leaves": 15, "min_data_in_leaf": 3, "learning_rate": 0.2, "num_threads": 1,
                "deterministic": True, "force_row_wise": True, "min_data_in_bin": 1, "feature_pre_filter": False}
@@ -39,7 +44,7 @@ class Surrogate(Strategy):
         self.X_hist: list[np.ndarray] = []
         self.y_hist: list[np.ndarray] = []  # log-odds score, or 1.0 for declined / 0.0 for approved
         self.declined_hist: list[np.ndarray] = []
-        self.model = None
+        self.model: lgb.Booster | None = None
         self.fitted_on = 0
         self.fits = 0
         self.agree = [0, 0]  # decisions predicted right before asking, asked
@@ -68,7 +73,8 @@ class Surrogate(Strategy):
         return -np.inf
 
     def _predict_declined(self, X: np.ndarray) -> np.ndarray:
-        p = self.model.predict(X[:, self.cols], num_threads=1)
+        assert self.model is not None  # callers check that a surrogate has been fitted
+        p = np.asarray(self.model.predict(X[:, self.cols], num_threads=1))  # an ndarray for dense input
         if self.regression:
             t = self._threshold_margin()
             return p >= t if np.isfinite(t) else np.ones(len(X), bool)
@@ -77,7 +83,8 @@ class Surrogate(Strategy):
     def _objective(self, X: np.ndarray) -> np.ndarray:
         """Lower is better: predicted score (or decline probability) before the first evasion; afterwards the
         cost of candidates predicted to evade, ahead of every candidate predicted to be declined."""
-        p = self.model.predict(X[:, self.cols], num_threads=1)
+        assert self.model is not None  # called only once a surrogate has been fitted
+        p = np.asarray(self.model.predict(X[:, self.cols], num_threads=1))  # an ndarray for dense input
         if self.best_x is None:
             return p
         declined = self._predict_declined(X)
@@ -147,6 +154,7 @@ class Surrogate(Strategy):
         self.X_hist.append(X.copy())
         self.declined_hist.append(fb.declined.copy())
         if self.regression:
+            assert fb.score is not None  # regression means feedback: score
             m = logit(fb.score)
             self.y_hist.append(m)
             if fb.evaded.any():

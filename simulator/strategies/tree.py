@@ -75,15 +75,15 @@ class TreeSearch(Strategy):
         sa, x0 = self.problem.schema, self.x0
         splits = reachable_splits(self.model, x0, sa.mutable)
         out: dict[int, np.ndarray] = {}
-        for j in self.mutable_idx:
-            j = int(j)
+        for jj in self.mutable_idx:
+            j = int(jj)
             mine = [s for s in splits if s.feature == j]
             if sa.kind[j] == CATEGORICAL:
                 vals = sa.categories[j, : sa.n_categories[j]]
             elif sa.kind[j] == BINARY:
                 vals = np.array([0.0, 1.0])
             else:
-                cuts = []
+                cuts: list[float] = []
                 for s in mine:
                     if s.categories:
                         cuts.extend(s.categories)
@@ -101,6 +101,7 @@ class TreeSearch(Strategy):
             v = np.unique(X[:, j])
             # the region of a value: which side of every reachable threshold it falls on
             thr = np.array(sorted({s.threshold for s in mine if not s.categories}), np.float32)
+            region: np.ndarray
             if sa.kind[j] == CATEGORICAL or not len(thr):
                 region = v if sa.kind[j] == CATEGORICAL else np.zeros(len(v))
             else:
@@ -108,7 +109,7 @@ class TreeSearch(Strategy):
                 strict = mine[0].strict
                 region = np.searchsorted(thr, v32, side="right" if strict else "left")
             cost = np.abs(v - x0[j])
-            keep = {}
+            keep: dict[float, tuple[float, float]] = {}  # region -> (cheapest value, its cost)
             for val, r, c in zip(v, region, cost):
                 if r not in keep or c < keep[r][1]:
                     keep[r] = (val, c)
