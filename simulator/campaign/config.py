@@ -198,7 +198,7 @@ class ProbeDetectionSpec(_Section):
     declined_only: bool = Field(True, description="count only near duplicates that were declined or reviewed")
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")
     action: Literal["block", "flag"] = "block"  # block: decline and block card and device; flag: send to review
-    block_hours: float = Field(0.5, ge=0, le=8760, description="how long a detected card or device stays blocked")
+    block_hours: float = Field(2.0, ge=0, le=8760, description="how long a detected card or device stays blocked")
 
 
 class LabelSpec(_Section):
