@@ -3,9 +3,14 @@ retrain, repeat.
 
 Evasions come from the training data's caught fraud (never the holdout, which measures), through the normal run
 machinery: each round's attack is a real run file. Each (strategy, target) contributes its ``per_target``
-cheapest evading queries at cost at most ``max_cost`` (default 1: the cheap evasions the measure counts; ``null``
-takes any), repeated ``weight`` times (a sample weight without changing the trainer). Evasions accumulate over the
-rounds: round r trains on the training data plus every evasion found in rounds 1..r.
+cheapest evading queries, at cost at most ``max_cost`` when set (``1``: only the cheap evasions the measure
+counts; default: any cost), repeated ``weight`` times (a sample weight without changing the trainer). Evasions
+accumulate over the rounds: round r trains on the training data plus every evasion found in rounds 1..r.
+
+Measured on the default world (``scenarios/harden/default_world.yaml``, same FPR): the defaults (2 rounds, 150
+targets, weight 1, any cost) cut evolutionary's cheap success within 100 queries from 100% to 42% and greedy's to
+72% at a clean AUC loss of 0.006; 3 rounds, 200 targets, weight 4, ``max_cost: 1``, evasions of greedy and
+evolutionary cut them to 30% and 60% at a loss of 0.011 (over the usual 0.01 allowance).
 
 With ``monotone: true`` every retraining also carries the monotone constraints of :mod:`.monotone`, and with
 ``squeeze_bins`` > 0 the attacker-cheap features are squeezed (:mod:`.squeeze`) before training and scoring: the
@@ -22,8 +27,8 @@ class _AdversarialRounds:
     kinds = TREE_KINDS
     default_name = "adversarial_training"
 
-    def __init__(self, *, rounds: int = 4, targets: int = 300, per_target: int = 3, weight: int = 4,
-                 budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = 1.0,
+    def __init__(self, *, rounds: int = 2, targets: int = 150, per_target: int = 3, weight: int = 1,
+                 budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = None,
                  monotone: bool = False, squeeze_bins: int = 0, squeeze_features: list[str] | None = None):
         if rounds < 1 or targets < 1 or per_target < 1 or weight < 1:
             raise ValueError("rounds, targets, per_target and weight must be >= 1")
@@ -108,7 +113,7 @@ class AdversarialTraining(_AdversarialRounds):
 class AdversarialCombined(_AdversarialRounds):
     """Monotone constraints + feature squeezing + adversarial training, in one candidate."""
 
-    def __init__(self, *, rounds: int = 4, targets: int = 300, per_target: int = 3, weight: int = 4,
+    def __init__(self, *, rounds: int = 3, targets: int = 200, per_target: int = 3, weight: int = 4,
                  budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = 1.0,
                  monotone: bool = True, squeeze_bins: int = 12, squeeze_features: list[str] | None = None):
         super().__init__(rounds=rounds, targets=targets, per_target=per_target, weight=weight, budget=budget,
