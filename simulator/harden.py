@@ -260,16 +260,18 @@ class HardenContext:
             pl.Series("transaction_id", rows.astype(np.int64)))
         return frame, Xs, y[rows], scores[rows], np.arange(len(fraud))
 
-    def evasions(self, outcome: AttackOutcome, per_target: int) -> np.ndarray:
-        """The cheapest ``per_target`` evading candidates per (strategy, target) of an attack run, as rows."""
+    def evasions(self, outcome: AttackOutcome, per_target: int, max_cost: float | None = None) -> np.ndarray:
+        """The cheapest ``per_target`` evading candidates per (strategy, target) of an attack run, as rows; with
+        ``max_cost``, only evasions at most that cost (``1.0``: the cheap ones the measure counts)."""
         from .store import _ident, open_readonly
 
         cols = ", ".join(_ident(n) for n in self.names)
+        cap = float("inf") if max_cost is None else float(max_cost)
         con = open_readonly(outcome.path)
         try:
             rows = con.execute(f"""SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY strategy, target_id
-                ORDER BY cost, query_index) AS k FROM queries WHERE run_id = ? AND evaded) WHERE k <= ?
-                ORDER BY strategy, target_id, k""", [outcome.run_id, int(per_target)]).fetchall()
+                ORDER BY cost, query_index) AS k FROM queries WHERE run_id = ? AND evaded AND cost <= ?) WHERE k <= ?
+                ORDER BY strategy, target_id, k""", [outcome.run_id, cap, int(per_target)]).fetchall()
         finally:
             con.close()
         return np.asarray(rows, dtype=np.float64).reshape(-1, len(self.names))

@@ -277,7 +277,7 @@ def test_detector_kernel_matches_reference():
                               rng.integers(0, 2, n), rng.integers(0, 2, n), np.zeros(n))
     declined = rng.random(n) < 0.5
     params = dict(window_s=6 * 3600, radius=0.3, min_matches=2, memory=4, block=True, block_s=3600)
-    det = ProbeDetector(20, **params, device_slots=DEVICE_SLOTS)
+    det = ProbeDetector(20, **params, device_slots=DEVICE_SLOTS, mode="l1")
     got = [np.concatenate(x) for x in zip(*(det.process(customer[s], device[s], timestamp[s], coords[s], code[s],
                                                         declined[s]) for s in (slice(0, 250), slice(250, n))))]
     want = reference_detect(customer, device, timestamp, coords, code, declined, **params)

@@ -188,8 +188,12 @@ class ProbeDetectionSpec(_Section):
     """Stateful probe detection: near-duplicate transactions of the same card or device in a window."""
 
     enabled: bool = True
+    mode: Literal["linked", "l1"] = Field("linked", description="linked: near duplicates (same amount or distance) of "
+                                          "declined attempts, devices shared by cards and the cards linked to them; "
+                                          "l1: near duplicates by L1 distance under radius (the earlier detector)")
     window_hours: float = Field(24.0, gt=0, le=8760)
-    radius: float = Field(0.15, gt=0, le=1e6, description="distance under which two transactions are near duplicates")
+    radius: float = Field(0.15, gt=0, le=1e6, description="l1 mode: distance under which two transactions are near "
+                          "duplicates")
     min_matches: int = Field(2, ge=1, le=32, description="earlier near duplicates in the window that trigger detection")
     declined_only: bool = Field(True, description="count only near duplicates that were declined or reviewed")
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")

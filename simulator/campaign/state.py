@@ -71,10 +71,7 @@ class CampaignState:
         self.transactions = 0
         self.instances: dict[tuple[int, int], tuple[int, Any]] = {}
         pd = self.dfc.probe_detection
-        self.detector = ProbeDetector(self.world.customers.n, window_s=pd.window_hours * 3600, radius=pd.radius,
-                                      min_matches=pd.min_matches, memory=pd.memory, block=pd.action == "block",
-                                      block_s=pd.block_hours * 3600, declined_only=pd.declined_only) \
-            if pd.enabled else None
+        self.detector = ProbeDetector.from_spec(self.world.customers.n, pd) if pd.enabled else None
 
     # -- setup ------------------------------------------------------------------------------------------------------
     def _setup_agents(self) -> None:

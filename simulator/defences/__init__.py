@@ -15,11 +15,11 @@ Lifecycle, for every method listed in ``harden.methods``:
 Examples
 --------
 >>> sorted(DEFENCES)[:3]
-['adversarial_training', 'ensemble', 'monotone']
+['adversarial_combined', 'adversarial_training', 'ensemble']
 >>> get_defence("nope", field="harden.methods.0")
 Traceback (most recent call last):
 ...
-simulator.errors.ScenarioError: harden.methods.0: unknown hardening method 'nope'; known: adversarial_training, ensemble, monotone, squeeze, tuning
+simulator.errors.ScenarioError: harden.methods.0: unknown hardening method 'nope'; known: adversarial_combined, adversarial_training, ensemble, monotone, squeeze, tuning
 """
 from __future__ import annotations
 

@@ -3,7 +3,18 @@ retrain, repeat.
 
 Evasions come from the training data's caught fraud (never the holdout, which measures), through the normal run
 machinery: each round's attack is a real run file. Each (strategy, target) contributes its ``per_target``
-cheapest evading queries, repeated ``weight`` times (a sample weight without changing the trainer).
+cheapest evading queries, at cost at most ``max_cost`` when set (``1``: only the cheap evasions the measure
+counts; default: any cost), repeated ``weight`` times (a sample weight without changing the trainer). Evasions
+accumulate over the rounds: round r trains on the training data plus every evasion found in rounds 1..r.
+
+Measured on the default world (``scenarios/harden/default_world.yaml``, same FPR): the defaults (2 rounds, 150
+targets, weight 1, any cost) cut evolutionary's cheap success within 100 queries from 100% to 42% and greedy's to
+72% at a clean AUC loss of 0.006; 3 rounds, 200 targets, weight 4, ``max_cost: 1``, evasions of greedy and
+evolutionary cut them to 30% and 60% at a loss of 0.011 (over the usual 0.01 allowance).
+
+With ``monotone: true`` every retraining also carries the monotone constraints of :mod:`.monotone`, and with
+``squeeze_bins`` > 0 the attacker-cheap features are squeezed (:mod:`.squeeze`) before training and scoring: the
+``adversarial_combined`` method is this with both on.
 """
 from __future__ import annotations
 
@@ -12,42 +23,99 @@ import numpy as np
 from . import TREE_KINDS, Candidate, register_defence
 
 
-@register_defence("adversarial_training")
-class AdversarialTraining:
+class _AdversarialRounds:
     kinds = TREE_KINDS
+    default_name = "adversarial_training"
 
     def __init__(self, *, rounds: int = 2, targets: int = 150, per_target: int = 3, weight: int = 1,
-                 budget: int | None = 100, strategies: list[str] | None = None):
+                 budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = None,
+                 monotone: bool = False, squeeze_bins: int = 0, squeeze_features: list[str] | None = None):
         if rounds < 1 or targets < 1 or per_target < 1 or weight < 1:
             raise ValueError("rounds, targets, per_target and weight must be >= 1")
+        if max_cost is not None and max_cost <= 0:
+            raise ValueError("max_cost must be > 0 (or null: any cost)")
+        if squeeze_bins < 0 or squeeze_bins == 1:
+            raise ValueError("squeeze_bins must be 0 (off) or >= 2")
         self.rounds, self.targets, self.per_target, self.weight = int(rounds), int(targets), int(per_target), int(weight)
         self.budget, self.strategies = budget, (tuple(strategies) if strategies else None)
+        self.max_cost = None if max_cost is None else float(max_cost)
+        self.monotone, self.squeeze_bins, self.squeeze_features = bool(monotone), int(squeeze_bins), squeeze_features
+
+    def _fitter(self, ctx):
+        """(fit(X, y, provenance) -> (trained, model), params, wrapper) for this configuration."""
+        from .monotone import Monotone
+        from .squeeze import Squeeze, squeeze_spec
+        from .wrappers import SqueezedModel, squeeze_matrix
+
+        tree: dict = {}
+        described: dict = {}
+        if self.monotone:
+            cons = Monotone(interactions=False).constraints(ctx)
+            tree["monotone_constraints"] = cons
+            described["monotone_constraints"] = {n: c for n, c in zip(ctx.names, cons) if c}
+        spec = None
+        if self.squeeze_bins:
+            cols = Squeeze(bins=self.squeeze_bins, features=self.squeeze_features).columns(ctx)
+            spec = squeeze_spec(ctx.data.X_train, ctx.names, cols, self.squeeze_bins)
+            described["squeezed"] = sorted(spec)
+
+        def fit(X, y, provenance):
+            Xf = squeeze_matrix(X, ctx.names, spec) if spec else X
+            trained = ctx.train(tree, X=Xf, y=y, provenance=provenance)
+            return trained, (SqueezedModel(trained.model, spec) if spec else trained.model)
+
+        wrapper = {"type": "squeeze", "squeeze": spec} if spec else None
+        return fit, described, wrapper
 
     def build(self, ctx) -> list[Candidate]:
+        fit, described, wrapper = self._fitter(ctx)
         X, y = ctx.data.X_train, ctx.data.y_train
-        model = ctx.data.base_model
-        if model is None:
-            model = ctx.train().model
-        history, trained = [], None
+        plain = not (self.monotone or self.squeeze_bins)
+        if plain and ctx.data.base_model is not None:
+            model, trained = ctx.data.base_model, None
+        else:  # round 1 attacks the model this configuration trains on clean data
+            trained, model = fit(X, y, {"adversarial_rounds": 0})
+        history = []
         budget = min(int(self.budget or ctx.scenario.attack.budget), ctx.scenario.attack.budget)
         for r in range(self.rounds):
             thr = ctx.threshold(model)
-            outcome = ctx.attack(model, thr, name=f"adversarial_training-round{r + 1}", rows="train",
+            outcome = ctx.attack(model, thr, name=f"{self.name}-round{r + 1}", rows="train",
                                  strategies=self.strategies, budget=budget, limit=self.targets, seed=ctx.seed + 1000 + r)
-            ev = ctx.evasions(outcome, self.per_target)
-            history.append({"round": r + 1, "targets": outcome.targets, "evasions_added": int(len(ev) * self.weight)})
+            ev = ctx.evasions(outcome, self.per_target, self.max_cost)
+            history.append({"round": r + 1, "targets": outcome.targets, "evasions": int(len(ev)),
+                            "evasions_added": int(len(ev) * self.weight)})
             if len(ev) == 0:
                 break
             X = np.vstack([X] + [ev] * self.weight)
             y = np.concatenate([y, np.ones(len(ev) * self.weight, dtype=y.dtype)])
-            trained = ctx.train(X=X, y=y, provenance={"adversarial_rounds": r + 1})
-            model = trained.model
+            trained, model = fit(X, y, {"adversarial_rounds": r + 1})
         if trained is None:
-            trained = ctx.train(provenance={"adversarial_rounds": 0})
-        return [Candidate(name="adversarial_training", method=self.name, model=trained.model, members=[trained],
+            trained, model = fit(X, y, {"adversarial_rounds": 0})
+        added = sum(h["evasions_added"] for h in history)
+        return [Candidate(name=self.name, method=self.name, model=model, members=[trained],
                           params={"rounds": self.rounds, "targets": self.targets, "per_target": self.per_target,
-                                  "weight": self.weight, "budget": budget,
+                                  "weight": self.weight, "budget": budget, "max_cost": self.max_cost,
                                   "strategies": list(self.strategies or ctx.scenario.attack.strategies),
-                                  "history": history},
-                          notes=f"{sum(h['evasions_added'] for h in history)} evasions added as fraud over "
-                                f"{len(history)} rounds")]
+                                  **described, "history": history},
+                          wrapper=wrapper,
+                          notes=f"{added} evasions (cost ≤ {self.max_cost if self.max_cost is not None else '∞'}) added "
+                                f"as fraud over {len(history)} rounds"
+                                + ("; monotone constraints" if self.monotone else "")
+                                + ("; squeezed inputs: apply wrapper.squeeze first" if self.squeeze_bins else ""))]
+
+
+@register_defence("adversarial_training")
+class AdversarialTraining(_AdversarialRounds):
+    pass
+
+
+@register_defence("adversarial_combined")
+class AdversarialCombined(_AdversarialRounds):
+    """Monotone constraints + feature squeezing + adversarial training, in one candidate."""
+
+    def __init__(self, *, rounds: int = 3, targets: int = 200, per_target: int = 3, weight: int = 4,
+                 budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = 1.0,
+                 monotone: bool = True, squeeze_bins: int = 12, squeeze_features: list[str] | None = None):
+        super().__init__(rounds=rounds, targets=targets, per_target=per_target, weight=weight, budget=budget,
+                         strategies=strategies, max_cost=max_cost, monotone=monotone, squeeze_bins=squeeze_bins,
+                         squeeze_features=squeeze_features)
