@@ -358,8 +358,9 @@ def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (trai
     else:
         b = next(r for r in res.candidates if r["name"] == res.best)
         rel = 1 - b["strongest_cheap_success_at_100"] / base if base else 0.0
-        out.print(f"best: {res.best}: cheap success at 100 of {res.strongest} {base:.0%} -> "
-                  f"{b['strongest_cheap_success_at_100']:.0%} ({rel:.0%} relative), AUC loss {b['auc_loss']:+.4f}",
+        out.print(f"best: {res.best}: cheap success at 100 of the strongest strategy {base:.0%} ({res.strongest}) -> "
+                  f"{b['strongest_cheap_success_at_100']:.0%} ({b.get('strongest_against')}; {rel:.0%} relative), "
+                  f"AUC loss {b['auc_loss']:+.4f}",
                   highlight=False)
     out.print(f"wrote [bold]{res.out_dir}[/] (candidates.json, harden.html, harden.duckdb, models/, attacks/)",
               highlight=False)

@@ -361,6 +361,7 @@ def cheap_at(per_strategy: dict, strategy: str, budget: int) -> float | None:
 
 
 def strongest_strategy(per_strategy: dict, budget: int = 100) -> str:
+    """The strategy with the highest cheap success within ``budget`` (then the highest success; ties by name)."""
     return max(sorted(per_strategy), key=lambda s: (cheap_at(per_strategy, s, budget) or 0.0,
                                                     per_strategy[s].get("success_rate_at_" + str(budget)) or 0.0))
 
@@ -549,7 +550,10 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
                      **{k: _clean_float(v) for k, v in mm.items() if k not in ("clean_auc",)},
                      "seconds": seconds, "attack_file": m["attack_file"], "attack_targets": m["targets"],
                      "attack": {s: {k: _clean_float(v) for k, v in r.items()} for s, r in m["attack"].items()},
-                     "strongest_cheap_success_at_100": cheap_at(m["attack"], ctx.strongest, 100)})
+                     # the worst case for the defender: the strategy that does best against THIS candidate (not the
+                     # baseline's strongest: a defence may stop one strategy and leave another untouched)
+                     "strongest_against": (strong := strongest_strategy(m["attack"]) if m["attack"] else None),
+                     "strongest_cheap_success_at_100": cheap_at(m["attack"], strong, 100) if strong else None})
     return rows
 
 
@@ -641,7 +645,9 @@ def html_section(rows: list[dict], strongest: str, best: str | None, max_auc_los
     else:
         b = next(r for r in rows if r["name"] == best)
         rel = (1 - b["strongest_cheap_success_at_100"] / base) if base else 0.0
-        verdict = (f"Best: <b>{_h.escape(best)}</b>: cheap success of {_h.escape(strongest)} within 100 queries "
+        verdict = (f"Best: <b>{_h.escape(best)}</b>: cheap success within 100 queries of the strongest strategy "
+                   f"against each model ({_h.escape(strongest)} against the baseline, "
+                   f"{_h.escape(str(b.get('strongest_against')))} against {_h.escape(best)}) "
                    f"{base:.0%} → {b['strongest_cheap_success_at_100']:.0%} ({rel:.0%} relative cut), clean AUC "
                    f"{b['clean_auc']:.4f} (loss {b['auc_loss']:+.4f}), FPR {b['fpr']:.2%}. "
                    f"Target (≥ 50% cut at ≤ {max_auc_loss:g} AUC loss): {'reached' if rel >= 0.5 else 'not reached'}.")
@@ -657,5 +663,5 @@ def html_section(rows: list[dict], strongest: str, best: str | None, max_auc_los
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:2px 6px;text-align:right}</style>"
             f"<section id='hardening'><h2>Hardening: before/after</h2><p>Every candidate tried is listed; thresholds are "
-            f"set at the same FPR on the holdout's legitimate rows. * cheap≤100: the strongest strategy "
-            f"({_h.escape(strongest)}).</p><table><tr>{th}</tr>{trs}</table><p>{verdict}</p>{ptable}</section>\n")
+            f"set at the same FPR on the holdout's legitimate rows. * cheap≤100: the strongest strategy against each "
+            f"model (the highest cheap success within 100 queries; {_h.escape(strongest)} against the baseline).</p><table><tr>{th}</tr>{trs}</table><p>{verdict}</p>{ptable}</section>\n")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.defences import check_applicable
+from simulator.harden import cheap_at
 from simulator.defences.wrappers import load_candidate
 from simulator.errors import ScenarioError
 from simulator.harden import harden
@@ -118,10 +119,12 @@ def test_harden_team_data_writes_every_candidate_and_independent_checks_agree(te
             att = duckdb.connect(str(out / c["attack_file"]), read_only=True)
             try:
                 cheap = att.execute("SELECT avg(coalesce(queries_to_first_cheap_evasion <= 30, false)::DOUBLE) "
-                                    "FROM targets WHERE strategy = ?", [listing["strongest_strategy"]]).fetchone()[0]
+                                    "FROM targets WHERE strategy = ?", [c["strongest_against"]]).fetchone()[0]
             finally:
                 att.close()
             assert c["strongest_cheap_success_at_100"] == pytest.approx(cheap)
+            # the worst case over strategies, not the baseline's strongest one
+            assert c["strongest_cheap_success_at_100"] == max(cheap_at(c["attack"], s, 100) or 0.0 for s in c["attack"])
         assert con.execute("SELECT count(*) FROM hardening_candidates").fetchone()[0] == len(names)
         assert con.execute("SELECT count(*) FROM hardening_candidates WHERE is_baseline").fetchone()[0] == 1
         strategies = {r[0] for r in con.execute("SELECT DISTINCT strategy FROM hardening_results "
