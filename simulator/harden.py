@@ -116,6 +116,7 @@ def load_data(sc: Scenario) -> HardenData:
         if not (dt.is_numeric() or dt == pl.Boolean):
             raise DataError(f"non-numeric column ({dt}); encode it as numbers", file=train_src, field=n)
     y_train = _labels(train_frame, label, train_src, needed=True)
+    assert y_train is not None  # needed=True raises on a missing label instead of returning None
     if y_train.sum() == 0 or y_train.sum() == len(y_train):
         raise DataError("the training label has a single class; both 0 and 1 are needed", file=train_src, field=label)
     hold_src = str(sc.data.path) if sc.data is not None else "<world test days>"
@@ -123,6 +124,7 @@ def load_data(sc: Scenario) -> HardenData:
     if missing:
         raise DataError(f"the holdout lacks model feature {missing[0]!r}", file=hold_src, field=missing[0])
     y_hold = _labels(hold, hold_label, hold_src, needed=True)
+    assert y_hold is not None  # as above
     if y_hold.sum() == 0:
         raise DataError("the holdout has no fraud to attack", file=hold_src, field=hold_label)
 
@@ -441,6 +443,8 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
 def _harden_into(sc: Scenario, data: HardenData, defences: list, work: Path, say) -> HardenResult:
     from .defences import Candidate
 
+    assert sc.harden is not None  # check() refused a scenario without a harden: section
+    max_auc_loss = sc.harden.max_auc_loss
     timings: dict[str, float] = {}
     ctx = HardenContext(scenario=sc, data=data, work_dir=work, seed=sc.seed, fpr=sc.model.threshold_fpr)
     t0 = time.perf_counter()
@@ -471,15 +475,15 @@ def _harden_into(sc: Scenario, data: HardenData, defences: list, work: Path, say
             measured.append((cand, thr, m, build_s + time.perf_counter() - t2))
         timings[f"method_{defence.name}_s"] = time.perf_counter() - t1
     rows = _write_candidates(sc, ctx, measured, work)
-    best = _pick_best(rows, ctx.strongest, sc.harden.max_auc_loss)
+    best = _pick_best(rows, ctx.strongest, max_auc_loss)
     for r in rows:
         r["best"] = r["name"] == best
     (work / "candidates.json").write_text(json.dumps({
-        "scenario": sc.name, "strongest_strategy": ctx.strongest, "max_auc_loss": sc.harden.max_auc_loss,
+        "scenario": sc.name, "strongest_strategy": ctx.strongest, "max_auc_loss": max_auc_loss,
         "threshold_fpr": ctx.fpr, "best": best, "training_data_sha256": data.train_sha256, "candidates": rows},
         indent=2, default=_json_default) + "\n")
     _write_duckdb(sc, ctx, measured, rows, work / "harden.duckdb")
-    (work / "harden.html").write_text(html_section(rows, ctx.strongest, best, sc.harden.max_auc_loss,
+    (work / "harden.html").write_text(html_section(rows, ctx.strongest, best, max_auc_loss,
                                                    [c.extra_tables.get("hardening_pareto", []) for c, *_ in measured]))
     return HardenResult(out_dir=work, candidates=rows, strongest=ctx.strongest, best=best, timings=timings)
 

@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, cast
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -127,9 +127,8 @@ class Recorder:
     # -- writes ------------------------------------------------------------------------------------------------------
     def query_log(self) -> QueryLog:
         """The run's ``queries`` writer (the oracle adds to it)."""
-        # cast: QueryLog takes a Store or any writer with its append/columns/feature_table (see QueryLog's docstring:
-        # the background writer gets the batches in order); its annotation names Store only (store.py, not ours)
-        return QueryLog(cast(Store, self._sink), self.run_id)
+        # a Store or the background writer (a QuerySink: the batches reach it in order, see QueryLog's docstring)
+        return QueryLog(self._sink, self.run_id)
 
     def feature_table(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return self.store.feature_table(X)

@@ -9,7 +9,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence, cast, overload
 
 import numpy as np
 import polars as pl
@@ -187,7 +187,14 @@ def _threshold_for(scenario: Scenario, model: TargetModel) -> tuple[float, str]:
                         file=scenario.source, field="model.threshold")
 
 
-def _schema(scenario: Scenario, model: TargetModel, frame: pl.DataFrame, default_specs: dict | None = None) -> FeatureSchema:
+class _HasFeatureNames(Protocol):
+    """What :func:`_schema` reads of a model: its feature names (harden passes names without a model file)."""
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+
+
+def _schema(scenario: Scenario, model: _HasFeatureNames, frame: pl.DataFrame, default_specs: dict | None = None) -> FeatureSchema:
     specs = {k: v.as_dict() for k, v in scenario.features.items()} if scenario.features is not None else (default_specs or {})
     try:
         schema = FeatureSchema.from_mapping(model.feature_names, specs, cost_scale=scenario.cost_scale).with_bounds_from(frame)

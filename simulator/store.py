@@ -17,13 +17,15 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import IO, TYPE_CHECKING, Any, ContextManager, Protocol, Sequence
 
 import duckdb
 
 from .errors import StoreError
 
 if TYPE_CHECKING:  # imported where rows are written, so reading a run (fraudsim gate) does not load them
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import numpy as np
     import pyarrow as pa
 
@@ -380,7 +382,7 @@ class Store:
         self.feature_names = tuple(feature_names)
         self.columns = feature_columns(self.feature_names)  # stored column of each feature
         check_output_path(self.path)
-        self._lock_cm = output_lock(self.path)
+        self._lock_cm: ContextManager[OutputLock] | None = output_lock(self.path)
         self.lock = self._lock_cm.__enter__()
         self.logs: list[QueryLog] = []  # query logs writing in the background; finish/abandon wait for them
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
@@ -505,6 +507,19 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
 BACKGROUND_MIN_CPUS = 4  # the query log writes on its own thread only with cores to spare (see QueryLog)
 
 
+class QuerySink(Protocol):
+    """Where a :class:`QueryLog` writes its batches: a :class:`Store`, or anything with the store's ``append`` and
+    its ``feature_names``/``columns`` (the run's background writer, ``simulator.recorder.BackgroundWriter``)."""
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    def append(self, table: str, data: pa.Table | dict) -> None: ...
+
+
 class QueryLog:
     """Buffers oracle queries as column chunks and writes them to ``queries`` in large batches.
 
@@ -527,23 +542,25 @@ class QueryLog:
     caller's thread.
     """
 
-    def __init__(self, store: Store | None, run_id: str, flush_rows: int = 122_880, *, background: bool | None = None,
+    def __init__(self, store: QuerySink | None, run_id: str, flush_rows: int = 122_880, *, background: bool | None = None,
                  max_pending: int = 2):
         if background is None:  # only where a core is free: on 2 cores the model's own threads (OpenMP) use both
             background = (os.cpu_count() or 1) >= BACKGROUND_MIN_CPUS
         self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
         # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
         # batches in this thread
-        self.background, self.max_pending = background and isinstance(store, Store), max_pending
-        self._spill_ok = isinstance(store, Store) and not self.background
+        self._own: Store | None = store if isinstance(store, Store) else None  # the store itself: its cursor, its folder
+        self.background, self.max_pending = background and self._own is not None, max_pending
+        self._spill_ok = self._own is not None and not self.background
         self._chunks: list[dict] = []
         self._rows = 0
         self.total_rows = 0
-        self._pool = None  # the writer thread and its cursor, made on the first background write
-        self._cursor = None
-        self._pending: list = []
-        self._spill = None  # (file, IPC writer) while spilled batches wait for flush
-        self._spill_schema = None
+        # the writer thread and its cursor, made on the first background write
+        self._pool: ThreadPoolExecutor | None = None
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._pending: list[Future[None]] = []
+        self._spill: tuple[IO[bytes], Any] | None = None  # (file, IPC writer) while spilled batches wait for flush
+        self._spill_schema: pa.Schema | None = None
         self._spill_rows = 0
         if isinstance(store, Store):
             store.logs.append(self)
@@ -599,7 +616,8 @@ class QueryLog:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._cursor = self.store.con.cursor()
+                assert self._own is not None  # background only writes to a Store (see __init__)
+                self._cursor = self._own.con.cursor()
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-log")
             self._pending.append(self._pool.submit(self._write, chunks, self._cursor))
         while self._pending and (wait or self._pending[0].done() or len(self._pending) > self.max_pending):
@@ -612,7 +630,8 @@ class QueryLog:
         import pyarrow as pa
 
         if self._spill is None:
-            folder = self.store.partial.parent
+            assert self._own is not None  # only a Store's log spills (see __init__)
+            folder = self._own.partial.parent
             f = tempfile.TemporaryFile(dir=folder if os.access(folder, os.W_OK) else None, prefix=".fraudsim-spill-")
             try:
                 self._spill = (f, pa.ipc.new_stream(f, tbl.schema))
@@ -632,6 +651,7 @@ class QueryLog:
 
         import pyarrow as pa
 
+        assert self._spill is not None and self.store is not None  # called only while spilled
         f, writer = self._spill
         try:
             writer.close()
@@ -672,19 +692,23 @@ class QueryLog:
                 if raise_errors:
                     raise
 
-    def _write(self, chunks: list[dict], con) -> None:
+    def _write(self, chunks: list[dict], con: duckdb.DuckDBPyConnection | None) -> None:
         if con is None:
+            assert self.store is not None  # _submit returns early without a store
             self.store.append("queries", self._table(chunks))
         else:
-            self.store.append("queries", self._table(chunks), con=con)
+            assert self._own is not None  # a cursor exists only for a Store's background writes
+            self._own.append("queries", self._table(chunks), con=con)
 
     def _table(self, ch: list[dict]) -> pa.Table:
         import numpy as np
         import pyarrow as pa
 
+        store = self.store
+        assert store is not None  # _submit returns early without a store
         n = [c["n"] for c in ch]
         total = sum(n)
-        XT = np.empty((len(self.store.feature_names), total))  # one copy into contiguous feature columns
+        XT = np.empty((len(store.feature_names), total))  # one copy into contiguous feature columns
         a = 0
         for c in ch:
             b = a + c["n"]
@@ -708,8 +732,8 @@ class QueryLog:
             "evaded": _cat([c["evaded"] for c in ch], bool),
             "cost": _cat([c["cost"] for c in ch], np.float64),
         }
-        for c, col in zip(self.store.columns, XT):
-            cols[c] = col
+        for column, col in zip(store.columns, XT):
+            cols[column] = col
         known = [c.get("opening") is not None for c in ch]  # NULL where the writer does not say (campaign probes)
         if not any(known):
             cols["opening"] = pa.nulls(total, pa.bool_())

@@ -269,6 +269,8 @@ class ProbeDetector:
         self.mode = mode
         lo = np.iinfo(np.int64).min
         rec = _L_RECORD if mode == "linked" else _RECORD
+        # the kernel's scalar arguments in its order (the linked kernel takes no radius): one tuple type for both
+        self.params: tuple[np.int64 | np.float64 | bool, ...]
         if mode == "linked":
             self.params = (np.int64(window_s), np.int64(min_matches), bool(block), np.int64(block_s), bool(declined_only))
         else:
@@ -304,15 +306,18 @@ class ProbeDetector:
         blocked = np.zeros(n, np.bool_)
         args = (np.ascontiguousarray(customer, np.int64), np.ascontiguousarray(device, np.int64),
                 np.ascontiguousarray(timestamp, np.int64), np.ascontiguousarray(coords, np.float32))
+        # each call's arguments as one tuple: mypy maps no positional argument after a star of unknown length
         if self.mode == "linked":
-            linked_kernel(*args, np.ascontiguousarray(declined, np.bool_), self.card_mem, self.card_pos,
-                          self.card_blocked_until, self.card_linked_until, self.dev_tag, self.dev_mem, self.dev_pos,
-                          self.dev_blocked_until, self.tpl_tag, self.tpl_mem, self.tpl_pos, *self.params, matches,
-                          detected, blocked)
+            call = (*args, np.ascontiguousarray(declined, np.bool_), self.card_mem, self.card_pos,
+                    self.card_blocked_until, self.card_linked_until, self.dev_tag, self.dev_mem, self.dev_pos,
+                    self.dev_blocked_until, self.tpl_tag, self.tpl_mem, self.tpl_pos, *self.params, matches,
+                    detected, blocked)
+            linked_kernel(*call)
         else:
-            detect_kernel(*args, np.ascontiguousarray(code, np.int32), np.ascontiguousarray(declined, np.bool_),
-                          self.card_mem, self.card_pos, self.card_blocked_until, self.dev_tag, self.dev_mem,
-                          self.dev_pos, self.dev_blocked_until, *self.params, matches, detected, blocked)
+            call = (*args, np.ascontiguousarray(code, np.int32), np.ascontiguousarray(declined, np.bool_),
+                    self.card_mem, self.card_pos, self.card_blocked_until, self.dev_tag, self.dev_mem,
+                    self.dev_pos, self.dev_blocked_until, *self.params, matches, detected, blocked)
+            detect_kernel(*call)
         return matches, detected, blocked
 
 

@@ -2,8 +2,8 @@
 
 Training-time defences (``fraudsim harden``) each turn the base model's training set-up into one or more hardened
 **candidates**: a model object (``feature_names``, ``predict_score``, ``kind``, ``sha256``, ``card``) plus the
-native model file(s) it is made of. They live one per file in this package and register with
-:func:`register_defence`; the hardening driver (:mod:`simulator.harden`) never branches on their names.
+native model file(s) it is made of. They live one per file in this package, subclass :class:`DefenceBase` and
+register with :func:`register_defence`; the hardening driver (:mod:`simulator.harden`) never branches on their names.
 
 Lifecycle, for every method listed in ``harden.methods``:
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol, TypeVar
 
 from ..errors import ScenarioError
 
@@ -62,11 +62,23 @@ class Defence(Protocol):
     def build(self, ctx: Any) -> list[Candidate]: ...
 
 
-DEFENCES: dict[str, type] = {}
+class DefenceBase:
+    """Base class of the registered defences: ``kinds`` is the class's own, ``name`` is set by
+    :func:`register_defence`; ``build`` is the one method to write."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]]  # model kinds it can harden
+
+    def build(self, ctx: Any) -> list[Candidate]:
+        raise NotImplementedError
 
 
-def register_defence(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
+DEFENCES: dict[str, type[DefenceBase]] = {}
+_D = TypeVar("_D", bound=type[DefenceBase])
+
+
+def register_defence(name: str) -> Callable[[_D], _D]:
+    def deco(cls: _D) -> _D:
         if name in DEFENCES:
             raise ValueError(f"defence {name!r} is registered twice")
         cls.name = name
@@ -76,18 +88,18 @@ def register_defence(name: str) -> Callable[[type], type]:
     return deco
 
 
-def get_defence(name: str, *, field: str | None = None) -> type:
+def get_defence(name: str, *, field: str | None = None) -> type[DefenceBase]:
     _load_builtin()
     if name not in DEFENCES:
         raise ScenarioError(f"unknown hardening method {name!r}; known: {', '.join(sorted(DEFENCES))}", field=field)
     return DEFENCES[name]
 
 
-def make_defence(name: str, params: dict | None, *, field: str) -> Any:
+def make_defence(name: str, params: dict | None, *, field: str) -> DefenceBase:
     """Instantiate a registered defence, refusing parameters it does not declare (one-line error)."""
     cls = get_defence(name, field=field)
-    sig = inspect.signature(cls.__init__)
-    allowed = [p for p in sig.parameters if p != "self"]
+    sig = inspect.signature(cls)  # the constructor's parameters, without self
+    allowed = list(sig.parameters)
     for key in params or {}:
         if key not in allowed:
             raise ScenarioError(f"unknown parameter {key!r} for {name}; allowed: {', '.join(allowed)}",
@@ -112,5 +124,5 @@ def _load_builtin() -> None:
 
 _load_builtin()
 
-__all__ = ["Candidate", "DEFENCES", "Defence", "TREE_KINDS", "check_applicable", "get_defence", "make_defence",
+__all__ = ["Candidate", "DEFENCES", "Defence", "DefenceBase", "TREE_KINDS", "check_applicable", "get_defence", "make_defence",
            "register_defence"]

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import TREE_KINDS, Candidate, register_defence
+from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 
 
-class _AdversarialRounds:
+class _AdversarialRounds(DefenceBase):
     kinds = TREE_KINDS
     default_name = "adversarial_training"
 

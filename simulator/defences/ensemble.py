@@ -7,14 +7,14 @@ search by small steps sees noise. Its threshold is set on one noisy draw over th
 """
 from __future__ import annotations
 
-from . import TREE_KINDS, Candidate, register_defence
+from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 from .wrappers import BandModel, EnsembleModel
 
 DEPTH_KEYS = ("max_depth",)
 
 
 @register_defence("ensemble")
-class Ensemble:
+class Ensemble(DefenceBase):
     kinds = TREE_KINDS
 
     def __init__(self, *, members: int = 5, band: float = 0.3, jitter: bool = True):

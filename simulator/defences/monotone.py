@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..schema import Direction, Kind
-from . import TREE_KINDS, Candidate, register_defence
+from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -39,7 +39,7 @@ def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @register_defence("monotone")
-class Monotone:
+class Monotone(DefenceBase):
     kinds = TREE_KINDS
 
     def __init__(self, *, infer_any: bool = True, min_correlation: float = 0.02, interactions: bool = True):

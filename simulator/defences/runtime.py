@@ -62,6 +62,7 @@ class RateLimit:
 
     def apply(self, batch: QueryBatch, keys: Keys) -> None:
         kv = keys.card if self.key == "card" else keys.device
+        assert kv is not None  # build_runtime refuses a device limit without defence.device_column
         order = np.lexsort((batch.rows, batch.ts))
         for i in order:
             k = int(kv[batch.rows[i]])
@@ -111,6 +112,7 @@ class StatefulDetection:
         self._card_ids: dict[int, int] = {}
         self._dev_ids: dict[int, int] = {}
         if history is not None and len(history):  # the card's own earlier transaction(s), before the attack
+            assert history_keys is not None  # each history row's card
             hk = np.array([self._dense(self._card_ids, int(c)) for c in history_keys])
             self.cards.process(hk, np.full(len(hk), -1.0), embed(history, sa))
 

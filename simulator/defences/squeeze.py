@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..schema import Kind
-from . import TREE_KINDS, Candidate, register_defence
+from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 from .wrappers import SqueezedModel, squeeze_matrix
 
 
@@ -31,7 +31,7 @@ def squeeze_spec(X: np.ndarray, names, columns, bins: int) -> dict:
 
 
 @register_defence("squeeze")
-class Squeeze:
+class Squeeze(DefenceBase):
     kinds = TREE_KINDS
 
     def __init__(self, *, bins: int = 12, features: list[str] | None = None, max_cost: float = 1.0):

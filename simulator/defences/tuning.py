@@ -10,14 +10,14 @@ with the lowest cheap success among those within ``harden.max_auc_loss`` of the 
 """
 from __future__ import annotations
 
-from . import TREE_KINDS, Candidate, register_defence
+from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 from .monotone import Monotone
 from .squeeze import squeeze_spec
 from .wrappers import SqueezedModel, squeeze_matrix
 
 
 @register_defence("tuning")
-class Tuning:
+class Tuning(DefenceBase):
     kinds = TREE_KINDS
 
     def __init__(self, *, trials: int = 12, budget: int = 100, limit: int | None = 20, population: int = 6,
