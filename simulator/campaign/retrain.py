@@ -46,6 +46,12 @@ class LabelledStream:
         while len(self.days) > self.keep_days:
             self.days.popitem(last=False)
 
+    def trim(self, keep_days: int) -> None:
+        """Keep only the last ``keep_days`` days from now on."""
+        self.keep_days = keep_days
+        while len(self.days) > self.keep_days:
+            self.days.popitem(last=False)
+
     def window(self, first: int, last: int) -> list[DayData]:
         return [d for k, d in self.days.items() if first <= k <= last]
 
@@ -74,8 +80,16 @@ def train_booster(X: np.ndarray, y: np.ndarray, names, *, kind: str, seed: int, 
     return model
 
 
-def _stack(days: list[DayData], as_of: int):
-    X = np.concatenate([d.X for d in days]) if days else np.zeros((0, 0), np.float32)
+def _rows(days: list[DayData], mask: np.ndarray) -> np.ndarray:
+    """The rows of the days' stacked features where ``mask`` is set, without stacking them all."""
+    if not days:
+        return np.zeros((0, 0), np.float32)
+    starts = np.cumsum([0] + [len(d.X) for d in days])
+    return np.concatenate([d.X[mask[a:b]] for d, a, b in zip(days, starts[:-1], starts[1:])])
+
+
+def _stack(days: list[DayData], as_of: int, *, features: bool = True):
+    X = np.concatenate([d.X for d in days]) if days and features else np.zeros((0, 0), np.float32)
     tid = np.concatenate([d.transaction_id for d in days]) if days else np.zeros(0, np.int64)
     ld = np.concatenate([d.label_day for d in days]) if days else np.zeros(0, np.int32)
     y = ((ld >= 0) & (ld <= as_of)).astype(np.int8)
@@ -93,11 +107,13 @@ def fit_version(stream: LabelledStream, *, version: int, names, kind: str, as_of
     val_days = stream.window(validation_from, last)
     if not train_days:  # a window of one day: validate on what it trained on
         train_days = val_days
-    X_tr, tid_tr, y_tr = _stack(train_days, as_of)
+    # the training days are never stacked whole: only the rows kept (all fraud, a share of the rest) and, below,
+    # the drift reference's sample are taken from them
+    _, tid_tr, y_tr = _stack(train_days, as_of, features=False)
     X_val, tid_val, y_val = _stack(val_days, as_of)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 104729, version]))
     keep = (y_tr == 1) | (rng.random(len(y_tr)) < legit_fraction)
-    X_fit, y_fit, tid_fit = X_tr[keep], y_tr[keep], tid_tr[keep]
+    X_fit, y_fit, tid_fit = _rows(train_days, keep), y_tr[keep], tid_tr[keep]
     if y_fit.sum() == 0 or y_fit.sum() == len(y_fit):
         raise RuntimeError(f"model version {version}: the training window has no labelled fraud yet")
     model = train_booster(X_fit, y_fit, names, kind=kind, seed=seed + version)
@@ -106,9 +122,11 @@ def fit_version(stream: LabelledStream, *, version: int, names, kind: str, as_of
     review = review_threshold if review_threshold is not None else threshold_at_fpr(y_val, s_val, review_fpr)
     review = min(review, decline)
     val_auc = auc(y_val, s_val)
-    X_all = np.concatenate([X_tr, X_val])
-    if len(X_all) > MAX_REFERENCE_ROWS:
-        X_all = X_all[np.sort(rng.choice(len(X_all), MAX_REFERENCE_ROWS, replace=False))]
+    n_all = len(y_tr) + len(y_val)  # the reference: the training then the validation rows, or a sample of them
+    ref = np.sort(rng.choice(n_all, MAX_REFERENCE_ROWS, replace=False)) if n_all > MAX_REFERENCE_ROWS else None
+    take = np.zeros(n_all, bool)
+    take[ref if ref is not None else slice(None)] = True
+    X_all = np.concatenate([_rows(train_days, take[:len(y_tr)]), X_val[take[len(y_tr):]]])
     drift = DriftReference(X_all.astype(np.float64), model.predict_score(X_all), bins)
     model.card = dict(model.card, threshold=decline, review_threshold=review, test_auc=val_auc,
                       provenance={"version": version, "days": [first, last], "labels_as_of_day": as_of},

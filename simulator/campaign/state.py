@@ -28,6 +28,14 @@ HARD_DECLINES = (R_BLOCKED, R_PROBE, R_VELOCITY, R_NEW_DEVICE)
 CAMPAIGN_DEVICE_BASE = 1 << 30
 
 
+def run_copy(world):
+    """A copy of the prepared world for one run: what a day advances (its state, streaming features, random
+    generators and counters) is copied, its population (customers, merchants, fraudsters: never written after they are
+    built) is shared, so a run does not hold a second copy of the per-customer arrays it only reads."""
+    shared = (world.customers, world.merchants, world.fraudsters)
+    return copy.deepcopy(world, memo={id(x): x for x in shared})
+
+
 @dataclass
 class _Chunk:
     agent: int
@@ -45,7 +53,7 @@ class CampaignState:
         sc = prep.scenario
         self.adv, self.dfc, self.R = prep.adversaries, prep.defence, prep.rounds
         # the run's own copies of what it advances: the prepared world and labelled stream stay as prepared
-        self.world = copy.deepcopy(prep.world)
+        self.world = run_copy(prep.world)
         self.stream = LabelledStream(prep.stream.keep_days)
         self.stream.days = OrderedDict(prep.stream.days)
         self.names = prep.names
