@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -34,14 +35,30 @@ class DayData:
     label_day: np.ndarray  # int32, -1 for never
 
 
+@dataclass(frozen=True, eq=False)
+class SpilledDay:
+    """A day whose features wait on disk until a fit reads them (the history days of a campaign): the same as a
+    :class:`DayData` to the stream and the fits, without holding ``X`` in memory."""
+
+    day: int
+    transaction_id: np.ndarray
+    label_day: np.ndarray
+    path: Path  # a float32 .npy file, (n, d) in model order
+    owner: object = None  # what keeps the file's folder (a campaign's HistoryDays) alive
+
+    @property
+    def X(self) -> np.ndarray:
+        return np.load(self.path, allow_pickle=False)
+
+
 class LabelledStream:
     """The last days of traffic, for retraining (older days are dropped once no fit can use them)."""
 
     def __init__(self, keep_days: int):
         self.keep_days = keep_days
-        self.days: OrderedDict[int, DayData] = OrderedDict()
+        self.days: OrderedDict[int, DayData | SpilledDay] = OrderedDict()
 
-    def add(self, data: DayData) -> None:
+    def add(self, data: DayData | SpilledDay) -> None:
         self.days[data.day] = data
         while len(self.days) > self.keep_days:
             self.days.popitem(last=False)
@@ -52,7 +69,7 @@ class LabelledStream:
         while len(self.days) > self.keep_days:
             self.days.popitem(last=False)
 
-    def window(self, first: int, last: int) -> list[DayData]:
+    def window(self, first: int, last: int) -> list[DayData | SpilledDay]:
         return [d for k, d in self.days.items() if first <= k <= last]
 
 
@@ -80,15 +97,15 @@ def train_booster(X: np.ndarray, y: np.ndarray, names, *, kind: str, seed: int, 
     return model
 
 
-def _rows(days: list[DayData], mask: np.ndarray) -> np.ndarray:
+def _rows(days: list, mask: np.ndarray) -> np.ndarray:
     """The rows of the days' stacked features where ``mask`` is set, without stacking them all."""
     if not days:
         return np.zeros((0, 0), np.float32)
-    starts = np.cumsum([0] + [len(d.X) for d in days])
+    starts = np.cumsum([0] + [len(d.transaction_id) for d in days])
     return np.concatenate([d.X[mask[a:b]] for d, a, b in zip(days, starts[:-1], starts[1:])])
 
 
-def _stack(days: list[DayData], as_of: int, *, features: bool = True):
+def _stack(days: list, as_of: int, *, features: bool = True):
     X = np.concatenate([d.X for d in days]) if days and features else np.zeros((0, 0), np.float32)
     tid = np.concatenate([d.transaction_id for d in days]) if days else np.zeros(0, np.int64)
     ld = np.concatenate([d.label_day for d in days]) if days else np.zeros(0, np.int32)
@@ -110,14 +127,14 @@ def fit_version(stream: LabelledStream, *, version: int, names, kind: str, as_of
     # the training days are never stacked whole: only the rows kept (all fraud, a share of the rest) and, below,
     # the drift reference's sample are taken from them
     _, tid_tr, y_tr = _stack(train_days, as_of, features=False)
-    X_val, tid_val, y_val = _stack(val_days, as_of)
+    _, tid_val, y_val = _stack(val_days, as_of, features=False)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 104729, version]))
     keep = (y_tr == 1) | (rng.random(len(y_tr)) < legit_fraction)
     X_fit, y_fit, tid_fit = _rows(train_days, keep), y_tr[keep], tid_tr[keep]
     if y_fit.sum() == 0 or y_fit.sum() == len(y_fit):
         raise RuntimeError(f"model version {version}: the training window has no labelled fraud yet")
     model = train_booster(X_fit, y_fit, names, kind=kind, seed=seed + version)
-    s_val = model.predict_score(X_val)
+    s_val = np.concatenate([model.predict_score(d.X) for d in val_days])  # a day at a time: the same scores
     decline = decline_threshold if decline_threshold is not None else threshold_at_fpr(y_val, s_val, decline_fpr)
     review = review_threshold if review_threshold is not None else threshold_at_fpr(y_val, s_val, review_fpr)
     review = min(review, decline)
@@ -126,7 +143,7 @@ def fit_version(stream: LabelledStream, *, version: int, names, kind: str, as_of
     ref = np.sort(rng.choice(n_all, MAX_REFERENCE_ROWS, replace=False)) if n_all > MAX_REFERENCE_ROWS else None
     take = np.zeros(n_all, bool)
     take[ref if ref is not None else slice(None)] = True
-    X_all = np.concatenate([_rows(train_days, take[:len(y_tr)]), X_val[take[len(y_tr):]]])
+    X_all = np.concatenate([_rows(train_days, take[:len(y_tr)]), _rows(val_days, take[len(y_tr):])])
     drift = DriftReference(X_all.astype(np.float64), model.predict_score(X_all), bins)
     model.card = dict(model.card, threshold=decline, review_threshold=review, test_auc=val_auc,
                       provenance={"version": version, "days": [first, last], "labels_as_of_day": as_of},

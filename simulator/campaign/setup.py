@@ -23,7 +23,7 @@ from ..target import TargetModel, load_model
 from ..target.train import DEFAULT_KIND, check_trainable, threshold_at_fpr
 from .config import AdversariesSpec, DefenceSpec, RoundsSpec
 from .defence import DECLINE, Bands, DriftReference, auc, label_days
-from .retrain import DayData, Fit, LabelledStream, fit_version
+from .retrain import Fit, LabelledStream, SpilledDay, fit_version
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 PUBLIC_EXAMPLES = 1000
@@ -49,6 +49,12 @@ class HistoryDays:
     def add(self, frame: pl.DataFrame) -> None:
         frame.write_ipc(self._path(self._n))
         self._n += 1
+
+    def save_features(self, i: int, X: np.ndarray) -> Path:
+        """Day ``i``'s features as the labelled stream keeps them (float32), for :class:`.retrain.SpilledDay`."""
+        path = self.folder / f"features-{i:05d}.npy"
+        np.save(path, X.astype(np.float32), allow_pickle=False)
+        return path
 
     def replace(self, i: int, frame: pl.DataFrame) -> None:
         tmp = self._path(i).with_suffix(".tmp")
@@ -199,7 +205,7 @@ def _history(scenario, plan: dict, progress: Progress, label_rng: np.random.Gene
         frame = world.step()
         ld = label_days(day, frame["fraud_type"].to_numpy(), frame["amount"].to_numpy(), dfc, label_rng)
         X = frame_to_matrix(frame, names)
-        stream.add(DayData(day, frame["transaction_id"].to_numpy(), X.astype(np.float32), ld))
+        stream.add(SpilledDay(day, frame["transaction_id"].to_numpy(), ld, history.save_features(day, X), history))
         history.add(frame.with_columns(pl.Series("label_day", ld)))
         del frame, X
         advance(1)
