@@ -28,6 +28,10 @@ from . import __version__
 from .store import CHEAP_COST, QueryLog, Store, _ident
 
 
+#: DuckDB's buffer pool while a run writes (it spills to a temporary folder beyond it if a query needs more).
+DUCKDB_MEMORY_LIMIT = "256MB"
+
+
 def now() -> datetime:
     """Wall-clock time as the store keeps it (UTC, naive)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -88,6 +92,9 @@ class Recorder:
         self._table_columns: dict[str, set[str]] = {}
         self.finished = False
         try:  # Ctrl-C here must not leave the lock or the partial file behind
+            # DuckDB keeps what a run wrote in its buffer pool up to its limit (80% of RAM by default): a campaign
+            # at a million customers writes gigabytes; past this limit written blocks are evicted (they are on disk)
+            self.store.con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
             for table, column in self.store.con.execute(
                     "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = "
                     "current_database()").fetchall():
