@@ -35,6 +35,9 @@ from .mapping import probe_times, realise
 from .retrain import DayData, Fit, fit_version
 from .state import CampaignState, _Chunk
 
+#: Above this many customers the next day is not simulated while this one is scored: the two days' working sets
+#: would add up (about 1 GB at a million customers) instead of following each other. The tables are the same.
+PREFETCH_MAX_CUSTOMERS = 250_000
 DETECTION_FEATURES = ("amount", "hour", "distance_km", "merchant_cat", "card_present", "country_mismatch",
                       "txn_count_1h", "txn_count_24h", "new_device")
 
@@ -175,7 +178,7 @@ def probe(st: CampaignState, d: Day) -> None:
     clock = st.tick("attackers", d.clock)
     frame, rows = st.world.step_injected(pl.concat(parts) if parts else None)
     st.snapshot_world()
-    if d.r < st.R:
+    if d.r < st.R and st.world.customers.n <= PREFETCH_MAX_CUSTOMERS:
         st.world.prefetch()  # the next day's own traffic, simulated while this one is scored and stored
     d.clock = st.tick("world", clock)
     n = frame.height
