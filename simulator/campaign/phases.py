@@ -32,7 +32,7 @@ from .config import PLAYBOOK, RING_KINDS
 from .defence import POISONING, decide as decide_policy, label_days, refused_before_detection
 from .detect import signatures
 from .mapping import probe_times, realise
-from .retrain import DayData, Fit, fit_version
+from .retrain import Fit, SpilledDay, fit_version
 from .state import CampaignState, _Chunk
 
 #: Above this many customers the next day is not simulated while this one is scored: the two days' working sets
@@ -284,7 +284,9 @@ def _burn_cards(st: CampaignState, d: Day) -> None:
 def label(st: CampaignState, d: Day) -> None:
     """Chargeback days for the day's transactions (known ``delay`` days later); drift against the deployed model."""
     d.label_day = label_days(d.day, d.fraud_type, d.feats["amount"], st.dfc, st.rng_labels)
-    st.stream.add(DayData(d.day, d.frame["transaction_id"].to_numpy(), d.X.astype(np.float32), d.label_day))
+    # the features wait on disk until a retrain reads them: the stream would otherwise hold window + wait days
+    st.stream.add(SpilledDay(d.day, d.frame["transaction_id"].to_numpy(), d.label_day,
+                             st.spill.save_features(d.day, d.X), st.spill))
     d.psi_feat, d.psi_score = st.deployed.drift.measure(d.X, d.score)
 
 

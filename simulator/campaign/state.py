@@ -20,7 +20,7 @@ from .config import REALISABLE_FEATURES, RING_KINDS
 from .defence import R_BLOCKED, R_NEW_DEVICE, R_PROBE, R_VELOCITY
 from .detect import ProbeDetector
 from .retrain import Fit, LabelledStream
-from .setup import CampaignPrepared
+from .setup import CampaignPrepared, HistoryDays
 
 HARD_DECLINES = (R_BLOCKED, R_PROBE, R_VELOCITY, R_NEW_DEVICE)
 #: Devices the rings buy during a campaign are numbered from here, apart from the world's own counter (which a
@@ -56,6 +56,7 @@ class CampaignState:
         self.world = run_copy(prep.world)
         self.stream = LabelledStream(prep.stream.keep_days)
         self.stream.days = OrderedDict(prep.stream.days)
+        self.spill = HistoryDays()  # this run's days' features for retraining (a folder of its own)
         self.names = prep.names
         self.columns = feature_columns(self.names)  # stored column of each feature (store.py)
         self.idx = {f: j for j, f in enumerate(self.names)}
