@@ -32,7 +32,7 @@ from .config import PLAYBOOK, RING_KINDS
 from .defence import POISONING, decide as decide_policy, label_days, refused_before_detection
 from .detect import signatures
 from .mapping import probe_times, realise
-from .retrain import Fit, SpilledDay, fit_version
+from .retrain import Fit, SpilledDay, fit_version, score_rows
 from .state import CampaignState, _Chunk
 
 #: Above this many customers the next day is not simulated while this one is scored: the two days' working sets
@@ -202,7 +202,7 @@ def decide(st: CampaignState, d: Day) -> None:
     frame, n = d.frame, d.frame.height
     d.X = frame_to_matrix(frame, st.names)
     t0 = time.perf_counter()
-    d.score = st.deployed.model.predict_score(d.X)
+    d.score = score_rows(st.deployed.model, d.X)
     d.scoring_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     feats = d.feats = {c: frame[c].to_numpy() for c in DETECTION_FEATURES}

@@ -23,7 +23,7 @@ from ..target import TargetModel, load_model
 from ..target.train import DEFAULT_KIND, check_trainable, threshold_at_fpr
 from .config import AdversariesSpec, DefenceSpec, RoundsSpec
 from .defence import DECLINE, Bands, DriftReference, auc, label_days
-from .retrain import Fit, LabelledStream, SpilledDay, fit_version
+from .retrain import Fit, LabelledStream, SpilledDay, fit_version, score_rows
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 PUBLIC_EXAMPLES = 1000
@@ -258,7 +258,7 @@ def _with_templates(scenario, plan: dict, world, stream, history: HistoryDays, n
     for i in range(len(history)):
         h = history[i]
         X = frame_to_matrix(h, names)
-        score = fit.model.predict_score(X)
+        score = score_rows(fit.model, X)
         decision = np.where(score >= fit.bands.decline, 2, np.where(score >= fit.bands.review, 1, 0)).astype(np.int8)
         fraud_type = h["fraud_type"].to_numpy()
         is_tpl = (h["day"].to_numpy() >= cut) & (fraud_type > 0) & (fraud_type < 4) & (decision == DECLINE)
