@@ -29,7 +29,7 @@ from .store import CHEAP_COST, QueryLog, Store, _ident
 
 
 #: DuckDB's buffer pool while a run writes (it spills to a temporary folder beyond it if a query needs more).
-DUCKDB_MEMORY_LIMIT = "128MB"
+DUCKDB_MEMORY_LIMIT = "64MB"
 
 
 def now() -> datetime:

@@ -27,7 +27,7 @@ PREDICT_THREADS = 0  # all cores: scoring, unlike training, did not suffer from 
 
 #: Rows per scoring call: a model library's buffers follow the batch (XGBoost's in-place predict on a day of a
 #: million customers, 2 million rows, was a campaign's peak memory); every row's score is the same in any batch.
-SCORE_ROWS = 262_144
+SCORE_ROWS = 131_072
 
 
 def score_rows(model: TargetModel, X: np.ndarray) -> np.ndarray:
