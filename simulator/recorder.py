@@ -28,6 +28,10 @@ from . import __version__
 from .store import CHEAP_COST, QueryLog, Store, _ident
 
 
+#: DuckDB's buffer pool while a run writes (it spills to a temporary folder beyond it if a query needs more).
+DUCKDB_MEMORY_LIMIT = "64MB"
+
+
 def now() -> datetime:
     """Wall-clock time as the store keeps it (UTC, naive)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -36,12 +40,14 @@ def now() -> datetime:
 class BackgroundWriter:
     """A store's writes on one background thread, in the order they were made: DuckDB's inserts (which release the
     GIL) overlap the caller's next steps. Nothing else touches the connection until :meth:`drain`; at most
-    ``max_pending`` writes wait, so memory stays bounded."""
+    ``max_pending`` writes, holding at most ``max_pending_bytes`` of Arrow data, wait, so memory stays bounded (a
+    day of a million customers' transactions is hundreds of megabytes)."""
 
-    def __init__(self, store: Store, max_pending: int = 16):
+    def __init__(self, store: Store, max_pending: int = 16, max_pending_bytes: int = 256 << 20):
         from concurrent.futures import ThreadPoolExecutor
 
         self.store, self.feature_names, self.max_pending = store, store.feature_names, max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.columns, self.feature_table = store.columns, store.feature_table
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-store")
         self._pending: deque = deque()
@@ -54,15 +60,17 @@ class BackgroundWriter:
         self._submit(self.store.execute, sql, params)
 
     def _submit(self, fn, *args) -> None:
+        size = sum(int(getattr(a, "nbytes", 0)) for a in args)  # an Arrow table's buffers
         with self._lock:
-            self._pending.append(self._pool.submit(fn, *args))
-            while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
-                self._pending.popleft().result()  # re-raises a failed write here, in the caller's thread
+            self._pending.append((self._pool.submit(fn, *args), size))
+            while self._pending and (self._pending[0][0].done() or len(self._pending) > self.max_pending
+                                     or sum(s for _, s in self._pending) > self.max_pending_bytes):
+                self._pending.popleft()[0].result()  # re-raises a failed write here, in the caller's thread
 
     def drain(self) -> None:
         with self._lock:
             while self._pending:
-                self._pending.popleft().result()
+                self._pending.popleft()[0].result()
 
     def close(self) -> None:
         try:
@@ -84,6 +92,9 @@ class Recorder:
         self._table_columns: dict[str, set[str]] = {}
         self.finished = False
         try:  # Ctrl-C here must not leave the lock or the partial file behind
+            # DuckDB keeps what a run wrote in its buffer pool up to its limit (80% of RAM by default): a campaign
+            # at a million customers writes gigabytes; past this limit written blocks are evicted (they are on disk)
+            self.store.con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
             for table, column in self.store.con.execute(
                     "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = "
                     "current_database()").fetchall():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import simulator as fs
@@ -205,6 +206,64 @@ def test_one_prepared_campaign_runs_twice_with_identical_tables(tmp_path):
     for t in a:
         assert a[t].equals(b[t]), t
     assert a["queries"].height > 0 and a["rounds"].height == 3 and a["model_versions"].height == 2
+
+
+def test_a_prepared_campaign_keeps_its_history_on_disk_and_fits_on_it_as_in_memory(tmp_path):
+    """Memory that does not grow with history x customers: the history days are files read back a day at a time,
+    the labelled stream keeps only the days a retrain can use, and a fit on the spilled days is the fit on the same
+    days in memory; the files go with the prepared campaign."""
+    import gc
+
+    from simulator.campaign.retrain import DayData, LabelledStream, SpilledDay, fit_version
+    from simulator.runner import prepare
+
+    raw = {"name": "spill", "seed": 2, "world": {"customers": 2000, "days": 9}, "rounds": 2,
+           "adversaries": {"rings": [{"name": "r", "agents": 2, "strategies": ["random"], "probes_per_day": 4}]},
+           "defence": {"labels": {"delay_days": 1, "delay_jitter_days": 1}, "retrain": {"every": 1,
+                                                                                         "window_days": 3}}}
+    prep = prepare(fs.Scenario.from_dict(raw))
+    folder = prep.history.folder
+    assert len(prep.history) == 9 and len(list(folder.glob("day-*.arrow"))) == 9
+    assert [h["day"][0] for h in prep.history] == list(range(9))
+    assert {"label_day", "score", "decision_code"} <= set(prep.history[3].columns)
+    wait = 2
+    assert list(prep.stream.days) == list(range(9 - (3 + wait + 1), 9))  # window + label wait + today
+    spilled = list(prep.stream.days.values())
+    assert all(isinstance(d, SpilledDay) for d in spilled)
+    in_memory = LabelledStream(len(spilled))
+    for d in spilled:
+        in_memory.add(DayData(d.day, d.transaction_id, d.X, d.label_day))
+    args = dict(version=2, names=prep.names, kind="xgboost", as_of=8, first=4, last=6, validation_from=6,
+                legit_fraction=0.5, review_fpr=0.03, decline_fpr=0.01, decline_threshold=None, review_threshold=None,
+                bins=10, seed=3, trained_round=1, audit=True)
+    a, b = fit_version(prep.stream, **args), fit_version(in_memory, **args)
+    X = np.concatenate([d.X for d in spilled]).astype(np.float64)
+    assert np.array_equal(a.model.predict_score(X), b.model.predict_score(X))
+    assert {k: v for k, v in a.info.items() if k != "train_s"} == {k: v for k, v in b.info.items() if k != "train_s"}
+    assert np.array_equal(a.drift.measure(X, a.model.predict_score(X))[0], b.drift.measure(X, b.model.predict_score(X))[0])
+    del prep, spilled, a, b, in_memory, d  # d: the last day of the loop above
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_the_background_writer_holds_a_bounded_number_of_bytes(tmp_path):
+    from simulator.recorder import BackgroundWriter
+    from simulator.store import Store
+
+    import time
+
+    store = Store(tmp_path / "w.duckdb", ["x"])
+    append = store.append
+    store.append = lambda *a, **k: (time.sleep(0.5), append(*a, **k))  # a slow disk: writes wait in the queue
+    rows = pa.table({"run_id": ["r"] * 500, "kind": ["k"] * 500, "detail": ["d" * 20] * 500})
+    for bound, waiting in ((1 << 20, 3), (1000, 0)):
+        writer = BackgroundWriter(store, max_pending_bytes=bound)
+        for _ in range(3):
+            writer.append("defence_events", rows)
+        assert len(writer._pending) == waiting  # over the bound, a batch is written before the caller goes on
+        writer.close()
+    assert store.con.execute("SELECT count(*) FROM defence_events").fetchall() == [(3000,)]
+    store.abandon()
 
 
 def test_engine_modules_keep_classes_and_functions_small():

@@ -18,6 +18,7 @@ from ..recorder import Recorder, now
 from .defence import APPROVE, DECISIONS, DECLINE, NO_LABEL, POISONING, REASONS, auc
 from .phases import Day
 from .retrain import Fit
+from .setup import release_memory
 from .state import CampaignState, _Chunk
 
 
@@ -134,6 +135,8 @@ class Collector:
                               np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int32),
                               np.full(n, -1, np.int32), h["label_day"].to_numpy(),
                               split="train" if d < prep.cut else "test")
+            del h, dec
+            release_memory()
 
     def record_agents(self) -> None:
         st, ag = self.st, self.st.agents

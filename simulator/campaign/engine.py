@@ -12,7 +12,7 @@ from ..recorder import derive, now, recording
 from ..result import CampaignResult
 from . import phases
 from .collector import Collector
-from .setup import CampaignPrepared, Progress, _no_progress, campaign_run_id
+from .setup import CampaignPrepared, Progress, _no_progress, campaign_run_id, release_memory
 from .state import CampaignState
 
 
@@ -61,6 +61,7 @@ def execute_campaign(prep: CampaignPrepared, *, output: Path | None = None,
         t1 = time.perf_counter()
         for r in range(1, prep.rounds + 1):
             play_round(st, col, r)
+            release_memory()
             advance(1)
         log.flush()
         col.record_targets()

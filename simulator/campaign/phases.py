@@ -32,9 +32,12 @@ from .config import PLAYBOOK, RING_KINDS
 from .defence import POISONING, decide as decide_policy, label_days, refused_before_detection
 from .detect import signatures
 from .mapping import probe_times, realise
-from .retrain import DayData, Fit, fit_version
+from .retrain import Fit, SpilledDay, fit_version, score_rows
 from .state import CampaignState, _Chunk
 
+#: Above this many customers the next day is not simulated while this one is scored: the two days' working sets
+#: would add up (about 1 GB at a million customers) instead of following each other. The tables are the same.
+PREFETCH_MAX_CUSTOMERS = 250_000
 DETECTION_FEATURES = ("amount", "hour", "distance_km", "merchant_cat", "card_present", "country_mismatch",
                       "txn_count_1h", "txn_count_24h", "new_device")
 
@@ -175,7 +178,7 @@ def probe(st: CampaignState, d: Day) -> None:
     clock = st.tick("attackers", d.clock)
     frame, rows = st.world.step_injected(pl.concat(parts) if parts else None)
     st.snapshot_world()
-    if d.r < st.R:
+    if d.r < st.R and st.world.customers.n <= PREFETCH_MAX_CUSTOMERS:
         st.world.prefetch()  # the next day's own traffic, simulated while this one is scored and stored
     d.clock = st.tick("world", clock)
     n = frame.height
@@ -199,7 +202,7 @@ def decide(st: CampaignState, d: Day) -> None:
     frame, n = d.frame, d.frame.height
     d.X = frame_to_matrix(frame, st.names)
     t0 = time.perf_counter()
-    d.score = st.deployed.model.predict_score(d.X)
+    d.score = score_rows(st.deployed.model, d.X)
     d.scoring_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     feats = d.feats = {c: frame[c].to_numpy() for c in DETECTION_FEATURES}
@@ -281,7 +284,9 @@ def _burn_cards(st: CampaignState, d: Day) -> None:
 def label(st: CampaignState, d: Day) -> None:
     """Chargeback days for the day's transactions (known ``delay`` days later); drift against the deployed model."""
     d.label_day = label_days(d.day, d.fraud_type, d.feats["amount"], st.dfc, st.rng_labels)
-    st.stream.add(DayData(d.day, d.frame["transaction_id"].to_numpy(), d.X.astype(np.float32), d.label_day))
+    # the features wait on disk until a retrain reads them: the stream would otherwise hold window + wait days
+    st.stream.add(SpilledDay(d.day, d.frame["transaction_id"].to_numpy(), d.label_day,
+                             st.spill.save_features(d.day, d.X), st.spill))
     d.psi_feat, d.psi_score = st.deployed.drift.measure(d.X, d.score)
 
 

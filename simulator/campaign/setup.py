@@ -4,9 +4,14 @@ the result (:class:`CampaignPrepared`) is only read by a run (:mod:`.engine`), s
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -18,7 +23,7 @@ from ..target import TargetModel, load_model
 from ..target.train import DEFAULT_KIND, check_trainable, threshold_at_fpr
 from .config import AdversariesSpec, DefenceSpec, RoundsSpec
 from .defence import DECLINE, Bands, DriftReference, auc, label_days
-from .retrain import DayData, Fit, LabelledStream, fit_version
+from .retrain import Fit, LabelledStream, SpilledDay, fit_version, score_rows
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 PUBLIC_EXAMPLES = 1000
@@ -26,6 +31,65 @@ PUBLIC_EXAMPLES = 1000
 
 def _no_progress(description: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
+
+
+def _load_trim() -> Callable[[], None]:
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return lambda: None
+    return lambda: None if trim(0) else None
+
+
+#: Hands the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). A day's arrays of
+#: up to 32 MB come from the heap, not from their own mappings, and the heap keeps what they free: called once a day,
+#: a campaign's resident memory stays near what it uses.
+release_memory = _load_trim()
+
+
+class HistoryDays:
+    """The history days (with ``label_day``, then ``score`` and ``decision_code``), one Arrow IPC file a day in a
+    temporary folder, read back one day at a time: a campaign's memory does not grow with its history or its number
+    of customers times days. The folder goes when the object does."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="fraudsim-history-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+        self._n = 0
+
+    def _path(self, i: int) -> Path:
+        return self.folder / f"day-{i:05d}.arrow"
+
+    def add(self, frame: pl.DataFrame) -> None:
+        frame.write_ipc(self._path(self._n))
+        self._n += 1
+
+    def save_features(self, i: int, X: np.ndarray) -> Path:
+        """Day ``i``'s features as the labelled stream keeps them (float32), for :class:`.retrain.SpilledDay`."""
+        path = self.folder / f"features-{i:05d}.npy"
+        np.save(path, X.astype(np.float32), allow_pickle=False)
+        return path
+
+    def replace(self, i: int, frame: pl.DataFrame) -> None:
+        tmp = self._path(i).with_suffix(".tmp")
+        frame.write_ipc(tmp)
+        os.replace(tmp, self._path(i))  # a new file: a reader's memory map of the old one stays valid
+
+    def read(self, i: int, columns: list[str] | None = None) -> pl.DataFrame:
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return pl.read_ipc(self._path(i), columns=columns)
+
+    def __getitem__(self, i: int) -> pl.DataFrame:
+        return self.read(i)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        return (self.read(i) for i in range(self._n))
 
 
 @dataclass
@@ -44,7 +108,7 @@ class CampaignPrepared:
     schema: FeatureSchema
     fit: Fit  # version 1
     stream: LabelledStream
-    history: list[pl.DataFrame]  # the history days, with score/decision columns
+    history: HistoryDays  # the history days, with label_day/score/decision_code columns (on disk, one day at a time)
     cut: int  # first validation day of the history
     wait: int
     templates_X: np.ndarray
@@ -151,14 +215,16 @@ def _history(scenario, plan: dict, progress: Progress, label_rng: np.random.Gene
                               fraudsters=ws.fraudsters, fraud_rate_scale=ws.fraud_rate_scale), seed=scenario.seed)
     names = tuple(model_given.feature_names) if model_given is not None else tuple(FEATURES)
     stream = LabelledStream(max(ws.days, dfc.retrain.window_days + plan["wait"] + 1))
-    history = []
+    history = HistoryDays()
     advance = progress("world (history)", ws.days)
     for day in range(ws.days):
         frame = world.step()
         ld = label_days(day, frame["fraud_type"].to_numpy(), frame["amount"].to_numpy(), dfc, label_rng)
         X = frame_to_matrix(frame, names)
-        stream.add(DayData(day, frame["transaction_id"].to_numpy(), X.astype(np.float32), ld))
-        history.append(frame.with_columns(pl.Series("label_day", ld)))
+        stream.add(SpilledDay(day, frame["transaction_id"].to_numpy(), ld, history.save_features(day, X), history))
+        history.add(frame.with_columns(pl.Series("label_day", ld)))
+        del frame, X
+        release_memory()
         advance(1)
     return world, stream, history, names
 
@@ -182,33 +248,47 @@ def _baseline(scenario, plan: dict, stream: LabelledStream, names, progress: Pro
     return fit
 
 
-def _with_templates(scenario, plan: dict, world, stream, history, names, fit: Fit, pub_rng: np.random.Generator,
-                    timings: dict) -> "CampaignPrepared":
-    """Score the history with the baseline; templates are its caught frauds on the validation days."""
+def _with_templates(scenario, plan: dict, world, stream, history: HistoryDays, names, fit: Fit,
+                    pub_rng: np.random.Generator, timings: dict) -> "CampaignPrepared":
+    """Score the history with the baseline (one day at a time, written back with its day); templates are its caught
+    frauds on the validation days; the public examples a sample of its approved rows."""
     cut = plan["cut"]
     schema = FeatureSchema.from_mapping(names, plan["specs"], cost_scale=scenario.cost_scale).with_bounds_from(history[0])
-    hist = pl.concat(history)
-    X_hist = frame_to_matrix(hist, names)
-    score = fit.model.predict_score(X_hist)
-    decision = np.where(score >= fit.bands.decline, 2, np.where(score >= fit.bands.review, 1, 0)).astype(np.int8)
-    day_col = hist["day"].to_numpy()
-    fraud_type = hist["fraud_type"].to_numpy()
-    is_tpl = (day_col >= cut) & (fraud_type > 0) & (fraud_type < 4) & (decision == DECLINE)
-    if not is_tpl.any():
+    tpl_frames, tpl_X, tpl_score, n_pub = [], [], [], []
+    for i in range(len(history)):
+        h = history[i]
+        X = frame_to_matrix(h, names)
+        score = score_rows(fit.model, X)
+        decision = np.where(score >= fit.bands.decline, 2, np.where(score >= fit.bands.review, 1, 0)).astype(np.int8)
+        fraud_type = h["fraud_type"].to_numpy()
+        is_tpl = (h["day"].to_numpy() >= cut) & (fraud_type > 0) & (fraud_type < 4) & (decision == DECLINE)
+        tpl_frames.append(h.filter(pl.Series(is_tpl)))
+        tpl_X.append(X[is_tpl])
+        tpl_score.append(score[is_tpl])
+        n_pub.append(int((decision == 0).sum()))
+        history.replace(i, h.with_columns(pl.Series("score", score), pl.Series("decision_code", decision)))
+        del h, X
+        release_memory()
+    tpl = pl.concat(tpl_frames)
+    if tpl.height == 0:
         raise ScenarioError("no caught fraud in the history to take templates from; give more history days or "
                             "customers", file=scenario.source, field="world")
-    schema.validate_frame(hist.filter(pl.Series(is_tpl)), source="<world>")
-    pub_rows = np.flatnonzero(decision == 0)
-    pub_rows = np.sort(pub_rng.choice(pub_rows, min(PUBLIC_EXAMPLES, len(pub_rows)), replace=False))
-    offsets = np.cumsum([0] + [h.height for h in history])
-    history = [h.with_columns(pl.Series("score", score[a:b]), pl.Series("decision_code", decision[a:b]))
-               for h, a, b in zip(history, offsets[:-1], offsets[1:])]
+    schema.validate_frame(tpl, source="<world>")
+    # a sample of the approved rows in history order (the positions among them; the same draw as on their indices)
+    pick = np.sort(pub_rng.choice(sum(n_pub), min(PUBLIC_EXAMPLES, sum(n_pub)), replace=False))
+    starts = np.cumsum([0] + n_pub)
+    public = []
+    for i in np.unique(np.searchsorted(starts, pick, side="right") - 1):
+        mine = pick[(pick >= starts[i]) & (pick < starts[i + 1])] - starts[i]
+        h = history.read(int(i), columns=[*names, "decision_code"])
+        public.append(frame_to_matrix(h, names)[np.flatnonzero(h["decision_code"].to_numpy() == 0)[mine]])
+    stream.trim(plan["dfc"].retrain.window_days + plan["wait"] + 1)  # the days a retrain can still use
     return CampaignPrepared(
         scenario=scenario, adversaries=plan["adv"], defence=plan["dfc"], rounds=plan["rounds"], world=world,
         names=names, schema=schema, fit=fit, stream=stream, history=history, cut=cut, wait=plan["wait"],
-        templates_X=X_hist[is_tpl], templates_id=hist["transaction_id"].to_numpy()[is_tpl],
-        templates_score=score[is_tpl], templates_type=fraud_type[is_tpl], approved_examples=X_hist[pub_rows],
-        timings=timings)
+        templates_X=np.concatenate(tpl_X), templates_id=tpl["transaction_id"].to_numpy(),
+        templates_score=np.concatenate(tpl_score), templates_type=tpl["fraud_type"].to_numpy(),
+        approved_examples=np.concatenate(public) if public else np.zeros((0, len(names))), timings=timings)
 
 
 def _adopt(model: TargetModel, stream, scenario, cut, last, as_of, pol, decline_fpr, dfc) -> Fit:

@@ -20,12 +20,20 @@ from .config import REALISABLE_FEATURES, RING_KINDS
 from .defence import R_BLOCKED, R_NEW_DEVICE, R_PROBE, R_VELOCITY
 from .detect import ProbeDetector
 from .retrain import Fit, LabelledStream
-from .setup import CampaignPrepared
+from .setup import CampaignPrepared, HistoryDays
 
 HARD_DECLINES = (R_BLOCKED, R_PROBE, R_VELOCITY, R_NEW_DEVICE)
 #: Devices the rings buy during a campaign are numbered from here, apart from the world's own counter (which a
 #: prefetching worker advances while the campaign plays the day before).
 CAMPAIGN_DEVICE_BASE = 1 << 30
+
+
+def run_copy(world):
+    """A copy of the prepared world for one run: what a day advances (its state, streaming features, random
+    generators and counters) is copied, its population (customers, merchants, fraudsters: never written after they are
+    built) is shared, so a run does not hold a second copy of the per-customer arrays it only reads."""
+    shared = (world.customers, world.merchants, world.fraudsters)
+    return copy.deepcopy(world, memo={id(x): x for x in shared})
 
 
 @dataclass
@@ -45,9 +53,10 @@ class CampaignState:
         sc = prep.scenario
         self.adv, self.dfc, self.R = prep.adversaries, prep.defence, prep.rounds
         # the run's own copies of what it advances: the prepared world and labelled stream stay as prepared
-        self.world = copy.deepcopy(prep.world)
+        self.world = run_copy(prep.world)
         self.stream = LabelledStream(prep.stream.keep_days)
         self.stream.days = OrderedDict(prep.stream.days)
+        self.spill = HistoryDays()  # this run's days' features for retraining (a folder of its own)
         self.names = prep.names
         self.columns = feature_columns(self.names)  # stored column of each feature (store.py)
         self.idx = {f: j for j, f in enumerate(self.names)}
