@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from .errors import DataError, ModelError, ScenarioError
+from .measures import cheap_at
 from .scenario import Scenario
 from .schema import FeatureSchema, Kind, frame_to_matrix
 from .target.train import roc_auc, threshold_at_fpr, train_model
@@ -350,16 +351,6 @@ def measure(ctx: HardenContext, name: str, model, threshold: float) -> dict:
     per_strategy = {r["strategy"]: {k: v for k, v in r.items() if k != "strategy"} for r in outcome.summary.iter_rows(named=True)}
     return {"model": clean, "attack": per_strategy, "attack_file": str(Path("attacks") / outcome.path.name),
             "attack_run_id": outcome.run_id, "targets": outcome.targets}
-
-
-def cheap_at(per_strategy: dict, strategy: str, budget: int) -> float | None:
-    """Cheap success within ``budget`` queries (or the run's budget when smaller) of ``strategy``."""
-    row = per_strategy.get(strategy)
-    if not row:
-        return None
-    keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith("cheap_success_rate_at_"))
-    fit = [k for b, k in keys if b <= budget]
-    return row[fit[-1]] if fit else None
 
 
 def strongest_strategy(per_strategy: dict, budget: int = 100) -> str:

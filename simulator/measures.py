@@ -150,3 +150,14 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     start = np.cumsum(counts) - counts
     ranks = (start + (counts + 1) / 2.0)[inverse.ravel()]
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def cheap_at(per_strategy: dict, strategy: str, budget: int) -> float | None:
+    """Cheap success within ``budget`` queries (or the run's budget when smaller) of ``strategy``, read from a
+    per-strategy summary (``{strategy: {measure: value}}``, as :func:`simulator.result.summarize` gives rows)."""
+    row = per_strategy.get(strategy)
+    if not row:
+        return None
+    keys = sorted((int(k.rsplit("_", 1)[1]), k) for k in row if k.startswith("cheap_success_rate_at_"))
+    fit = [k for b, k in keys if b <= budget]
+    return row[fit[-1]] if fit else None

@@ -62,7 +62,7 @@ class Tuning(DefenceBase):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        from ..harden import cheap_at
+        from ..measures import cheap_at
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = ctx.data.base_params
