@@ -111,6 +111,7 @@ class Collector:
     # -- setup -------------------------------------------------------------------------------------------------------
     def record_fit(self, fit: Fit) -> None:
         model = fit.model
+        assert model.card is not None, "fit_version and the baseline (setup._baseline) write every fit's model card"
         self.rec.model_version(version=fit.version, model=model, threshold=fit.bands.decline,
                                rule=str(model.card.get("threshold_rule", "")), auc=fit.validation_auc,
                                card=model.card, created_at=now(), sha256=self.rec.trained_model_sha(model),

@@ -27,7 +27,7 @@ import polars as pl
 
 from ..kernels import MODE_LOCAL
 from ..schema import frame_to_matrix
-from .adversaries import evolve_ring, replays
+from .adversaries import Cards, evolve_ring, replays
 from .config import PLAYBOOK, RING_KINDS
 from .defence import POISONING, decide as decide_policy, label_days, refused_before_detection
 from .detect import signatures
@@ -42,46 +42,54 @@ DETECTION_FEATURES = ("amount", "hour", "distance_km", "merchant_cat", "card_pre
                       "txn_count_1h", "txn_count_24h", "new_device")
 
 
+def _unset() -> np.ndarray:
+    return np.zeros(0)
+
+
 @dataclass
 class Day:
-    """What happened in one round: the day's transactions and every decision on them."""
+    """What happened in one round: the day's transactions and every decision on them.
+
+    The arrays start empty and are filled by the phases, in order (each one's comment names the phase that sets
+    it); a phase reads only what an earlier phase of the same round set.
+    """
 
     r: int
     day: int
     clock: float  # perf_counter at the end of the last phase timed (State.tick)
-    chunks: list[_Chunk] = field(default_factory=list)
-    frame: pl.DataFrame | None = None
-    agent_of: np.ndarray | None = None  # the agent of each probe
-    probe_rows: np.ndarray | None = None  # the probes' rows of ``frame``
-    is_probe: np.ndarray | None = None
-    ring_id: np.ndarray | None = None  # -1 for the world's own traffic
-    agent_id: np.ndarray | None = None
-    X: np.ndarray | None = None
-    score: np.ndarray | None = None
-    feats: dict = field(default_factory=dict)
-    matches: np.ndarray | None = None
-    detected: np.ndarray | None = None
-    blocked: np.ndarray | None = None
-    decision: np.ndarray | None = None
-    reason: np.ndarray | None = None
-    approved: np.ndarray | None = None
-    fraud_type: np.ndarray | None = None
+    chunks: list[_Chunk] = field(default_factory=list)  # plan
+    frame: pl.DataFrame = field(default_factory=pl.DataFrame)  # probe: the day's transactions
+    agent_of: np.ndarray = field(default_factory=_unset)  # probe: the agent of each probe
+    probe_rows: np.ndarray = field(default_factory=_unset)  # probe: the probes' rows of ``frame``
+    is_probe: np.ndarray = field(default_factory=_unset)  # probe
+    ring_id: np.ndarray = field(default_factory=_unset)  # probe: -1 for the world's own traffic
+    agent_id: np.ndarray = field(default_factory=_unset)  # probe
+    X: np.ndarray = field(default_factory=_unset)  # decide
+    score: np.ndarray = field(default_factory=_unset)  # decide
+    feats: dict = field(default_factory=dict)  # decide
+    matches: np.ndarray = field(default_factory=_unset)  # decide
+    detected: np.ndarray = field(default_factory=_unset)  # decide
+    blocked: np.ndarray = field(default_factory=_unset)  # decide
+    decision: np.ndarray = field(default_factory=_unset)  # decide
+    reason: np.ndarray = field(default_factory=_unset)  # decide
+    approved: np.ndarray = field(default_factory=_unset)  # decide
+    fraud_type: np.ndarray = field(default_factory=_unset)  # decide
     scoring_s: float = 0.0
     defence_s: float = 0.0
-    burned: np.ndarray | None = None  # cards burned this round
-    cards: object = None  # the agents' cards as they were before the round's new cards arrived
-    tries: list = field(default_factory=list)  # per ring, per arm: probes, approvals, money, agents
+    burned: np.ndarray = field(default_factory=_unset)  # feedback: cards burned this round
+    cards: Cards | None = None  # feedback: the agents' cards as they were before the round's new cards arrived
+    tries: list = field(default_factory=list)  # feedback: per ring, per arm: probes, approvals, money, agents
     wins: list = field(default_factory=list)
     money: list = field(default_factory=list)
     arm_agents: list = field(default_factory=list)
-    gained: np.ndarray | None = None  # per agent: what its goal counts this round
-    label_day: np.ndarray | None = None
-    psi_feat: np.ndarray | None = None
-    psi_score: float = 0.0
-    arm_weights: list = field(default_factory=list)  # per ring: the arm weights used this round
-    ring_rows: list = field(default_factory=list)  # per ring: its state right after it evolved
-    queries: list = field(default_factory=list)  # per chunk: (chunk, rows of frame) for the query log
-    retrained: Fit | None = None
+    gained: np.ndarray = field(default_factory=_unset)  # feedback: per agent, what its goal counts this round
+    label_day: np.ndarray = field(default_factory=_unset)  # label
+    psi_feat: np.ndarray = field(default_factory=_unset)  # label
+    psi_score: float = 0.0  # label
+    arm_weights: list = field(default_factory=list)  # evolve: per ring, the arm weights used this round
+    ring_rows: list = field(default_factory=list)  # evolve: per ring, its state right after it evolved
+    queries: list = field(default_factory=list)  # feedback: per chunk, (chunk, rows of frame) for the query log
+    retrained: Fit | None = None  # retrain: the new version, on a retraining round
     retrain_window: tuple[int, int] = (0, 0)
 
 
@@ -93,8 +101,9 @@ def plan(st: CampaignState, d: Day) -> None:
         if len(members) == 0:
             continue
         arms = ring.choose(len(members))
-        for a, arm in zip(members, arms):
-            a, arm, b = int(a), int(arm), int(ag.budget[a])
+        for a_, arm_ in zip(members, arms):
+            a, arm = int(a_), int(arm_)
+            b = int(ag.budget[a])
             if not st.cards.alive[st.cards.agent == a].any():
                 continue  # no card left today; new ones may come tomorrow
             if ring.arms[arm] == PLAYBOOK:
@@ -307,6 +316,7 @@ def evolve(st: CampaignState, d: Day) -> None:
 def ring_snapshot(st: CampaignState, d: Day, ring) -> dict:
     """A ring's state right after it evolved (the ``ring_rounds`` row's inputs)."""
     ag, cards = st.agents, d.cards  # the ring's cards before the round's restock (the round's own)
+    assert cards is not None, "feedback (which sets d.cards) runs before evolve"
     members = np.flatnonzero(ag.ring == ring.id)
     alive = members[ag.active[members]]
     mc = np.isin(cards.agent, members)

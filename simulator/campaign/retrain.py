@@ -157,7 +157,7 @@ def fit_version(stream: LabelledStream, *, version: int, names, kind: str, as_of
     take[ref if ref is not None else slice(None)] = True
     X_all = np.concatenate([_rows(train_days, take[:len(y_tr)]), _rows(val_days, take[len(y_tr):])])
     drift = DriftReference(X_all.astype(np.float64), model.predict_score(X_all), bins)
-    model.card = dict(model.card, threshold=decline, review_threshold=review, test_auc=val_auc,
+    model.card = dict(model.card or {}, threshold=decline, review_threshold=review, test_auc=val_auc,
                       provenance={"version": version, "days": [first, last], "labels_as_of_day": as_of},
                       threshold_rule=("given in the scenario" if decline_threshold is not None else
                                       f"lowest score declining at most {decline_fpr:.2%} of the legitimate validation "

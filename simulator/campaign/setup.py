@@ -128,7 +128,7 @@ class CampaignPrepared:
 
     @property
     def threshold_rule(self) -> str:
-        return str(self.fit.model.card.get("threshold_rule", ""))
+        return str((self.fit.model.card or {}).get("threshold_rule", ""))
 
     @property
     def model_card(self) -> dict:

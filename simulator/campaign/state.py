@@ -89,7 +89,8 @@ class CampaignState:
         n_cards = sum(r.agents * r.cards_per_agent for r in self.adv.rings)
         n_mules = sum(r.poison.accounts if r.poison else 0 for r in self.adv.rings)
         owners = rng.choice(world.customers.n, size=n_cards + n_mules, replace=False).astype(np.int64)
-        ring_of, template = [], []
+        ring_list: list[int] = []
+        template_list: list[int] = []
         taken = np.zeros(len(prep.templates_id), bool)  # one template per agent while there are enough
         for ring in self.rings:
             code = RING_KINDS[ring.spec.kind]
@@ -98,10 +99,10 @@ class CampaignState:
             pool = next((p for p in pools if len(p) >= ring.spec.agents), pools[-1])
             pick = rng.choice(pool, size=ring.spec.agents, replace=len(pool) < ring.spec.agents)
             taken[pick] = True
-            ring_of += [ring.id] * ring.spec.agents
-            template += list(pick)
-        ring_of = np.array(ring_of, np.int32)
-        template = np.array(template, np.int64)
+            ring_list += [ring.id] * ring.spec.agents
+            template_list += list(pick)
+        ring_of = np.array(ring_list, np.int32)
+        template = np.array(template_list, np.int64)
         spec_of = [self.rings[r].spec for r in ring_of]
         step0 = [float(s.params.get("evolutionary", {}).get("step", 0.08)) for s in spec_of]
         self.agents = Agents(
