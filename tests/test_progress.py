@@ -133,10 +133,10 @@ def test_a_task_that_does_not_move_still_gets_a_line_every_few_seconds():
     buf = io.StringIO()
     with line_progress(buf, every_s=0.3, compile_notes=False) as start:  # the real clock: heartbeat on
         advance = start("train model", None)
-        time.sleep(1.2)  # training: no advance for a while
+        time.sleep(1.2)  # training: no advance for a while (about 4 beats; at least 1 on a loaded machine)
         advance(1)
         time.sleep(0.7)  # ended: no more lines
     lines = buf.getvalue().splitlines()
     assert lines[0] == "fraudsim: train model …" and re.fullmatch(r"fraudsim: train model done in \d+ s", lines[-1])
     beats = lines[1:-1]
-    assert 2 <= len(beats) <= 6 and all(re.fullmatch(r"fraudsim: train model … \d+ s", b) for b in beats), lines
+    assert 1 <= len(beats) <= 6 and all(re.fullmatch(r"fraudsim: train model … \d+ s", b) for b in beats), lines
