@@ -65,6 +65,29 @@ def _slot(device: np.int64, mask: np.int64) -> np.int64:
     return np.int64((h >> np.uint64(20)) & np.uint64(mask))
 
 
+@njit(cache=True, nogil=True)
+def _claim(key: np.int64, mask: np.int64, tag, mem, pos):
+    """The direct-mapped slot of ``key`` (a device, or a template's distance bits); a slot that held another key is
+    taken over and its memory emptied (every record's time, field 0 in both record layouts, set to -inf). Returns
+    the slot and whether it was taken over."""
+    s = _slot(key, mask)
+    if tag[s] == key:
+        return s, False
+    tag[s] = key
+    for j in range(mem.shape[1]):
+        mem[s, j, 0] = -np.inf
+    pos[s] = 0
+    return s, True
+
+
+@njit(cache=True, nogil=True)
+def _block(c, s, until, card_blocked_until, dev_blocked_until):
+    """Block the card (and its device slot ``s``, when it has one) until ``until`` at the least."""
+    card_blocked_until[c] = max(card_blocked_until[c], until)
+    if s >= 0:
+        dev_blocked_until[s] = max(dev_blocked_until[s], until)
+
+
 _TS, _CODE, _FLAG, _X = 0, 1, 2, 3  # fields of a memory record: time, code, declined, coordinates
 _RECORD = _X + N_COORDS
 
@@ -110,13 +133,9 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
         x = coords[i]
         s = np.int64(-1)
         if device[i] >= 0:
-            s = _slot(np.int64(device[i]), mask)
-            if dev_tag[s] != device[i]:
-                dev_tag[s] = device[i]
+            s, fresh = _claim(np.int64(device[i]), mask, dev_tag, dev_mem, dev_pos)
+            if fresh:
                 dev_blocked_until[s] = np.iinfo(np.int64).min
-                for j in range(dev_mem.shape[1]):
-                    dev_mem[s, j, _TS] = -np.inf
-                dev_pos[s] = 0
         blocked = card_blocked_until[c] > t
         if s >= 0 and dev_blocked_until[s] > t:
             blocked = True
@@ -128,9 +147,7 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
         hit = m >= min_matches
         out_detected[i] = hit
         if hit and block:
-            card_blocked_until[c] = max(card_blocked_until[c], t + block_s)
-            if s >= 0:
-                dev_blocked_until[s] = max(dev_blocked_until[s], t + block_s)
+            _block(c, s, t + block_s, card_blocked_until, dev_blocked_until)
         refused = declined[i] or blocked or (hit and block)
         _push(card_mem, card_pos, c, t, code[i], x, refused)
         if s >= 0:
@@ -196,13 +213,9 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
         x = coords[i, N_COORDS + 1]
         s = np.int64(-1)
         if device[i] >= 0:
-            s = _slot(np.int64(device[i]), mask)
-            if dev_tag[s] != device[i]:
-                dev_tag[s] = device[i]
+            s, fresh = _claim(np.int64(device[i]), mask, dev_tag, dev_mem, dev_pos)
+            if fresh:
                 dev_blocked_until[s] = np.iinfo(np.int64).min
-                for j in range(dev_mem.shape[1]):
-                    dev_mem[s, j, _L_TS] = -np.inf
-                dev_pos[s] = 0
         blocked = card_blocked_until[c] > t
         if s >= 0 and dev_blocked_until[s] > t:
             blocked = True
@@ -221,12 +234,7 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
                         card_linked_until[k] = max(card_linked_until[k], t + window)
         linked = card_linked_until[c] > t and (declined[i] or anyeq > 0)
         key = np.int64(np.float32(x).view(np.int32))
-        u = _slot(key, tmask)
-        if tpl_tag[u] != key:
-            tpl_tag[u] = key
-            for j in range(tpl_mem.shape[1]):
-                tpl_mem[u, j, 0] = -np.inf
-            tpl_pos[u] = 0
+        u, _ = _claim(key, tmask, tpl_tag, tpl_mem, tpl_pos)
         template = False
         for j in range(tpl_mem.shape[1]):
             r = tpl_mem[u, j]
@@ -237,9 +245,7 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
         hit = shared or linked or template or m >= min_matches
         out_detected[i] = hit
         if hit and block:
-            card_blocked_until[c] = max(card_blocked_until[c], t + block_s)
-            if s >= 0:
-                dev_blocked_until[s] = max(dev_blocked_until[s], t + block_s)
+            _block(c, s, t + block_s, card_blocked_until, dev_blocked_until)
         refused = declined[i] or blocked or (hit and block)
         j = tpl_pos[u]
         tpl_mem[u, j, 0] = t
