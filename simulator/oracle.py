@@ -123,14 +123,8 @@ class Oracle:
 
     def _invalid(self, targets: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Candidates breaking a bound or a relation. Derived features are frozen in the schema but follow their
-        inputs: their bounds are not checked, the relations check that they equal their recomputed value."""
-        ra = self.relations
-        if ra is None:
-            return self.kernels.violations(X, self.originals, targets, self.sa)
-        Xb = X.copy()
-        Xb[:, ra.derived] = self.originals[targets][:, ra.derived]
-        return (self.kernels.violations(Xb, self.originals, targets, self.sa)
-                | self.kernels.relation_violations(X, self.originals, targets, self.extras, ra))
+        inputs (see :meth:`Kernels.invalid`)."""
+        return self.kernels.invalid(X, self.originals, targets, self.sa, self.extras, self.relations)
 
     def _next_indices(self, targets: np.ndarray) -> np.ndarray:
         """1-based per-target query numbers, in row order within the batch."""

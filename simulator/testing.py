@@ -272,10 +272,7 @@ class _Run:
 
         k = get_kernels("cpu")
         origin = np.full(len(X), i, np.int64)
-        bad = k.violations(X, world.targets, origin, world.sa)
-        if world.relations is not None:
-            bad |= k.relation_violations(X, world.targets, origin, None, world.relations)
-        return bad
+        return k.invalid(X, world.targets, origin, world.sa, None, world.relations)
 
 
 # -- the checks --------------------------------------------------------------------------------------------------

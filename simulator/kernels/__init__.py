@@ -81,6 +81,16 @@ class Kernels:
             return relations.gpu_violations(X, X0, origin, E, ra)
         return relations.violations(X, X0, origin, E, ra)
 
+    def invalid(self, X, X0, origin, sa, E=None, ra=None) -> np.ndarray:
+        """Candidates the oracle refuses: breaking a bound, or a relation. Derived features are frozen in the schema
+        but follow their inputs: their bounds are not checked, the relations check that they equal their recomputed
+        value. The one definition the oracle, the strategies and the contract suite use."""
+        if ra is None:
+            return self.violations(X, X0, origin, sa)
+        Xb = np.array(X, dtype=np.float64, copy=True)
+        Xb[:, ra.derived] = np.asarray(X0)[origin][:, ra.derived]
+        return self.violations(Xb, X0, origin, sa) | self.relation_violations(X, X0, origin, E, ra)
+
 
 def get_kernels(backend: str = "auto") -> Kernels:
     """``auto`` takes the GPU when CuPy sees a device, the CPU otherwise; ``gpu`` without one is an error."""

@@ -312,13 +312,9 @@ class Greedy(Strategy):
     def _feasible_original(self, problem) -> bool:
         """Whether the oracle would take the original itself: its bounds and relations hold (a team's data may hold
         rows that break a declared relation; the oracle refuses those, so greedy measures from its first answers)."""
-        zero = np.zeros(1, np.int64)
-        bad = problem.kernels.violations(self._X0, self._X0, zero, problem.schema)
-        ra = problem.relations
-        if ra is not None and not ra.empty:
-            E = None if problem.extras is None else np.asarray(problem.extras, np.float64)[None, :]
-            bad = bad | problem.kernels.relation_violations(self._X0, self._X0, zero, E, ra)
-        return not bool(bad.any())
+        E = None if problem.extras is None else np.asarray(problem.extras, np.float64)[None, :]
+        return not bool(problem.kernels.invalid(self._X0, self._X0, np.zeros(1, np.int64), problem.schema, E,
+                                                problem.relations).any())
 
     # -- protocol ------------------------------------------------------------------------------------------------------
     def _ask(self, n: int) -> np.ndarray:
