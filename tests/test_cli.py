@@ -9,20 +9,13 @@ from typer.testing import CliRunner
 from simulator.cli import app
 
 from .conftest import scenario_dict
+from tests._util import one_line_error
 
 runner = CliRunner()
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    text = result.stderr.strip()
-    assert len(text.splitlines()) == 1, text
-    for f in fragments:
-        assert f in text, (f, text)
 
 
 def _edit(raw, dotted, value):

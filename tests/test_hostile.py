@@ -16,22 +16,13 @@ from simulator.errors import ModelError, ScenarioError
 from simulator.scenario import Scenario
 
 from .conftest import scenario_dict
+from tests._util import one_line_error
 
 runner = CliRunner()
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments, code=2):
-    assert result.exit_code == code, (result.exit_code, result.output)
-    text = result.stderr.strip()
-    assert len(text.splitlines()) == 1, text
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in text, (f, text)
-    return text
 
 
 def world(**extra):

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.sweep import load_sweep, run_sweep
 from simulator.target.train import save_model, train_model
+from tests._util import one_line_error
 
 # "merchant_cat" too: today's segment view needs it (h2 makes the views work on any names)
 NAMES = ["Betrag €", "select", "merchant_cat", "Entfernung km", "neues Gerät"]
@@ -121,14 +122,6 @@ def test_a_failed_variant_is_recorded_and_the_others_run(team, tmp_path):
     assert rows[0][:2] == ("v000", "failed") and "kaputt.json" in rows[0][2] and "\n" not in rows[0][2]
     assert rows[1][:2] == ("v001", "finished") and rows[1][2] is None
     assert table(tmp_path / "f.duckdb", "SELECT count(DISTINCT run_id) FROM queries") == [(1,)]
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    text = result.stderr.strip()
-    assert len(text.splitlines()) == 1, text
-    for f in fragments:
-        assert f in text, (f, text)
 
 
 @pytest.mark.parametrize("body, fragments", [
