@@ -3,9 +3,10 @@
 :class:`Driver` holds the strategy instances per key (a target's index in a single-round run; ``(agent, arm)`` in a
 campaign) and keeps the protocol of :class:`~simulator.strategies.BaseStrategy`: a finished instance is not asked
 (a campaign may replay its best evasion instead, and a replay is never told), and every ask is followed by exactly
-one tell with the same rows before the instance is asked again. Between :meth:`Driver.ask` and :meth:`Driver.tell` the caller's oracle
-decides: :func:`run_strategy` scores a step at once (:meth:`~simulator.oracle.Oracle.query`); a campaign round
-admits the rows in its plan phase and tells once the day's defences decided them (:mod:`simulator.campaign.phases`).
+one tell with the same rows before the instance is asked again. Between :meth:`Driver.ask` and :meth:`Driver.tell`
+the caller's oracle decides: :func:`run_strategy` scores a step at once (:meth:`~simulator.oracle.Oracle.query`); a
+campaign round admits the rows in its plan phase and tells once the day's defences decided them
+(:mod:`simulator.campaign.phases`).
 """
 from __future__ import annotations
 

@@ -198,7 +198,8 @@ def test_no_module_but_the_driver_asks_or_tells_a_strategy():
     """A second ask/tell driver cannot appear: outside the driver (and the strategies' internals and the contract
     suite) no module of the package calls ``.ask(`` or ``.tell(``."""
     assert ask_tell_calls("def plan(inst, fb):\n    X = inst.ask(3)\n    inst.tell(X, fb)\n") == [2, 3]
-    assert ask_tell_calls("inst.asked_opening; self.tells = 1; ask(3); st.driver.ask([k], [3]); driver.tell(s, f)") == []
+    assert ask_tell_calls("inst.asked_opening; self.tells = 1; ask(3); st.driver.ask([k], [3]); driver.tell(s, f)") \
+        == []
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()

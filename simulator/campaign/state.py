@@ -7,6 +7,7 @@ import copy
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..attack import Driver, Step
