@@ -1,6 +1,7 @@
 """One engine under runs and campaigns: the import graph has no cycle, one recorder writes every table by column
-name and owns the run lifecycle, one oracle (the campaign's door is a thin subclass), and a prepared campaign is
-only read by a run, so it runs twice with the same tables."""
+name and owns the run lifecycle, one oracle (the campaign's door is a thin subclass), one ask/tell driver
+(``attack.Driver``) for every strategy instance, and a prepared campaign is only read by a run, so it runs twice with
+the same tables."""
 from __future__ import annotations
 
 import ast
@@ -13,11 +14,13 @@ import pyarrow as pa
 import pytest
 
 import simulator as fs
+from simulator.attack import Driver
 from simulator.errors import BudgetExceeded
 from simulator.kernels import get_kernels
 from simulator.oracle import Oracle, StreamOracle
 from simulator.recorder import Recorder, recording
 from simulator.schema import FeatureSchema
+from simulator.strategies import Feedback, Problem, get_strategy
 
 PACKAGE = Path(fs.__file__).parent
 
@@ -171,6 +174,119 @@ def test_the_campaign_door_is_the_oracle_with_daily_budgets_per_agent():
     fb = door.respond(np.array([True, False, False]), np.array([0.1, 0.2, 0.3]), np.array([0, 0, 3]), "score")
     assert fb.declined.tolist() == [False, True, True] and fb.score.tolist() == [0.1, 0.2, 1.0]
     assert door.respond(np.array([True]), np.array([0.1]), np.array([0]), "decision").score is None
+
+
+# -- one ask/tell driver ----------------------------------------------------------------------------------------------
+#: Where ``.ask(``/``.tell(`` may be called: the driver, the strategies' own internals (an Optuna study's ask/tell),
+#: and the contract suite a team runs on one strategy instance (simulator.testing).
+ASK_TELL_ALLOWED = ("attack.py", "strategies/", "testing.py")
+
+
+def _receiver(node: ast.expr) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def ask_tell_calls(source: str) -> list[int]:
+    """Lines of ``source`` that call a method named ``ask`` or ``tell`` on anything but a driver (``driver.ask``,
+    ``st.driver.tell``): a strategy instance, a study, ..."""
+    return [n.lineno for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and
+            isinstance(n.func, ast.Attribute) and n.func.attr in ("ask", "tell") and
+            _receiver(n.func.value) != "driver"]
+
+
+def test_no_module_but_the_driver_asks_or_tells_a_strategy():
+    """A second ask/tell driver cannot appear: outside the driver (and the strategies' internals and the contract
+    suite) no module of the package calls ``.ask(`` or ``.tell(``."""
+    assert ask_tell_calls("def plan(inst, fb):\n    X = inst.ask(3)\n    inst.tell(X, fb)\n") == [2, 3]
+    assert ask_tell_calls("inst.asked_opening; self.tells = 1; ask(3); st.driver.ask([k], [3]); driver.tell(s, f)") \
+        == []
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if not rel.startswith(ASK_TELL_ALLOWED) and ask_tell_calls(path.read_text()):
+            found[rel] = ask_tell_calls(path.read_text())
+    assert found == {}, f"ask/tell called outside simulator/attack.py's Driver: {found}"
+    assert ask_tell_calls((PACKAGE / "attack.py").read_text())  # the driver does (the check looks at real calls)
+
+
+def _problem(mutable: bool = True) -> Problem:
+    sa = FeatureSchema.from_mapping(["Amount", "select"], {"Amount": {"min": 0, "max": 100, "mutable": mutable},
+                                                           "select": {"min": 0, "max": 1, "mutable": False}}).arrays()
+    return Problem(x0=np.array([90.0, 1.0]), schema=sa, kernels=get_kernels("cpu"), budget=20, feedback="score")
+
+
+def test_the_driver_keeps_the_ask_tell_protocol():
+    """Every ask is told once with the same rows before the next; a finished instance is left out, or replays its
+    best evasion when the caller says how (a campaign), and a replay is never told."""
+    cls = get_strategy("random")
+    probs = {"a": _problem(), "b": _problem(), "frozen": _problem(mutable=False)}
+    driver = Driver(lambda key: cls(probs[key], np.random.default_rng(len(key))))
+    step = driver.ask(["a", "frozen", "b"], [3, 3, 2])
+    assert step.keys == ["a", "b"] and step.counts.tolist() == [3, 2] and step.X.shape == (5, 2)
+    assert not step.replayed.any() and step.opening.shape == (5,)
+    with pytest.raises(RuntimeError, match="asked again before it was told"):
+        driver.ask(["a"], [1])
+    with pytest.raises(ValueError, match="feedback on 4 rows for a step of 5"):
+        driver.tell(step, Feedback(np.zeros(4, bool), np.zeros(4)))
+    evaded = step.X[:, 0] < 80
+    driver.tell(step, Feedback(~evaded, np.where(evaded, 0.1, 0.9)))
+    with pytest.raises(RuntimeError, match="not asked for"):
+        driver.tell(step, Feedback(~evaded, np.where(evaded, 0.1, 0.9)))
+    assert driver.instance("a").n_told == 3 and driver.instance("b").n_told == 2
+    assert (driver.rows_asked, driver.rows_told) == (5, 5)
+    a = driver.instance("a")
+    a.best_x, a.finished = np.array([50.0, 1.0]), True  # what a strategy sets once it has nothing left to try
+    replayed = driver.ask(["a", "b"], [2, 1], replay=lambda inst, n: np.repeat(inst.best_x[None, :], n, axis=0))
+    assert replayed.replayed.tolist() == [True, False] and replayed.X[:2, 0].tolist() == [50.0, 50.0]
+    driver.tell(replayed, Feedback(np.zeros(3, bool), np.zeros(3)))
+    assert a.n_told == 3 and driver.instance("b").n_told == 3  # the replay was not told
+    assert driver.ask(["a"], [2]).keys == []  # finished, no replay asked for: left out
+    gen = {"a": 0}
+    versioned = Driver(lambda key: cls(probs[key], np.random.default_rng(0)), generation=lambda key: gen[key])
+    first = versioned.instance("a")
+    assert versioned.instance("a") is first
+    gen["a"] = 1  # the agent's tactics evolved: a new instance
+    assert versioned.instance("a") is not first
+
+
+def test_a_run_and_a_campaign_ask_and_tell_every_strategy_query_through_the_driver(tmp_path, monkeypatch):
+    """Every query row a strategy made in a single-round run, and every strategy probe of a campaign (the playbook
+    arm is the ring's own replay, not a strategy), was asked and told through :class:`Driver`."""
+    seen = {"asked": 0, "told": 0, "replayed": 0, "keys": set()}
+    ask, tell = Driver.ask, Driver.tell
+
+    def counting_ask(self, keys, ks, **kw):
+        step = ask(self, keys, ks, **kw)
+        seen["asked"] += len(step.X)
+        seen["replayed"] += int(step.counts[step.replayed].sum())
+        seen["keys"].update(type(k).__name__ for k in step.keys)
+        return step
+
+    def counting_tell(self, step, fb):
+        tell(self, step, fb)
+        seen["told"] += len(step.X) - int(step.counts[step.replayed].sum())
+
+    monkeypatch.setattr(Driver, "ask", counting_ask)
+    monkeypatch.setattr(Driver, "tell", counting_tell)
+    run = fs.Scenario.from_dict({"name": "driven", "seed": 2, "world": {"customers": 1500, "days": 6},
+                                 "attack": {"limit": 3, "budget": 15, "strategies": ["random", "greedy"]}})
+    res = fs.run(run, output=tmp_path / "run.duckdb", progress=False)
+    con = duckdb.connect(str(res.path), read_only=True)
+    n_queries = con.execute("SELECT count(*) FROM queries").fetchone()[0]
+    con.close()
+    assert n_queries > 0 and seen["asked"] == seen["told"] == n_queries and seen["keys"] == {"int"}
+    seen.update(asked=0, told=0, replayed=0, keys=set())
+    camp = fs.Scenario.from_dict({"name": "driven-campaign", "seed": 4, "world": {"customers": 2500, "days": 9},
+                                  "rounds": 3, "adversaries": {"rings": [
+                                      {"name": "Scorers", "agents": 3, "feedback": "score", "probes_per_day": 6,
+                                       "strategies": ["random", "evolutionary", "greedy"]}]}})
+    res = fs.run(camp, output=tmp_path / "campaign.duckdb", progress=False)
+    con = duckdb.connect(str(res.path), read_only=True)
+    by_strategy = dict(con.execute("SELECT strategy, count(*) FROM queries GROUP BY 1").fetchall())
+    con.close()
+    strategy_rows = sum(n for s, n in by_strategy.items() if s != "playbook")
+    assert strategy_rows > 0 and seen["asked"] == strategy_rows and seen["keys"] == {"tuple"}
+    assert seen["told"] == seen["asked"] - seen["replayed"]
 
 
 # -- running does not change what was prepared -----------------------------------------------------------------------

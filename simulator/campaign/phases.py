@@ -1,7 +1,8 @@
 """The phases of a campaign round, in order (the way Mesa splits a model's step):
 
 1. :func:`plan`: every active agent picks an arm from its ring's bandit (a strategy, or the ring's playbook) and
-   asks it for at most its daily budget of candidates;
+   asks it for at most its daily budget of candidates (a strategy through the one ask/tell
+   :class:`~simulator.attack.Driver`, which :func:`feedback` tells);
 2. :func:`probe`: the door (:class:`~simulator.oracle.StreamOracle`) admits them (budget, constraints); they and the
    poisoning rings' transactions become raw events (:mod:`.mapping`) injected into the world's day, featurised by
    the streaming pipeline with everyone else;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -111,14 +113,16 @@ def plan(st: CampaignState, d: Day) -> None:
                 idx = ring.playbook.draw(b, ring.rng)
                 d.chunks.append(_Chunk(a, arm, replays(ring.playbook.X[idx], problem, ring.rng), problem, idx))
                 continue
-            inst = st.instance(a, arm)
-            if inst.finished and inst.best_x is not None:
-                X = replays(np.repeat(inst.best_x[None, :], b, axis=0), inst.problem, ring.rng)
-            elif inst.finished:
-                continue
-            else:
-                X = inst.ask(b)
-            d.chunks.append(_Chunk(a, arm, X, inst.problem))
+            # the driver asks the arm's strategy; a finished one replays its best evasion, varied (ring.rng)
+            step = st.driver.ask([(a, arm)], [b], replay=partial(_replay_best, rng=ring.rng))
+            if len(step):
+                d.chunks.append(_Chunk(a, arm, step.X, step.instances[0].problem, step=step))
+
+
+def _replay_best(inst, n: int, *, rng: np.random.Generator) -> np.ndarray:
+    """``n`` variations of a finished strategy's best evasion (see :func:`.adversaries.replays`)."""
+    assert inst.best_x is not None  # the driver replays only an instance with a best evasion
+    return replays(np.repeat(inst.best_x[None, :], n, axis=0), inst.problem, rng)
 
 
 def _probe_events(st: CampaignState, d: Day) -> pl.DataFrame:
@@ -249,10 +253,8 @@ def feedback(st: CampaignState, d: Day) -> None:
         fb = st.oracle.respond(approved[rws], d.score[rws], d.reason[rws], ring.spec.feedback)
         if ring.arms[ch.arm] == PLAYBOOK:
             ring.playbook.record(ch.replay_index, approved[rws])
-        else:
-            inst = st.instance(ch.agent, ch.arm)
-            if not inst.finished:
-                inst.tell(ch.X, fb)
+        elif ch.step is not None:
+            st.driver.tell(ch.step, fb)  # a replay of a finished strategy's best evasion is not told
         money, wins = float(amount[rws][approved[rws]].sum()), int(approved[rws].sum())
         d.tries[ring.id][ch.arm] += k
         d.wins[ring.id][ch.arm] += wins

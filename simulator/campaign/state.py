@@ -7,14 +7,14 @@ import copy
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from ..attack import Driver, Step
 from ..kernels import get_kernels
 from ..oracle import StreamOracle
 from ..store import QueryLog, feature_columns
-from ..strategies import Problem, get_strategy
+from ..strategies import BaseStrategy, Problem, get_strategy
 from .adversaries import Agents, Cards, Ring, masked_schema, strategy_params
 from .config import REALISABLE_FEATURES, RING_KINDS
 from .defence import R_BLOCKED, R_NEW_DEVICE, R_PROBE, R_VELOCITY
@@ -43,6 +43,7 @@ class _Chunk:
     X: np.ndarray  # intent rows (what the arm asked)
     problem: Problem
     replay_index: np.ndarray | None = None  # playbook rows replayed (playbook arm)
+    step: Step | None = None  # the driver's step that asked X (a strategy arm): told in the feedback phase
 
 
 class CampaignState:
@@ -78,7 +79,9 @@ class CampaignState:
         self.query_count: dict[tuple[int, int], int] = {}  # queries so far per (template, arm): query_index
         self.phase_s: dict[str, float] = {}
         self.transactions = 0
-        self.instances: dict[tuple[int, int], tuple[int, Any]] = {}
+        # the strategies the agents run, per (agent, arm), rebuilt when the agent's tactics evolve (its generation)
+        self.driver: Driver[tuple[int, int]] = Driver(self._build_instance,
+                                                      generation=lambda key: int(self.agents.generation[key[0]]))
         pd = self.dfc.probe_detection
         self.detector = ProbeDetector.from_spec(self.world.customers.n, pd) if pd.enabled else None
 
@@ -159,19 +162,16 @@ class CampaignState:
                        approved_examples=self.prep.approved_examples if knows in ("gray", "white") else None,
                        model=self.prep.fit.model if knows == "white" else None)
 
-    def instance(self, a: int, arm: int):
+    def _build_instance(self, key: tuple[int, int]) -> BaseStrategy:
+        """Agent ``a``'s strategy for bandit arm ``arm``, in its current generation (the driver builds it)."""
+        a, arm = key
         gen = int(self.agents.generation[a])
-        have = self.instances.get((a, arm))
-        if have is not None and have[0] == gen:
-            return have[1]
         ring = self.rings[self.agents.ring[a]]
         name = ring.arms[arm]
         cls = get_strategy(name)
         problem = self.problem(a)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7919, a, arm, gen]))
-        inst = cls(problem, rng, **strategy_params(cls, ring.spec.params.get(name, {}), self.agents.step[a]))
-        self.instances[(a, arm)] = (gen, inst)
-        return inst
+        return cls(problem, rng, **strategy_params(cls, ring.spec.params.get(name, {}), self.agents.step[a]))
 
     def tick(self, phase: str, since: float) -> float:
         """Wall-clock seconds per phase of a round (for benchmarks; never stored in the run's tables)."""
