@@ -35,6 +35,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import duckdb  # noqa: E402
+import yaml  # noqa: E402
+
+from simulator.campaign.config import DefenceSpec  # noqa: E402
+from simulator.campaign.defence import Bands, refused_before_detection  # noqa: E402
 
 from simulator.campaign.detect import ProbeDetector, signatures  # noqa: E402
 from simulator.defences.stateful import calibrate, embed, knn_distances  # noqa: E402
@@ -63,17 +67,32 @@ def load_stream(path: Path):
         feats = [f for f in FEATURES if f in cols]
         rows = con.execute(f"""SELECT "timestamp", customer_id, coalesce(device_id, -1) AS device_id,
             coalesce(is_probe, false) AS is_probe, is_fraud, round, NOT coalesce(approved, true) AS refused,
-            coalesce(reason IN ('model', 'rule_velocity', 'rule_new_device_amount'), false) AS refused_before,
+            coalesce(merchant_id, -1) AS merchant_id, score, model_version,
+            reason = 'blocked' AS blocked_live, transaction_id IN (SELECT target_id FROM defence_events
+                WHERE kind = 'probe_detected') AS detected_live,
             {', '.join(_ident(f) for f in feats)} FROM transactions
             WHERE round IS NOT NULL ORDER BY "timestamp", transaction_id""").fetchnumpy()
         rounds = con.execute("""SELECT sum(probes), sum(probes_detected), avg(legit_detected_share),
             sum(legit * legit_detected_share), sum(legit) FROM rounds""").fetchone()
+        review = dict(con.execute("""SELECT version, json_extract(card, '$.review_threshold')::DOUBLE
+            FROM model_versions""").fetchall())
+        decline = dict(con.execute("SELECT version, threshold FROM model_versions").fetchall())
+        text = con.execute("SELECT scenario_yaml FROM runs").fetchone()[0]
     finally:
         con.close()
     rows = {k: (np.ma.getdata(v) if np.ma.isMaskedArray(v) else v) for k, v in rows.items()}
     X = np.column_stack([rows[f].astype(np.float64) for f in feats])
+    version = rows["model_version"].astype(np.int64)
+    rows["review_threshold"] = np.array([review.get(v, np.inf) for v in range(version.max() + 1)])[version]
+    # what the rules and the model's bands refused before probe detection, as the campaign computed it
+    doc = yaml.safe_load(text) or {}
+    spec = DefenceSpec.model_validate(doc.get("defence") or {})
+    bands = Bands(review=rows["review_threshold"],
+                  decline=np.array([decline.get(v, np.inf) for v in range(version.max() + 1)])[version])
+    rows["refused_before"] = refused_before_detection(rows["score"], rows, bands, spec)
+
     schema = FeatureSchema.from_mapping(feats, {k: v for k, v in default_feature_specs().items() if k in feats})
-    return rows, X, schema, rounds
+    return rows, X, schema, rounds, spec.probe_detection
 
 
 def main() -> None:
@@ -91,7 +110,7 @@ def main() -> None:
     t0 = time.perf_counter()
     path = args.run or run_default(args.save or Path(tempfile.mkdtemp()) / "default.duckdb", args.customers)
     t_run = time.perf_counter() - t0
-    rows, X, schema, rounds = load_stream(path)
+    rows, X, schema, rounds, pd_spec = load_stream(path)
     import polars as pl
 
     sa = schema.with_bounds_from(pl.DataFrame({n: X[:, j] for j, n in enumerate(schema.names)})).arrays()
@@ -105,7 +124,23 @@ def main() -> None:
     print("machine: 2 cores shared with other sessions (loaded); times are indicative only\n")
     base_probes, base_detected, _, base_legit_hit, base_legit = rounds
     print(f"as the campaign ran (its own detector, rounds table): {base_detected / base_probes:.1%} of probes detected "
-          f"at {base_legit_hit / base_legit:.3%} of legitimate transactions hit ({base_legit_hit:,.0f})\n")
+          f"at {base_legit_hit / base_legit:.3%} of legitimate transactions hit ({base_legit_hit:,.0f})")
+    det_live, blk_live = rows["detected_live"].astype(bool), rows["blocked_live"].astype(bool)
+    print(f"as the campaign ran (transactions and defence_events): {det_live[probe].mean():.1%} of probes detected "
+          f"({(det_live | blk_live)[probe].mean():.1%} detected or blocked) at {det_live[legit].mean():.3%} of "
+          f"legitimate transactions detected ({(det_live | blk_live)[legit].mean():.3%} affected); later rounds: "
+          f"{det_live[probe & later].mean():.1%} ({(det_live | blk_live)[probe & later].mean():.1%}) at "
+          f"{det_live[legit & later].mean():.3%} ({(det_live | blk_live)[legit & later].mean():.3%})\n")
+    if pd_spec.enabled:
+        det, aff = replay(rows, mode=pd_spec.mode, window_h=pd_spec.window_hours, min_matches=pd_spec.min_matches,
+                          radius=pd_spec.radius, memory=pd_spec.memory,
+                          block_h=pd_spec.block_hours if pd_spec.action == "block" else 0.0,
+                          repeat_score=pd_spec.repeat_score, link_detected=pd_spec.link_detected,
+                          declined_only=pd_spec.declined_only)
+        bad = int(((det != det_live) | (aff != (det_live | blk_live))).sum())
+        print(f"the run's own detector setting replayed: {det[probe].mean():.1%} of probes detected "
+              f"({aff[probe].mean():.1%} with blocks) at {det[legit].mean():.3%} of legitimate transactions "
+              f"({aff[legit].mean():.3%} affected): {bad} transactions differ from the run's tables\n")
     replay_campaign_detector(rows, probe, legit, later, args)
     if args.skip_knn:
         return
@@ -145,51 +180,63 @@ def main() -> None:
 
 
 def replay(rows, *, mode: str, window_h: float, min_matches: int, radius: float = 0.15, memory: int = 8,
-           block_h: float = 2.0):
-    """(detected, affected) per transaction: the campaign detector replayed over the stream, one day per batch."""
+           block_h: float = 2.0, repeat_score: float | None = 0.5, link_detected: bool = True,
+           declined_only: bool = True):
+    """(detected, affected) per transaction: the campaign detector replayed over the stream, one day per batch, with
+    the model's scores of the stream (``repeat_score`` × the review threshold of the version in force: elevated)."""
     _, cust = np.unique(rows["customer_id"], return_inverse=True)
     coords, code = signatures(rows["amount"], rows["hour"], rows["distance_km"], rows["merchant_cat"],
                               rows["card_present"], rows["country_mismatch"])
     det = ProbeDetector(int(cust.max()) + 1, window_s=window_h * 3600, radius=radius, min_matches=min_matches,
-                        memory=memory, block=block_h > 0, block_s=block_h * 3600, mode=mode)
+                        memory=memory, block=block_h > 0, block_s=block_h * 3600, mode=mode,
+                        link_detected=link_detected, declined_only=declined_only)
+    elevated = None if repeat_score is None else rows["score"] >= repeat_score * rows["review_threshold"]
     detected = np.zeros(len(cust), bool)
     blocked = np.zeros(len(cust), bool)
     rnd = rows["round"]
     for r in np.unique(rnd):
         s = np.flatnonzero(rnd == r)
         _, detected[s], blocked[s] = det.process(cust[s], rows["device_id"][s], rows["timestamp"][s], coords[s],
-                                                 code[s], rows["refused_before"][s])
+                                                 code[s], rows["refused_before"][s], merchant=rows["merchant_id"][s],
+                                                 elevated=None if elevated is None else elevated[s])
     return detected, detected | blocked
 
 
 def replay_campaign_detector(rows, probe, legit, later, args) -> None:
     calib = ~later
-    head = (f"{'mode':<7} {'window h':>8} {'min matches':>11} {'radius':>6} | {'calibration: legit detected (affected)':>34}"
-            f" | {'later rounds: probes detected':>29} {'legit detected':>14} {'legit affected':>14}")
+    head = (f"{'mode':<7} {'window h':>8} {'min m':>5} {'repeat':>6} {'link':>4} {'radius':>6} | "
+            f"{'calibration: legit det (aff)':>28} | {'later: probes det (det|blk)':>27} {'legit det':>9} "
+            f"{'legit aff':>9}")
     print("campaign detector replayed (declined input: the model's and rules' decisions; blocks "
-          f"{args.block_hours:g} h):")
+          f"{args.block_hours:g} h; repeat: elevated-repeat rule at this share of the review threshold; link: a "
+          "detected card stays linked for the window):")
     print(head)
     print("-" * len(head))
-    settings = [("linked", w, m, 0.15) for w in (12, 24, 36, 48) for m in (1, 2, 3, 99)] + \
-        [("l1", 24, m, r) for r in (0.15, 0.3, 0.6) for m in (1, 2)]
+    settings = [("linked", w, m, 0.15, rs, True) for w in (12, 24, 36) for m in (2, 3) for rs in (None, 0.25, 0.5, 1.0)]
+    settings += [("linked", 24, 2, 0.15, None, False), ("linked", 24, 2, 0.15, 0.5, False)]
+    settings += [("l1", 24, m, r, None, False) for r in (0.15, 0.6) for m in (1, 2)]
     chosen = {}
     t0 = time.perf_counter()
-    for mode, w, m, rad in settings:
-        det, aff = replay(rows, mode=mode, window_h=w, min_matches=m, radius=rad, block_h=args.block_hours)
+    for mode, w, m, rad, rs, link in settings:
+        det, aff = replay(rows, mode=mode, window_h=w, min_matches=m, radius=rad, block_h=args.block_hours,
+                          repeat_score=rs, link_detected=link)
         cal, cal_aff = det[legit & calib].mean(), aff[legit & calib].mean()
-        p, ld, la = det[probe & later].mean(), det[legit & later].mean(), aff[legit & later].mean()
-        print(f"{mode:<7} {w:>8g} {m if m < 99 else 'off':>11} {rad if mode == 'l1' else '':>6} | "
-              f"{f'{cal:.3%} ({cal_aff:.3%})':>34} | "
-              f"{p:>29.1%} {ld:>14.3%} {la:>14.3%}")
-        if mode == "linked" and w == 24 and cal <= args.legit_budget and "linked" not in chosen:
-            chosen["linked"] = (m, p, ld, la)
+        p, pa, ld, la = det[probe & later].mean(), aff[probe & later].mean(), det[legit & later].mean(), \
+            aff[legit & later].mean()
+        print(f"{mode:<7} {w:>8g} {m:>5} {rs if rs is not None else 'off':>6} {'yes' if link else 'no':>4} "
+              f"{rad if mode == 'l1' else '':>6} | {f'{cal:.3%} ({cal_aff:.3%})':>28} | "
+              f"{f'{p:.1%} ({pa:.1%})':>27} {ld:>9.3%} {la:>9.3%}")
+        cal_p = det[probe & calib].mean()
+        if mode == "linked" and w == 24 and link and cal_aff <= args.legit_budget and (
+                "linked" not in chosen or chosen["linked"][-1] < cal_p):
+            chosen["linked"] = (m, rs, p, pa, ld, la, cal_p)
     n = len(settings)
-    print(f"\n({n} replays in {time.perf_counter() - t0:.1f} s; 'off': the min-matches rule off, only the device links)")
+    print(f"\n({n} replays in {time.perf_counter() - t0:.1f} s)")
     if "linked" in chosen:
-        m, p, ld, la = chosen["linked"]
-        print(f"chosen on the calibration rounds (24 h, smallest min_matches with ≤ {args.legit_budget:.1%} legit "
-              f"detected): min_matches {m if m < 99 else 'off'} → later rounds: {p:.1%} of probes detected at "
-              f"{ld:.3%} of legitimate transactions detected ({la:.3%} detected or blocked)\n")
+        m, rs, p, pa, ld, la, _ = chosen["linked"]
+        print(f"chosen on the calibration rounds (24 h, the most probes detected with ≤ {args.legit_budget:.1%} legit "
+              f"affected): min_matches {m}, repeat {rs} → later rounds: {p:.1%} of probes detected ({pa:.1%} with "
+              f"blocks) at {ld:.3%} of legitimate transactions detected ({la:.3%} detected or blocked)\n")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,17 @@ def test_summary_and_rounds_tables(tiny_run):
     assert got["attack_success_rate"] == pytest.approx(row[0])
     assert got["fpr"] == pytest.approx(row[1])
     assert got["fraud_loss"] == pytest.approx(row[2])
+    # probe detection as the rounds table reports it, recomputed from the transactions and the detections logged
+    det = q(con, """WITH d AS (SELECT target_id AS transaction_id, true AS det FROM defence_events
+            WHERE kind = 'probe_detected'), t AS (SELECT t.*, coalesce(d.det, false) AS det,
+            coalesce(reason = 'blocked', false) AS blk FROM transactions t LEFT JOIN d USING (transaction_id)
+            WHERE round IS NOT NULL)
+        SELECT count(*) FILTER (WHERE is_probe AND det), count(*) FILTER (WHERE is_probe AND blk AND NOT det),
+            avg(det::INT) FILTER (WHERE is_fraud = 0), avg((det OR blk)::INT) FILTER (WHERE is_fraud = 0)
+        FROM t""")[0]
+    tot = q(con, "SELECT sum(probes_detected), sum(probes_blocked), sum(legit * legit_detected_share) / sum(legit), "
+                 "sum(legit * legit_affected_share) / sum(legit) FROM rounds")[0]
+    assert tot[:2] == det[:2] and tot[2] == pytest.approx(det[2]) and tot[3] == pytest.approx(det[3])
     assert q(con, "SELECT count(*) FROM drift")[0][0] == 6 * 13
     assert q(con, "SELECT status FROM runs")[0][0] == "finished"
 

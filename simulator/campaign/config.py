@@ -199,6 +199,11 @@ class ProbeDetectionSpec(_Section):
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")
     action: Literal["block", "flag"] = "block"  # block: decline and block card and device; flag: send to review
     block_hours: float = Field(2.0, ge=0, le=8760, description="how long a detected card or device stays blocked")
+    repeat_score: float | None = Field(0.5, gt=0, le=10, description="linked mode: an attempt scoring at least this "
+                                       "share of the review threshold that repeats the amount of such an attempt of "
+                                       "the card at another merchant in the window is detected (null: off)")
+    link_detected: bool = Field(True, description="linked mode: a detected card is linked for the window (its later "
+                                "declined or repeated attempts are detected)")
 
 
 class LabelSpec(_Section):
