@@ -3,13 +3,15 @@ transactions affected, for the campaign's detector (simulator.campaign.detect: t
 ``l1`` mode) and the k-NN detector (Chen, Carlini & Wagner 2019 style; simulator.defences.stateful), all replayed
 over the same stream.
 
-The campaign detector is replayed with the decisions the model and rules made (declined or sent to review, before
-any probe detection) as its "declined" input; a detection blocks the card and device for ``--block-hours``.
-Detected: the share of probes (and of legitimate transactions) the detector flags (the campaign's
-``probes_detected_share`` and ``legit_detected_share``); affected: legitimate transactions flagged or declined by a
-block. Its setting (``min_matches``) is chosen on the first ``--calibration-rounds`` rounds (the smallest one whose
-legitimate share detected is at most ``--legit-budget``)
-and every setting is reported on the later rounds: the curve.
+The campaign detector is replayed with what the rules and the model's bands refused (declined or sent to review,
+before any probe detection, recomputed from the stream's scores, the versions' bands and the run's rules) as its
+"declined" input and the scores against the review threshold as its "elevated" input; a detection blocks the card and
+device for ``--block-hours``. First the run's own detector setting is replayed and checked against the run's tables
+(``transactions``, ``defence_events``, ``rounds``): it must reproduce every detection and block. Detected: the share
+of probes (and of legitimate transactions) the detector flags (the campaign's ``probes_detected_share`` and
+``legit_detected_share``); affected: flagged or declined by a block (``legit_affected_share``). Every setting of the
+sweep is reported on the later rounds (the curve); the best on the first ``--calibration-rounds`` rounds within
+``--legit-budget`` legitimate transactions affected is named.
 
 A program, not a test. It runs the built-in default campaign (or reads ``--run FILE``, a finished campaign run),
 then replays the campaign rounds' transaction stream (customers and probes, in time order) through the k-NN
@@ -104,7 +106,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--buffer", type=int, default=32)
     ap.add_argument("--legit-budget", type=float, default=0.001, help="legitimate share detected allowed (0.1%%)")
-    ap.add_argument("--block-hours", type=float, default=2.0)
+    ap.add_argument("--block-hours", type=float, default=1.0)
     ap.add_argument("--skip-knn", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -136,6 +138,7 @@ def main() -> None:
                           radius=pd_spec.radius, memory=pd_spec.memory,
                           block_h=pd_spec.block_hours if pd_spec.action == "block" else 0.0,
                           repeat_score=pd_spec.repeat_score, link_detected=pd_spec.link_detected,
+                          repeat_amount=pd_spec.repeat_amount,
                           declined_only=pd_spec.declined_only)
         bad = int(((det != det_live) | (aff != (det_live | blk_live))).sum())
         print(f"the run's own detector setting replayed: {det[probe].mean():.1%} of probes detected "
@@ -180,8 +183,8 @@ def main() -> None:
 
 
 def replay(rows, *, mode: str, window_h: float, min_matches: int, radius: float = 0.15, memory: int = 8,
-           block_h: float = 2.0, repeat_score: float | None = 0.5, link_detected: bool = True,
-           declined_only: bool = True):
+           block_h: float = 1.0, repeat_score: float | None = 0.5, link_detected: bool = True,
+           declined_only: bool = True, repeat_amount: float | None = 20.0):
     """(detected, affected) per transaction: the campaign detector replayed over the stream, one day per batch, with
     the model's scores of the stream (``repeat_score`` × the review threshold of the version in force: elevated)."""
     _, cust = np.unique(rows["customer_id"], return_inverse=True)
@@ -189,7 +192,7 @@ def replay(rows, *, mode: str, window_h: float, min_matches: int, radius: float 
                               rows["card_present"], rows["country_mismatch"])
     det = ProbeDetector(int(cust.max()) + 1, window_s=window_h * 3600, radius=radius, min_matches=min_matches,
                         memory=memory, block=block_h > 0, block_s=block_h * 3600, mode=mode,
-                        link_detected=link_detected, declined_only=declined_only)
+                        link_detected=link_detected, declined_only=declined_only, repeat_amount=repeat_amount)
     elevated = None if repeat_score is None else rows["score"] >= repeat_score * rows["review_threshold"]
     detected = np.zeros(len(cust), bool)
     blocked = np.zeros(len(cust), bool)
@@ -204,39 +207,44 @@ def replay(rows, *, mode: str, window_h: float, min_matches: int, radius: float 
 
 def replay_campaign_detector(rows, probe, legit, later, args) -> None:
     calib = ~later
-    head = (f"{'mode':<7} {'window h':>8} {'min m':>5} {'repeat':>6} {'link':>4} {'radius':>6} | "
+    head = (f"{'mode':<7} {'window h':>8} {'min m':>5} {'rep score':>9} {'rep amount':>10} {'link':>4} {'radius':>6} | "
             f"{'calibration: legit det (aff)':>28} | {'later: probes det (det|blk)':>27} {'legit det':>9} "
             f"{'legit aff':>9}")
     print("campaign detector replayed (declined input: the model's and rules' decisions; blocks "
-          f"{args.block_hours:g} h; repeat: elevated-repeat rule at this share of the review threshold; link: a "
-          "detected card stays linked for the window):")
+          f"{args.block_hours:g} h; rep score: elevated-repeat rule at this share of the review threshold; rep amount: "
+          "moved repeats from this amount; link: a detected card stays linked for the window):")
     print(head)
     print("-" * len(head))
-    settings = [("linked", w, m, 0.15, rs, True) for w in (12, 24, 36) for m in (2, 3) for rs in (None, 0.25, 0.5, 1.0)]
-    settings += [("linked", 24, 2, 0.15, None, False), ("linked", 24, 2, 0.15, 0.5, False)]
-    settings += [("l1", 24, m, r, None, False) for r in (0.15, 0.6) for m in (1, 2)]
+    default = ("linked", 12, 3, 0.15, 0.5, 20.0, True)
+    settings = [("linked", 24, 2, 0.15, None, None, False)]  # the earlier linked default
+    settings += [("linked", w, 3, 0.15, 0.5, 20.0, True) for w in (6, 12, 18, 24, 36)]
+    settings += [("linked", 12, m, 0.15, rs, ra, True) for m, rs, ra in
+                 [(2, 0.5, 20.0), (3, None, None), (3, None, 20.0), (3, 0.5, None), (3, 0.25, 20.0), (3, 1.0, 20.0),
+                  (3, 0.5, 10.0), (3, 0.5, 50.0)]]
+    settings += [("linked", 12, 3, 0.15, 0.5, 20.0, False)]
+    settings += [("l1", 24, m, r, None, None, False) for r in (0.15, 0.6) for m in (1, 2)]
     chosen = {}
     t0 = time.perf_counter()
-    for mode, w, m, rad, rs, link in settings:
+    for setting in settings:
+        mode, w, m, rad, rs, ra, link = setting
         det, aff = replay(rows, mode=mode, window_h=w, min_matches=m, radius=rad, block_h=args.block_hours,
-                          repeat_score=rs, link_detected=link)
+                          repeat_score=rs, link_detected=link, repeat_amount=ra)
         cal, cal_aff = det[legit & calib].mean(), aff[legit & calib].mean()
         p, pa, ld, la = det[probe & later].mean(), aff[probe & later].mean(), det[legit & later].mean(), \
             aff[legit & later].mean()
-        print(f"{mode:<7} {w:>8g} {m:>5} {rs if rs is not None else 'off':>6} {'yes' if link else 'no':>4} "
-              f"{rad if mode == 'l1' else '':>6} | {f'{cal:.3%} ({cal_aff:.3%})':>28} | "
-              f"{f'{p:.1%} ({pa:.1%})':>27} {ld:>9.3%} {la:>9.3%}")
+        print(f"{mode:<7} {w:>8g} {m:>5} {rs if rs is not None else 'off':>9} {ra if ra is not None else 'off':>10} "
+              f"{'yes' if link else 'no':>4} {rad if mode == 'l1' else '':>6} | {f'{cal:.3%} ({cal_aff:.3%})':>28} | "
+              f"{f'{p:.1%} ({pa:.1%})':>27} {ld:>9.3%} {la:>9.3%}{'   <- default' if setting == default else ''}")
         cal_p = det[probe & calib].mean()
-        if mode == "linked" and w == 24 and link and cal_aff <= args.legit_budget and (
-                "linked" not in chosen or chosen["linked"][-1] < cal_p):
-            chosen["linked"] = (m, rs, p, pa, ld, la, cal_p)
-    n = len(settings)
-    print(f"\n({n} replays in {time.perf_counter() - t0:.1f} s)")
+        if mode == "linked" and cal_aff <= args.legit_budget and ("linked" not in chosen or chosen["linked"][0] < cal_p):
+            chosen["linked"] = (cal_p, setting, p, pa, ld, la)
+    print(f"\n({len(settings)} replays in {time.perf_counter() - t0:.1f} s)")
     if "linked" in chosen:
-        m, rs, p, pa, ld, la, _ = chosen["linked"]
-        print(f"chosen on the calibration rounds (24 h, the most probes detected with ≤ {args.legit_budget:.1%} legit "
-              f"affected): min_matches {m}, repeat {rs} → later rounds: {p:.1%} of probes detected ({pa:.1%} with "
-              f"blocks) at {ld:.3%} of legitimate transactions detected ({la:.3%} detected or blocked)\n")
+        _, (_, w, m, _, rs, ra, link), p, pa, ld, la = chosen["linked"]
+        print(f"chosen on the calibration rounds (the most probes detected with ≤ {args.legit_budget:.1%} legit "
+              f"affected): window {w} h, min_matches {m}, repeat_score {rs}, repeat_amount {ra}, link {link} → later "
+              f"rounds: {p:.1%} of probes detected ({pa:.1%} with blocks) at {ld:.3%} of legitimate transactions "
+              f"detected ({la:.3%} detected or blocked)\n")
 
 
 if __name__ == "__main__":

@@ -157,14 +157,16 @@ def test_linked_detector_kernel_matches_reference_everywhere(seed, n, memory, mi
     elevated = rng.random(n) < 0.4
     params = dict(window_s=int(rng.integers(600, 2 * 86_400)), min_matches=min_matches, memory=memory, block=block,
                   block_s=int(rng.integers(0, 7200)), declined_only=declined_only)
-    det = ProbeDetector(25, radius=0.1, **params, device_slots=DEVICE_SLOTS, link_detected=link)
+    repeat_amount = [None, 1.1, 7.3][seed % 3]
+    det = ProbeDetector(25, radius=0.1, **params, device_slots=DEVICE_SLOTS, link_detected=link,
+                        repeat_amount=repeat_amount)
     code = np.zeros(n, np.int32)
     k = int(split * n)
     got = [np.concatenate(x) for x in zip(*(det.process(customer[s], device[s], timestamp[s], coords[s], code[s],
                                                         declined[s], merchant=merchant[s], elevated=elevated[s])
                                             for s in (slice(0, k), slice(k, None))))]
     want = reference_linked(customer, device, timestamp, coords, declined, **params, merchant=merchant,
-                            elevated=elevated, link_detected=link)
+                            elevated=elevated, link_detected=link, repeat_amount=repeat_amount)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 
@@ -180,9 +182,9 @@ def test_linked_detector_elevated_repeat_rule():
     ts = np.arange(5) * 600
     args = (np.zeros(5, np.int64), np.full(5, -1), ts, coords, code, np.zeros(5, bool))
 
-    def run(merchant, elevated, link=False):
+    def run(merchant, elevated, link=False, repeat_amount=None):
         det = ProbeDetector(1, window_s=86_400, radius=0.1, min_matches=2, memory=8, block=False, block_s=0,
-                            link_detected=link)
+                            link_detected=link, repeat_amount=repeat_amount)
         return det.process(*args, merchant=np.array(merchant), elevated=np.array(elevated))[1].tolist()
 
     assert run([1, 2, 3, 4, 5], [1, 1, 1, 0, 1]) == [False, False, True, False, True]
@@ -190,6 +192,10 @@ def test_linked_detector_elevated_repeat_rule():
     assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == [False] * 5
     # a detected card stays linked: its later repeated attempt is detected even when not elevated
     assert run([1, 2, 3, 4, 5], [1, 1, 1, 0, 0], link=True) == [False, False, True, True, True]
+    # a sizeable amount repeated at another merchant is a probe whatever the scores; under repeat_amount it is not
+    assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], repeat_amount=30.0) == [False, False, True, True, True]
+    assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], repeat_amount=40.0) == [False] * 5
+    assert run([1, 2, 1, 1, 1], [0, 0, 0, 0, 0], repeat_amount=30.0) == [False] * 5
 
 
 def test_linked_detector_flags_a_ring_and_spares_customers():

@@ -163,10 +163,11 @@ _L_RECORD = 7  # declined, amount, distance, the other key (device of a card, ca
 @njit(cache=True, nogil=True)
 def _linked_scan(mem, row, t, a, x, other, merchant, window, declined_only):
     """(near duplicates of declined attempts, near duplicates of any attempt, records of another key, elevated
-    repeats) in a memory row. A near duplicate repeats the amount or the distance exactly: the probe kept that part and
+    repeats, moved repeats) in a memory row. A near duplicate repeats the amount or the distance exactly: the probe kept that part and
     changed the rest. An elevated repeat is an earlier attempt with an elevated score and the same amount at another
-    merchant (a replayed pattern moved to a new shop; customers repeat an amount at the same merchant)."""
-    m, anyeq, foreign, rep = 0, 0, 0, 0
+    merchant (a replayed pattern moved to a new shop; customers repeat an amount at the same merchant); a moved
+    repeat, the same amount at another merchant whatever the scores."""
+    m, anyeq, foreign, rep, moved = 0, 0, 0, 0, 0
     for j in range(mem.shape[1]):
         r = mem[row, j]
         if not r[_L_TS] > t - window:
@@ -178,9 +179,11 @@ def _linked_scan(mem, row, t, a, x, other, merchant, window, declined_only):
             anyeq += 1
             if r[_L_FLAG] != 0.0 or not declined_only:
                 m += 1
-        if same_amount and r[_L_ELEVATED] != 0.0 and r[_L_MERCHANT] >= 0 and r[_L_MERCHANT] != merchant:
-            rep += 1
-    return m, anyeq, foreign, rep
+        if same_amount and r[_L_MERCHANT] >= 0 and r[_L_MERCHANT] != merchant:
+            moved += 1
+            if r[_L_ELEVATED] != 0.0:
+                rep += 1
+    return m, anyeq, foreign, rep, moved
 
 
 @njit(cache=True, nogil=True)
@@ -200,8 +203,8 @@ def _linked_push(mem, pos, row, t, a, x, other, declined, merchant, elevated):
 @njit(cache=True, nogil=True)
 def linked_kernel(customer, device, timestamp, coords, declined, merchant, elevated, card_mem, card_pos,
                   card_blocked_until, card_linked_until, dev_tag, dev_mem, dev_pos, dev_blocked_until, tpl_tag, tpl_mem,
-                  tpl_pos, window, min_matches, block, block_s, declined_only, link_detected, out_matches, out_detected,
-                  out_blocked):
+                  tpl_pos, window, min_matches, block, block_s, declined_only, link_detected, repeat_amount,
+                  out_matches, out_detected, out_blocked):
     """The ``linked`` detector over one time-sorted batch (memories updated in place). A transaction is detected when
 
     - its device served another card within the window (one fraudster, many stolen cards: customers do not share
@@ -214,7 +217,9 @@ def linked_kernel(customer, device, timestamp, coords, declined, merchant, eleva
       many stolen cards; a table of ``tpl_tag`` slots keyed by the float32 distance, direct-mapped like devices), or
     - its score is elevated (``elevated``: the caller's threshold below the review band) and an earlier attempt of the
       card in the window, elevated too, had the same amount at another merchant (a replayed pattern; ``merchant``
-      -1: unknown, never another).
+      -1: unknown, never another), or
+    - its amount is at least ``repeat_amount`` and an earlier attempt of the card in the window had the same amount at
+      another merchant (customers' exact repeats of a sizeable amount are at the same merchant).
 
     With ``link_detected``, a detected card is linked for the window as if seen on a shared device."""
     mask = np.int64(dev_tag.shape[0] - 1)
@@ -233,11 +238,11 @@ def linked_kernel(customer, device, timestamp, coords, declined, merchant, eleva
         if s >= 0 and dev_blocked_until[s] > t:
             blocked = True
         mer = np.float64(merchant[i])
-        m, anyeq, _, rep = _linked_scan(card_mem, c, t, a, x, -1, mer, window, declined_only)
-        repeat = elevated[i] and merchant[i] >= 0 and rep > 0
+        m, anyeq, _, rep, moved = _linked_scan(card_mem, c, t, a, x, -1, mer, window, declined_only)
+        repeat = merchant[i] >= 0 and ((elevated[i] and rep > 0) or (a >= repeat_amount and moved > 0))
         shared = False
         if s >= 0:
-            md, _, foreign, _ = _linked_scan(dev_mem, s, t, a, x, c, mer, window, declined_only)
+            md, _, foreign, _, _ = _linked_scan(dev_mem, s, t, a, x, c, mer, window, declined_only)
             m = max(m, md)
             if foreign > 0:
                 shared = True
@@ -287,7 +292,7 @@ class ProbeDetector:
 
     def __init__(self, n_customers: int, *, window_s: float, radius: float, min_matches: int, memory: int,
                  block: bool, block_s: float, declined_only: bool = True, device_slots: int = DEVICE_SLOTS,
-                 mode: str = "linked", link_detected: bool = True):
+                 mode: str = "linked", link_detected: bool = True, repeat_amount: float | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
@@ -297,7 +302,7 @@ class ProbeDetector:
         self.params: tuple[np.int64 | np.float64 | bool, ...]
         if mode == "linked":
             self.params = (np.int64(window_s), np.int64(min_matches), bool(block), np.int64(block_s), bool(declined_only),
-                           bool(link_detected))
+                           bool(link_detected), np.float64(np.inf if repeat_amount is None else repeat_amount))
         else:
             self.params = (np.int64(window_s), np.float64(radius), np.int64(min_matches), bool(block),
                            np.int64(block_s), bool(declined_only))
@@ -322,7 +327,8 @@ class ProbeDetector:
         return cls(n_customers, window_s=spec.window_hours * 3600, radius=spec.radius, min_matches=spec.min_matches,
                    memory=spec.memory, block=spec.action == "block", block_s=spec.block_hours * 3600,
                    declined_only=spec.declined_only, mode=getattr(spec, "mode", "linked"),
-                   link_detected=getattr(spec, "link_detected", True))
+                   link_detected=getattr(spec, "link_detected", True),
+                   repeat_amount=getattr(spec, "repeat_amount", None))
 
     def process(self, customer, device, timestamp, coords, code, declined, *, merchant=None,
                 elevated=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -382,7 +388,7 @@ def reference_detect(customer, device, timestamp, coords, code, declined, *, win
 
 
 def reference_linked(customer, device, timestamp, coords, declined, *, window_s, min_matches, memory, block, block_s,
-                     declined_only=True, merchant=None, elevated=None, link_detected=True):
+                     declined_only=True, merchant=None, elevated=None, link_detected=True, repeat_amount=None):
     """Plain-Python twin of the ``linked`` mode of :class:`ProbeDetector` over one stream (devices keyed exactly)."""
     cards: dict = {}
     devs: dict = {}
@@ -407,7 +413,9 @@ def reference_linked(customer, device, timestamp, coords, declined, *, window_s,
 
         m = max(sum(1 for r in live for _ in [0] if near(r) and (r[1] or not declined_only)) for live in (live_c, live_d))
         anyeq = sum(1 for r in live_c if near(r))
-        repeat = elev and mer >= 0 and any(f32(r[2]) == a and r[6] and 0 <= r[5] != mer for r in live_c)
+        moved = [r for r in live_c if f32(r[2]) == a and 0 <= r[5] != mer]
+        big = repeat_amount is not None and float(a) >= float(repeat_amount)
+        repeat = mer >= 0 and ((elev and any(r[6] for r in moved)) or (big and len(moved) > 0))
         shared = any(r[4] != c for r in live_d)
         if shared:
             for k in [c] + [r[4] for r in live_d]:
