@@ -422,8 +422,8 @@ def test_cli_prints_the_arms_race(tmp_path):
 def test_live_probe_detection_beats_a_floor(tmp_path):
     """A small campaign like the default one (three rings, cards burn, rings adapt), run live with the default
     detector: it must catch a large share of the probes while touching few legitimate transactions, and the
-    rounds table must say so (the floor sits well under what it reaches: about 44% of probes at 0.07% of
-    legitimate transactions affected)."""
+    rounds table must say so (the floor sits well under what it reaches: 55% of the probes at 0.10% of
+    legitimate transactions affected; the earlier settings: 51% at 0.24%)."""
     raw = {"name": "live-detect", "seed": 3, "world": {"customers": 4000, "days": 10}, "rounds": 6,
            "adversaries": {"rings": [
                {"name": "testers", "kind": "card_testing", "agents": 4, "probes_per_day": 12, "feedback": "decision",
