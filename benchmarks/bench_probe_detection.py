@@ -3,13 +3,15 @@ transactions affected, for the campaign's detector (simulator.campaign.detect: t
 ``l1`` mode) and the k-NN detector (Chen, Carlini & Wagner 2019 style; simulator.defences.stateful), all replayed
 over the same stream.
 
-The campaign detector is replayed with the decisions the model and rules made (declined or sent to review, before
-any probe detection) as its "declined" input; a detection blocks the card and device for ``--block-hours``.
-Detected: the share of probes (and of legitimate transactions) the detector flags (the campaign's
-``probes_detected_share`` and ``legit_detected_share``); affected: legitimate transactions flagged or declined by a
-block. Its setting (``min_matches``) is chosen on the first ``--calibration-rounds`` rounds (the smallest one whose
-legitimate share detected is at most ``--legit-budget``)
-and every setting is reported on the later rounds: the curve.
+The campaign detector is replayed with what the rules and the model's bands refused (declined or sent to review,
+before any probe detection, recomputed from the stream's scores, the versions' bands and the run's rules) as its
+"declined" input and the scores against the review threshold as its "elevated" input; a detection blocks the card and
+device for ``--block-hours``. First the run's own detector setting is replayed and checked against the run's tables
+(``transactions``, ``defence_events``, ``rounds``): it must reproduce every detection and block. Detected: the share
+of probes (and of legitimate transactions) the detector flags (the campaign's ``probes_detected_share`` and
+``legit_detected_share``); affected: flagged or declined by a block (``legit_affected_share``). Every setting of the
+sweep is reported on the later rounds (the curve); the best on the first ``--calibration-rounds`` rounds within
+``--legit-budget`` legitimate transactions affected is named.
 
 A program, not a test. It runs the built-in default campaign (or reads ``--run FILE``, a finished campaign run),
 then replays the campaign rounds' transaction stream (customers and probes, in time order) through the k-NN
@@ -35,6 +37,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import duckdb  # noqa: E402
+import yaml  # noqa: E402
+
+from simulator.campaign.config import DefenceSpec  # noqa: E402
+from simulator.campaign.defence import Bands, refused_before_detection  # noqa: E402
 
 from simulator.campaign.detect import ProbeDetector, signatures  # noqa: E402
 from simulator.defences.stateful import calibrate, embed, knn_distances  # noqa: E402
@@ -63,17 +69,32 @@ def load_stream(path: Path):
         feats = [f for f in FEATURES if f in cols]
         rows = con.execute(f"""SELECT "timestamp", customer_id, coalesce(device_id, -1) AS device_id,
             coalesce(is_probe, false) AS is_probe, is_fraud, round, NOT coalesce(approved, true) AS refused,
-            coalesce(reason IN ('model', 'rule_velocity', 'rule_new_device_amount'), false) AS refused_before,
+            coalesce(merchant_id, -1) AS merchant_id, score, model_version,
+            reason = 'blocked' AS blocked_live, transaction_id IN (SELECT target_id FROM defence_events
+                WHERE kind = 'probe_detected') AS detected_live,
             {', '.join(_ident(f) for f in feats)} FROM transactions
             WHERE round IS NOT NULL ORDER BY "timestamp", transaction_id""").fetchnumpy()
         rounds = con.execute("""SELECT sum(probes), sum(probes_detected), avg(legit_detected_share),
             sum(legit * legit_detected_share), sum(legit) FROM rounds""").fetchone()
+        review = dict(con.execute("""SELECT version, json_extract(card, '$.review_threshold')::DOUBLE
+            FROM model_versions""").fetchall())
+        decline = dict(con.execute("SELECT version, threshold FROM model_versions").fetchall())
+        text = con.execute("SELECT scenario_yaml FROM runs").fetchone()[0]
     finally:
         con.close()
     rows = {k: (np.ma.getdata(v) if np.ma.isMaskedArray(v) else v) for k, v in rows.items()}
     X = np.column_stack([rows[f].astype(np.float64) for f in feats])
+    version = rows["model_version"].astype(np.int64)
+    rows["review_threshold"] = np.array([review.get(v, np.inf) for v in range(version.max() + 1)])[version]
+    # what the rules and the model's bands refused before probe detection, as the campaign computed it
+    doc = yaml.safe_load(text) or {}
+    spec = DefenceSpec.model_validate(doc.get("defence") or {})
+    bands = Bands(review=rows["review_threshold"],
+                  decline=np.array([decline.get(v, np.inf) for v in range(version.max() + 1)])[version])
+    rows["refused_before"] = refused_before_detection(rows["score"], rows, bands, spec)
+
     schema = FeatureSchema.from_mapping(feats, {k: v for k, v in default_feature_specs().items() if k in feats})
-    return rows, X, schema, rounds
+    return rows, X, schema, rounds, spec.probe_detection
 
 
 def main() -> None:
@@ -85,13 +106,13 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--buffer", type=int, default=32)
     ap.add_argument("--legit-budget", type=float, default=0.001, help="legitimate share detected allowed (0.1%%)")
-    ap.add_argument("--block-hours", type=float, default=2.0)
+    ap.add_argument("--block-hours", type=float, default=1.0)
     ap.add_argument("--skip-knn", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
     path = args.run or run_default(args.save or Path(tempfile.mkdtemp()) / "default.duckdb", args.customers)
     t_run = time.perf_counter() - t0
-    rows, X, schema, rounds = load_stream(path)
+    rows, X, schema, rounds, pd_spec = load_stream(path)
     import polars as pl
 
     sa = schema.with_bounds_from(pl.DataFrame({n: X[:, j] for j, n in enumerate(schema.names)})).arrays()
@@ -105,7 +126,24 @@ def main() -> None:
     print("machine: 2 cores shared with other sessions (loaded); times are indicative only\n")
     base_probes, base_detected, _, base_legit_hit, base_legit = rounds
     print(f"as the campaign ran (its own detector, rounds table): {base_detected / base_probes:.1%} of probes detected "
-          f"at {base_legit_hit / base_legit:.3%} of legitimate transactions hit ({base_legit_hit:,.0f})\n")
+          f"at {base_legit_hit / base_legit:.3%} of legitimate transactions hit ({base_legit_hit:,.0f})")
+    det_live, blk_live = rows["detected_live"].astype(bool), rows["blocked_live"].astype(bool)
+    print(f"as the campaign ran (transactions and defence_events): {det_live[probe].mean():.1%} of probes detected "
+          f"({(det_live | blk_live)[probe].mean():.1%} detected or blocked) at {det_live[legit].mean():.3%} of "
+          f"legitimate transactions detected ({(det_live | blk_live)[legit].mean():.3%} affected); later rounds: "
+          f"{det_live[probe & later].mean():.1%} ({(det_live | blk_live)[probe & later].mean():.1%}) at "
+          f"{det_live[legit & later].mean():.3%} ({(det_live | blk_live)[legit & later].mean():.3%})\n")
+    if pd_spec.enabled:
+        det, aff = replay(rows, mode=pd_spec.mode, window_h=pd_spec.window_hours, min_matches=pd_spec.min_matches,
+                          radius=pd_spec.radius, memory=pd_spec.memory,
+                          block_h=pd_spec.block_hours if pd_spec.action == "block" else 0.0,
+                          repeat_score=pd_spec.repeat_score, link_detected=pd_spec.link_detected,
+                          repeat_amount=pd_spec.repeat_amount,
+                          declined_only=pd_spec.declined_only)
+        bad = int(((det != det_live) | (aff != (det_live | blk_live))).sum())
+        print(f"the run's own detector setting replayed: {det[probe].mean():.1%} of probes detected "
+              f"({aff[probe].mean():.1%} with blocks) at {det[legit].mean():.3%} of legitimate transactions "
+              f"({aff[legit].mean():.3%} affected): {bad} transactions differ from the run's tables\n")
     replay_campaign_detector(rows, probe, legit, later, args)
     if args.skip_knn:
         return
@@ -145,51 +183,68 @@ def main() -> None:
 
 
 def replay(rows, *, mode: str, window_h: float, min_matches: int, radius: float = 0.15, memory: int = 8,
-           block_h: float = 2.0):
-    """(detected, affected) per transaction: the campaign detector replayed over the stream, one day per batch."""
+           block_h: float = 1.0, repeat_score: float | None = 0.5, link_detected: bool = True,
+           declined_only: bool = True, repeat_amount: float | None = 20.0):
+    """(detected, affected) per transaction: the campaign detector replayed over the stream, one day per batch, with
+    the model's scores of the stream (``repeat_score`` × the review threshold of the version in force: elevated)."""
     _, cust = np.unique(rows["customer_id"], return_inverse=True)
     coords, code = signatures(rows["amount"], rows["hour"], rows["distance_km"], rows["merchant_cat"],
                               rows["card_present"], rows["country_mismatch"])
     det = ProbeDetector(int(cust.max()) + 1, window_s=window_h * 3600, radius=radius, min_matches=min_matches,
-                        memory=memory, block=block_h > 0, block_s=block_h * 3600, mode=mode)
+                        memory=memory, block=block_h > 0, block_s=block_h * 3600, mode=mode,
+                        link_detected=link_detected, declined_only=declined_only, repeat_amount=repeat_amount)
+    elevated = None if repeat_score is None else rows["score"] >= repeat_score * rows["review_threshold"]
     detected = np.zeros(len(cust), bool)
     blocked = np.zeros(len(cust), bool)
     rnd = rows["round"]
     for r in np.unique(rnd):
         s = np.flatnonzero(rnd == r)
         _, detected[s], blocked[s] = det.process(cust[s], rows["device_id"][s], rows["timestamp"][s], coords[s],
-                                                 code[s], rows["refused_before"][s])
+                                                 code[s], rows["refused_before"][s], merchant=rows["merchant_id"][s],
+                                                 elevated=None if elevated is None else elevated[s])
     return detected, detected | blocked
 
 
 def replay_campaign_detector(rows, probe, legit, later, args) -> None:
     calib = ~later
-    head = (f"{'mode':<7} {'window h':>8} {'min matches':>11} {'radius':>6} | {'calibration: legit detected (affected)':>34}"
-            f" | {'later rounds: probes detected':>29} {'legit detected':>14} {'legit affected':>14}")
+    head = (f"{'mode':<7} {'window h':>8} {'min m':>5} {'rep score':>9} {'rep amount':>10} {'link':>4} {'radius':>6} | "
+            f"{'calibration: legit det (aff)':>28} | {'later: probes det (det|blk)':>27} {'legit det':>9} "
+            f"{'legit aff':>9}")
     print("campaign detector replayed (declined input: the model's and rules' decisions; blocks "
-          f"{args.block_hours:g} h):")
+          f"{args.block_hours:g} h; rep score: elevated-repeat rule at this share of the review threshold; rep amount: "
+          "moved repeats from this amount; link: a detected card stays linked for the window):")
     print(head)
     print("-" * len(head))
-    settings = [("linked", w, m, 0.15) for w in (12, 24, 36, 48) for m in (1, 2, 3, 99)] + \
-        [("l1", 24, m, r) for r in (0.15, 0.3, 0.6) for m in (1, 2)]
+    default = ("linked", 12, 3, 0.15, 0.5, 20.0, True)
+    settings = [("linked", 24, 2, 0.15, None, None, False)]  # the earlier linked default
+    settings += [("linked", w, 3, 0.15, 0.5, 20.0, True) for w in (6, 12, 18, 24, 36)]
+    settings += [("linked", 12, m, 0.15, rs, ra, True) for m, rs, ra in
+                 [(2, 0.5, 20.0), (3, None, None), (3, None, 20.0), (3, 0.5, None), (3, 0.25, 20.0), (3, 1.0, 20.0),
+                  (3, 0.5, 10.0), (3, 0.5, 50.0)]]
+    settings += [("linked", 12, 3, 0.15, 0.5, 20.0, False)]
+    settings += [("l1", 24, m, r, None, None, False) for r in (0.15, 0.6) for m in (1, 2)]
     chosen = {}
     t0 = time.perf_counter()
-    for mode, w, m, rad in settings:
-        det, aff = replay(rows, mode=mode, window_h=w, min_matches=m, radius=rad, block_h=args.block_hours)
+    for setting in settings:
+        mode, w, m, rad, rs, ra, link = setting
+        det, aff = replay(rows, mode=mode, window_h=w, min_matches=m, radius=rad, block_h=args.block_hours,
+                          repeat_score=rs, link_detected=link, repeat_amount=ra)
         cal, cal_aff = det[legit & calib].mean(), aff[legit & calib].mean()
-        p, ld, la = det[probe & later].mean(), det[legit & later].mean(), aff[legit & later].mean()
-        print(f"{mode:<7} {w:>8g} {m if m < 99 else 'off':>11} {rad if mode == 'l1' else '':>6} | "
-              f"{f'{cal:.3%} ({cal_aff:.3%})':>34} | "
-              f"{p:>29.1%} {ld:>14.3%} {la:>14.3%}")
-        if mode == "linked" and w == 24 and cal <= args.legit_budget and "linked" not in chosen:
-            chosen["linked"] = (m, p, ld, la)
-    n = len(settings)
-    print(f"\n({n} replays in {time.perf_counter() - t0:.1f} s; 'off': the min-matches rule off, only the device links)")
+        p, pa, ld, la = det[probe & later].mean(), aff[probe & later].mean(), det[legit & later].mean(), \
+            aff[legit & later].mean()
+        print(f"{mode:<7} {w:>8g} {m:>5} {rs if rs is not None else 'off':>9} {ra if ra is not None else 'off':>10} "
+              f"{'yes' if link else 'no':>4} {rad if mode == 'l1' else '':>6} | {f'{cal:.3%} ({cal_aff:.3%})':>28} | "
+              f"{f'{p:.1%} ({pa:.1%})':>27} {ld:>9.3%} {la:>9.3%}{'   <- default' if setting == default else ''}")
+        cal_p = det[probe & calib].mean()
+        if mode == "linked" and cal_aff <= args.legit_budget and ("linked" not in chosen or chosen["linked"][0] < cal_p):
+            chosen["linked"] = (cal_p, setting, p, pa, ld, la)
+    print(f"\n({len(settings)} replays in {time.perf_counter() - t0:.1f} s)")
     if "linked" in chosen:
-        m, p, ld, la = chosen["linked"]
-        print(f"chosen on the calibration rounds (24 h, smallest min_matches with ≤ {args.legit_budget:.1%} legit "
-              f"detected): min_matches {m if m < 99 else 'off'} → later rounds: {p:.1%} of probes detected at "
-              f"{ld:.3%} of legitimate transactions detected ({la:.3%} detected or blocked)\n")
+        _, (_, w, m, _, rs, ra, link), p, pa, ld, la = chosen["linked"]
+        print(f"chosen on the calibration rounds (the most probes detected with ≤ {args.legit_budget:.1%} legit "
+              f"affected): window {w} h, min_matches {m}, repeat_score {rs}, repeat_amount {ra}, link {link} → later "
+              f"rounds: {p:.1%} of probes detected ({pa:.1%} with blocks) at {ld:.3%} of legitimate transactions "
+              f"detected ({la:.3%} detected or blocked)\n")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ CAMPAIGN_DDL = (
         probes_detected_share DOUBLE, poison INTEGER, fpr DOUBLE, friction DOUBLE, review_rate DOUBLE,
         legit_detected_share DOUBLE, clean_auc DOUBLE, psi_score DOUBLE, psi_max DOUBLE, psi_max_feature VARCHAR,
         drift_alerts INTEGER, cards_burned INTEGER, agents_active INTEGER, retrained BOOLEAN,
-        scoring_us_per_txn DOUBLE, defence_us_per_txn DOUBLE)""",
+        scoring_us_per_txn DOUBLE, defence_us_per_txn DOUBLE, probes_blocked INTEGER, legit_affected_share DOUBLE)""",
     """CREATE TABLE IF NOT EXISTS strategy_stats (run_id VARCHAR, round INTEGER, ring_id INTEGER, ring VARCHAR,
         strategy VARCHAR, agents INTEGER, tries INTEGER, successes INTEGER, money DOUBLE, weight DOUBLE,
         next_weight DOUBLE)""",

@@ -142,6 +142,62 @@ def test_linked_detector_kernel_matches_reference(block):
     assert got[1].sum() > 20 and (got[2].sum() > 5) == block  # detections happen; blocks only when blocking
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 400), memory=st.integers(1, 6), min_matches=st.integers(1, 3),
+       block=st.booleans(), link=st.booleans(), split=st.floats(0, 1), declined_only=st.booleans())
+def test_linked_detector_kernel_matches_reference_everywhere(seed, n, memory, min_matches, block, link, split,
+                                                             declined_only):
+    """The Numba kernel and the Python twin agree on any stream (merchants, elevated scores, every rule), however the
+    stream is cut into batches."""
+    from simulator.campaign.detect import DEVICE_SLOTS, ProbeDetector, reference_linked
+
+    customer, device, timestamp, coords, declined = _linked_stream(seed, n)
+    rng = np.random.default_rng(seed + 1)
+    merchant = rng.integers(-1, 4, n)
+    elevated = rng.random(n) < 0.4
+    params = dict(window_s=int(rng.integers(600, 2 * 86_400)), min_matches=min_matches, memory=memory, block=block,
+                  block_s=int(rng.integers(0, 7200)), declined_only=declined_only)
+    repeat_amount = [None, 1.1, 7.3][seed % 3]
+    det = ProbeDetector(25, radius=0.1, **params, device_slots=DEVICE_SLOTS, link_detected=link,
+                        repeat_amount=repeat_amount)
+    code = np.zeros(n, np.int32)
+    k = int(split * n)
+    got = [np.concatenate(x) for x in zip(*(det.process(customer[s], device[s], timestamp[s], coords[s], code[s],
+                                                        declined[s], merchant=merchant[s], elevated=elevated[s])
+                                            for s in (slice(0, k), slice(k, None))))]
+    want = reference_linked(customer, device, timestamp, coords, declined, **params, merchant=merchant,
+                            elevated=elevated, link_detected=link, repeat_amount=repeat_amount)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_linked_detector_elevated_repeat_rule():
+    """One card, no device: an elevated attempt that repeats the amount of an elevated attempt at another merchant is
+    detected; the same amount at the same merchant (a customer's regular purchase), or without elevated scores, is not."""
+    from simulator.campaign.detect import ProbeDetector, signatures
+
+    amount = np.array([35.89, 12.0, 35.89, 35.89, 35.89])
+    coords, code = signatures(amount, np.zeros(5), np.array([3.0, 4.0, 5.0, 6.0, 7.0]), np.zeros(5), np.ones(5),
+                              np.zeros(5))
+    ts = np.arange(5) * 600
+    args = (np.zeros(5, np.int64), np.full(5, -1), ts, coords, code, np.zeros(5, bool))
+
+    def run(merchant, elevated, link=False, repeat_amount=None):
+        det = ProbeDetector(1, window_s=86_400, radius=0.1, min_matches=2, memory=8, block=False, block_s=0,
+                            link_detected=link, repeat_amount=repeat_amount)
+        return det.process(*args, merchant=np.array(merchant), elevated=np.array(elevated))[1].tolist()
+
+    assert run([1, 2, 3, 4, 5], [1, 1, 1, 0, 1]) == [False, False, True, False, True]
+    assert run([1, 2, 1, 1, 1], [1, 1, 1, 1, 1]) == [False] * 5  # the same shop: a regular purchase
+    assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == [False] * 5
+    # a detected card stays linked: its later repeated attempt is detected even when not elevated
+    assert run([1, 2, 3, 4, 5], [1, 1, 1, 0, 0], link=True) == [False, False, True, True, True]
+    # a sizeable amount repeated at another merchant is a probe whatever the scores; under repeat_amount it is not
+    assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], repeat_amount=30.0) == [False, False, True, True, True]
+    assert run([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], repeat_amount=40.0) == [False] * 5
+    assert run([1, 2, 1, 1, 1], [0, 0, 0, 0, 0], repeat_amount=30.0) == [False] * 5
+
+
 def test_linked_detector_flags_a_ring_and_spares_customers():
     """Customers (own device, varied purchases, a few declines) against one fraudster who tries one template on
     four stolen cards from one phone, keeping the distance and moving the amount: the detector must flag most of the

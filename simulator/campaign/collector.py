@@ -67,6 +67,8 @@ ROUND_MEASURES: dict[str, Callable[[RoundFacts], object]] = {
     "friction": lambda f: float((f.legit & (f.d.decision != APPROVE)).sum() / f.n_legit),
     "review_rate": lambda f: float((f.d.decision == 1).sum() / max(1, f.n)),
     "legit_detected_share": lambda f: float((f.legit & f.d.detected).sum() / f.n_legit),
+    "probes_blocked": lambda f: int((f.d.blocked & ~f.d.detected & f.d.is_probe).sum()),
+    "legit_affected_share": lambda f: float((f.legit & (f.d.detected | f.d.blocked)).sum() / f.n_legit),
     "clean_auc": lambda f: auc(f.is_fraud[f.clean], f.d.score[f.clean]),
     "psi_score": lambda f: float(f.d.psi_score),
     "psi_max": lambda f: float(f.d.psi_feat[f.jmax]),

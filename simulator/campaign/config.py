@@ -191,14 +191,22 @@ class ProbeDetectionSpec(_Section):
     mode: Literal["linked", "l1"] = Field("linked", description="linked: near duplicates (same amount or distance) of "
                                           "declined attempts, devices shared by cards and the cards linked to them; "
                                           "l1: near duplicates by L1 distance under radius (the earlier detector)")
-    window_hours: float = Field(24.0, gt=0, le=8760)
+    window_hours: float = Field(12.0, gt=0, le=8760)
     radius: float = Field(0.15, gt=0, le=1e6, description="l1 mode: distance under which two transactions are near "
                           "duplicates")
-    min_matches: int = Field(2, ge=1, le=32, description="earlier near duplicates in the window that trigger detection")
+    min_matches: int = Field(3, ge=1, le=32, description="earlier near duplicates in the window that trigger detection")
     declined_only: bool = Field(True, description="count only near duplicates that were declined or reviewed")
     memory: int = Field(8, ge=1, le=32, description="recent transactions remembered per card and per device")
     action: Literal["block", "flag"] = "block"  # block: decline and block card and device; flag: send to review
-    block_hours: float = Field(2.0, ge=0, le=8760, description="how long a detected card or device stays blocked")
+    block_hours: float = Field(1.0, ge=0, le=8760, description="how long a detected card or device stays blocked")
+    repeat_score: float | None = Field(0.5, gt=0, le=10, description="linked mode: an attempt scoring at least this "
+                                       "share of the review threshold that repeats the amount of such an attempt of "
+                                       "the card at another merchant in the window is detected (null: off)")
+    repeat_amount: float | None = Field(20.0, gt=0, le=1e12, description="linked mode: an attempt of at least this "
+                                        "amount that repeats the exact amount of an attempt of the card at another "
+                                        "merchant in the window is detected, whatever the scores (null: off)")
+    link_detected: bool = Field(True, description="linked mode: a detected card is linked for the window (its later "
+                                "declined or repeated attempts are detected)")
 
 
 class LabelSpec(_Section):

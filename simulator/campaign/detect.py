@@ -15,6 +15,10 @@ or the card of a device). A transaction is *detected* when
   nearly duplicates: the same amount or the same distance (float32), whatever else changed;
 - its distance repeats that of a declined attempt of another card within the window: one template tried on many
   stolen cards (a global table keyed by the distance; customers' distances to their merchants rarely coincide).
+- its card repeats an exact amount at *another* merchant within the window, with both attempts' scores elevated
+  (``elevated``: at least ``repeat_score`` × the review threshold, computed by the caller) or, whatever the scores,
+  from ``repeat_amount`` up: a replayed pattern moves to new shops, customers repeat an amount at the same shop;
+- with ``link_detected``, a detected card stays linked for the window (its later declined or repeated attempts).
 
 ``l1`` (the earlier detector): every transaction is reduced to three scaled coordinates (log amount, hour, log
 distance) and a code (merchant category, card present, country mismatch); near duplicates have equal codes and an
@@ -25,8 +29,10 @@ another that hashes to its slot, as a fixed-size production cache would). With `
 duplicate counts. With ``block`` set, a detection blocks the card and the device for ``block_s`` seconds: their
 later transactions are declined (and count as declined attempts).
 
-Measured (``benchmarks/bench_probe_detection.py``, the default campaign replayed): ``linked`` detects about half
-of the probes at about 0.05% of legitimate transactions flagged; ``l1`` detected 2-3%.
+Measured live on the default campaign (the rings lose detected cards and adapt): ``linked`` with the defaults
+(12 h, ``min_matches`` 3, ``repeat_score`` 0.5, ``repeat_amount`` 20, 1 h blocks) detects 66% of the probes at
+0.064% of legitimate transactions affected (flagged or blocked); ``benchmarks/bench_probe_detection.py`` replays a
+run and prints the curve. ``l1`` detected 2-6%.
 
 :func:`reference_detect` and :func:`reference_linked` are plain-Python twins (exact device keys, no slots) used by
 the tests.
@@ -156,30 +162,38 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
 
 # -- linked mode: near duplicates of declined attempts, devices shared by cards, cards linked to them -----------------
 
-_L_TS, _L_FLAG, _L_AMOUNT, _L_DIST, _L_OTHER = 0, 1, 2, 3, 4  # a linked-mode record: time, declined, amount,
-_L_RECORD = 5                                                   # distance, the other key (device of a card, card of a device)
+_L_TS, _L_FLAG, _L_AMOUNT, _L_DIST, _L_OTHER, _L_MERCHANT, _L_ELEVATED = range(7)  # a linked-mode record: time,
+_L_RECORD = 7  # declined, amount, distance, the other key (device of a card, card of a device), merchant, elevated score
 
 
 @njit(cache=True, nogil=True)
-def _linked_scan(mem, row, t, a, x, other, window, declined_only):
-    """(near duplicates of declined attempts, near duplicates of any attempt, records of another key) in a memory row.
-    A near duplicate repeats the amount or the distance exactly: the probe kept that part and changed the rest."""
-    m, anyeq, foreign = 0, 0, 0
+def _linked_scan(mem, row, t, a, x, other, merchant, window, declined_only):
+    """(near duplicates of declined attempts, near duplicates of any attempt, records of another key, elevated
+    repeats, moved repeats) in a memory row. A near duplicate repeats the amount or the distance exactly: the probe kept that part and
+    changed the rest. An elevated repeat is an earlier attempt with an elevated score and the same amount at another
+    merchant (a replayed pattern moved to a new shop; customers repeat an amount at the same merchant); a moved
+    repeat, the same amount at another merchant whatever the scores."""
+    m, anyeq, foreign, rep, moved = 0, 0, 0, 0, 0
     for j in range(mem.shape[1]):
         r = mem[row, j]
         if not r[_L_TS] > t - window:
             continue
         if other >= 0 and r[_L_OTHER] >= 0 and r[_L_OTHER] != other:
             foreign += 1
-        if np.float32(r[_L_AMOUNT]) == a or np.float32(r[_L_DIST]) == x:
+        same_amount = np.float32(r[_L_AMOUNT]) == a
+        if same_amount or np.float32(r[_L_DIST]) == x:
             anyeq += 1
             if r[_L_FLAG] != 0.0 or not declined_only:
                 m += 1
-    return m, anyeq, foreign
+        if same_amount and r[_L_MERCHANT] >= 0 and r[_L_MERCHANT] != merchant:
+            moved += 1
+            if r[_L_ELEVATED] != 0.0:
+                rep += 1
+    return m, anyeq, foreign, rep, moved
 
 
 @njit(cache=True, nogil=True)
-def _linked_push(mem, pos, row, t, a, x, other, declined):
+def _linked_push(mem, pos, row, t, a, x, other, declined, merchant, elevated):
     j = pos[row]
     r = mem[row, j]
     r[_L_TS] = t
@@ -187,13 +201,16 @@ def _linked_push(mem, pos, row, t, a, x, other, declined):
     r[_L_AMOUNT] = a
     r[_L_DIST] = x
     r[_L_OTHER] = other
+    r[_L_MERCHANT] = merchant
+    r[_L_ELEVATED] = 1.0 if elevated else 0.0
     pos[row] = (j + 1) % mem.shape[1]
 
 
 @njit(cache=True, nogil=True)
-def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_pos, card_blocked_until,
-                  card_linked_until, dev_tag, dev_mem, dev_pos, dev_blocked_until, tpl_tag, tpl_mem, tpl_pos,
-                  window, min_matches, block, block_s, declined_only, out_matches, out_detected, out_blocked):
+def linked_kernel(customer, device, timestamp, coords, declined, merchant, elevated, card_mem, card_pos,
+                  card_blocked_until, card_linked_until, dev_tag, dev_mem, dev_pos, dev_blocked_until, tpl_tag, tpl_mem,
+                  tpl_pos, window, min_matches, block, block_s, declined_only, link_detected, repeat_amount,
+                  out_matches, out_detected, out_blocked):
     """The ``linked`` detector over one time-sorted batch (memories updated in place). A transaction is detected when
 
     - its device served another card within the window (one fraudster, many stolen cards: customers do not share
@@ -203,7 +220,14 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
     - the card or the device holds ``min_matches`` earlier declined attempts in the window that it nearly duplicates
       (same amount or same distance: a search that keeps part of a transaction and changes the rest), or
     - its distance repeats that of a declined attempt of *another* card within the window (one template tried on
-      many stolen cards; a table of ``tpl_tag`` slots keyed by the float32 distance, direct-mapped like devices)."""
+      many stolen cards; a table of ``tpl_tag`` slots keyed by the float32 distance, direct-mapped like devices), or
+    - its score is elevated (``elevated``: the caller's threshold below the review band) and an earlier attempt of the
+      card in the window, elevated too, had the same amount at another merchant (a replayed pattern; ``merchant``
+      -1: unknown, never another), or
+    - its amount is at least ``repeat_amount`` and an earlier attempt of the card in the window had the same amount at
+      another merchant (customers' exact repeats of a sizeable amount are at the same merchant).
+
+    With ``link_detected``, a detected card is linked for the window as if seen on a shared device."""
     mask = np.int64(dev_tag.shape[0] - 1)
     tmask = np.int64(tpl_tag.shape[0] - 1)
     for i in range(customer.shape[0]):
@@ -219,10 +243,12 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
         blocked = card_blocked_until[c] > t
         if s >= 0 and dev_blocked_until[s] > t:
             blocked = True
-        m, anyeq, _ = _linked_scan(card_mem, c, t, a, x, -1, window, declined_only)
+        mer = np.float64(merchant[i])
+        m, anyeq, _, rep, moved = _linked_scan(card_mem, c, t, a, x, -1, mer, window, declined_only)
+        repeat = merchant[i] >= 0 and ((elevated[i] and rep > 0) or (a >= repeat_amount and moved > 0))
         shared = False
         if s >= 0:
-            md, _, foreign = _linked_scan(dev_mem, s, t, a, x, c, window, declined_only)
+            md, _, foreign, _, _ = _linked_scan(dev_mem, s, t, a, x, c, mer, window, declined_only)
             m = max(m, md)
             if foreign > 0:
                 shared = True
@@ -242,19 +268,22 @@ def linked_kernel(customer, device, timestamp, coords, declined, card_mem, card_
                 template = True
         out_matches[i] = min(m, 32767)
         out_blocked[i] = blocked
-        hit = shared or linked or template or m >= min_matches
+        hit = shared or linked or template or repeat or m >= min_matches
         out_detected[i] = hit
         if hit and block:
             _block(c, s, t + block_s, card_blocked_until, dev_blocked_until)
+        if hit and link_detected:
+            card_linked_until[c] = max(card_linked_until[c], t + window)
         refused = declined[i] or blocked or (hit and block)
         j = tpl_pos[u]
         tpl_mem[u, j, 0] = t
         tpl_mem[u, j, 1] = c
         tpl_mem[u, j, 2] = 1.0 if refused else 0.0
         tpl_pos[u] = (j + 1) % tpl_mem.shape[1]
-        _linked_push(card_mem, card_pos, c, t, a, x, np.float64(device[i]) if device[i] >= 0 else -1.0, refused)
+        _linked_push(card_mem, card_pos, c, t, a, x, np.float64(device[i]) if device[i] >= 0 else -1.0, refused, mer,
+                     elevated[i])
         if s >= 0:
-            _linked_push(dev_mem, dev_pos, s, t, a, x, np.float64(c), refused)
+            _linked_push(dev_mem, dev_pos, s, t, a, x, np.float64(c), refused, mer, elevated[i])
 
 
 MODES = ("linked", "l1")
@@ -269,7 +298,7 @@ class ProbeDetector:
 
     def __init__(self, n_customers: int, *, window_s: float, radius: float, min_matches: int, memory: int,
                  block: bool, block_s: float, declined_only: bool = True, device_slots: int = DEVICE_SLOTS,
-                 mode: str = "linked"):
+                 mode: str = "linked", link_detected: bool = True, repeat_amount: float | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
@@ -278,7 +307,8 @@ class ProbeDetector:
         # the kernel's scalar arguments in its order (the linked kernel takes no radius): one tuple type for both
         self.params: tuple[np.int64 | np.float64 | bool, ...]
         if mode == "linked":
-            self.params = (np.int64(window_s), np.int64(min_matches), bool(block), np.int64(block_s), bool(declined_only))
+            self.params = (np.int64(window_s), np.int64(min_matches), bool(block), np.int64(block_s), bool(declined_only),
+                           bool(link_detected), np.float64(np.inf if repeat_amount is None else repeat_amount))
         else:
             self.params = (np.int64(window_s), np.float64(radius), np.int64(min_matches), bool(block),
                            np.int64(block_s), bool(declined_only))
@@ -302,10 +332,15 @@ class ProbeDetector:
         """The detector a campaign's ``defence.probe_detection`` section describes."""
         return cls(n_customers, window_s=spec.window_hours * 3600, radius=spec.radius, min_matches=spec.min_matches,
                    memory=spec.memory, block=spec.action == "block", block_s=spec.block_hours * 3600,
-                   declined_only=spec.declined_only, mode=getattr(spec, "mode", "linked"))
+                   declined_only=spec.declined_only, mode=getattr(spec, "mode", "linked"),
+                   link_detected=getattr(spec, "link_detected", True),
+                   repeat_amount=getattr(spec, "repeat_amount", None))
 
-    def process(self, customer, device, timestamp, coords, code, declined) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(near-duplicate matches, detected, blocked) for one time-sorted batch."""
+    def process(self, customer, device, timestamp, coords, code, declined, *, merchant=None,
+                elevated=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(near-duplicate matches, detected, blocked) for one time-sorted batch. ``merchant`` (ids, -1 unknown) and
+        ``elevated`` (the score is above the caller's repeat threshold) feed the linked mode's elevated-repeat rule;
+        without them it never fires."""
         n = len(customer)
         matches = np.zeros(n, np.int16)
         detected = np.zeros(n, np.bool_)
@@ -314,7 +349,9 @@ class ProbeDetector:
                 np.ascontiguousarray(timestamp, np.int64), np.ascontiguousarray(coords, np.float32))
         # each call's arguments as one tuple: mypy maps no positional argument after a star of unknown length
         if self.mode == "linked":
-            call = (*args, np.ascontiguousarray(declined, np.bool_), self.card_mem, self.card_pos,
+            mer = np.full(n, -1, np.int64) if merchant is None else np.ascontiguousarray(merchant, np.int64)
+            elev = np.zeros(n, np.bool_) if elevated is None else np.ascontiguousarray(elevated, np.bool_)
+            call = (*args, np.ascontiguousarray(declined, np.bool_), mer, elev, self.card_mem, self.card_pos,
                     self.card_blocked_until, self.card_linked_until, self.dev_tag, self.dev_mem, self.dev_pos,
                     self.dev_blocked_until, self.tpl_tag, self.tpl_mem, self.tpl_pos, *self.params, matches,
                     detected, blocked)
@@ -357,7 +394,7 @@ def reference_detect(customer, device, timestamp, coords, code, declined, *, win
 
 
 def reference_linked(customer, device, timestamp, coords, declined, *, window_s, min_matches, memory, block, block_s,
-                     declined_only=True):
+                     declined_only=True, merchant=None, elevated=None, link_detected=True, repeat_amount=None):
     """Plain-Python twin of the ``linked`` mode of :class:`ProbeDetector` over one stream (devices keyed exactly)."""
     cards: dict = {}
     devs: dict = {}
@@ -367,8 +404,10 @@ def reference_linked(customer, device, timestamp, coords, declined, *, window_s,
     n = len(customer)
     matches, detected, blocked = np.zeros(n, np.int16), np.zeros(n, bool), np.zeros(n, bool)
     f32 = np.float32
+    merchant = np.full(n, -1) if merchant is None else merchant
+    elevated = np.zeros(n, bool) if elevated is None else elevated
     for i in range(n):
-        c, d, t = int(customer[i]), int(device[i]), int(timestamp[i])
+        c, d, t, mer, elev = int(customer[i]), int(device[i]), int(timestamp[i]), int(merchant[i]), bool(elevated[i])
         a, x = f32(coords[i][N_COORDS]), f32(coords[i][N_COORDS + 1])
         keys = [("c", c)] + ([("d", d)] if d >= 0 else [])
         blocked[i] = any(blocked_until.get(k, -2**62) > t for k in keys)
@@ -380,6 +419,9 @@ def reference_linked(customer, device, timestamp, coords, declined, *, window_s,
 
         m = max(sum(1 for r in live for _ in [0] if near(r) and (r[1] or not declined_only)) for live in (live_c, live_d))
         anyeq = sum(1 for r in live_c if near(r))
+        moved = [r for r in live_c if f32(r[2]) == a and 0 <= r[5] != mer]
+        big = repeat_amount is not None and float(a) >= float(repeat_amount)
+        repeat = mer >= 0 and ((elev and any(r[6] for r in moved)) or (big and len(moved) > 0))
         shared = any(r[4] != c for r in live_d)
         if shared:
             for k in [c] + [r[4] for r in live_d]:
@@ -388,13 +430,15 @@ def reference_linked(customer, device, timestamp, coords, declined, *, window_s,
         tpl = templates.setdefault(float(x), deque(maxlen=memory))
         template = any(r[0] > t - window_s and r[1] != c and (r[2] or not declined_only) for r in tpl)
         matches[i] = m
-        detected[i] = shared or linked or template or m >= min_matches
+        detected[i] = shared or linked or template or repeat or m >= min_matches
         if detected[i] and block:
             for k in keys:
                 blocked_until[k] = max(blocked_until.get(k, -2**62), t + int(block_s))
+        if detected[i] and link_detected:
+            linked_until[c] = max(linked_until.get(c, -2**62), t + int(window_s))
         refused = bool(declined[i]) or bool(blocked[i]) or bool(detected[i] and block)
         tpl.append((t, c, refused))
-        cards[c].append((t, refused, float(a), float(x), d))
+        cards[c].append((t, refused, float(a), float(x), d, mer, elev))
         if d >= 0:
-            devs[d].append((t, refused, float(a), float(x), c))
+            devs[d].append((t, refused, float(a), float(x), c, mer, elev))
     return matches, detected, blocked

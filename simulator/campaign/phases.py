@@ -223,9 +223,13 @@ def decide(st: CampaignState, d: Day) -> None:
         coords, code = signatures(feats["amount"], feats["hour"], feats["distance_km"], feats["merchant_cat"],
                                   feats["card_present"], feats["country_mismatch"])
         refused = refused_before_detection(d.score, feats, st.deployed.bands, st.dfc)
+        rs = st.dfc.probe_detection.repeat_score
+        elevated = None if rs is None else d.score >= rs * st.deployed.bands.review
         d.matches, d.detected, d.blocked = st.detector.process(frame["customer_id"].to_numpy(),
                                                                frame["device_id"].to_numpy(),
-                                                               frame["timestamp"].to_numpy(), coords, code, refused)
+                                                               frame["timestamp"].to_numpy(), coords, code, refused,
+                                                               merchant=frame["merchant_id"].to_numpy(),
+                                                               elevated=elevated)
     else:
         d.matches, d.detected, d.blocked = np.zeros(n, np.int16), np.zeros(n, bool), np.zeros(n, bool)
     d.fraud_type = frame["fraud_type"].to_numpy()
