@@ -144,18 +144,27 @@ class Greedy(Strategy):
                 rows.append(y)
         return rows[1:] + rows[:1]  # the single best move alone was asked in the opening already
 
-    def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
-        """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
+    def _line_plan(self, k: int) -> list[tuple[int, int]]:
+        """Per feature, most sensitive first, how many grid values a line search of ``k`` tries (kept until something
+        new is learnt)."""
         hit = self._quota_cache
         if hit is None or hit[0] != (k, self._learnt):  # the plan changes only with what was learnt
             sens = self._sensitivity()
             feats = sorted(sens, key=lambda j: -sens[j])
-            weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
-            quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
-            hit = self._quota_cache = ((k, self._learnt), list(zip(feats, quota.tolist())))
+            if k == 1:  # max(1, round(w / sum of w)) is 1 for every feature
+                plan = [(j, 1) for j in feats]
+            else:
+                weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
+                quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
+                plan = list(zip(feats, quota.tolist()))
+            hit = self._quota_cache = ((k, self._learnt), plan)
+        return hit[1]
+
+    def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
+        """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
         rows: list[np.ndarray] = []
         seen = self.seen
-        for j, q in hit[1]:
+        for j, q in self._line_plan(k):
             if base is None:  # from the original: each grid move's row is known by its bytes, built once
                 singles, grid = self.singles[j], self._grid_keys(j)
                 start = self._grid_start[j]
@@ -182,6 +191,34 @@ class Greedy(Strategy):
                 rows.append(x)
                 q -= 1
         return rows
+
+    def _take_line_search(self, k: int, limit: int, out: list[bytes]) -> None:
+        """``take(self._line_search(k), limit)`` from the original, without building the rows it does not take:
+        the same rows in the same order, each projected through the memory (one look-up once projected). Rows this
+        scan takes are told apart from the ones seen before it, so the scan skips exactly what the list did."""
+        if limit <= 0:
+            return
+        seen, proj, x0 = self.seen, self._project_rows, self.x0
+        mine: set[bytes] = set()  # projected rows taken by this scan (seen now, not when the list was built)
+        for j, q in self._line_plan(k):
+            singles, grid = self.singles[j], self._grid_keys(j)
+            start = self._grid_start[j]
+            for i in range(start, len(grid)):
+                if q <= 0:
+                    break
+                v, key = grid[i]
+                if v in singles or (key in seen and key not in mine):
+                    if i == start:  # measured or asked stays so: later searches start after it
+                        start = self._grid_start[j] = i + 1
+                    continue
+                q -= 1
+                x = x0.copy()
+                x[j] = v
+                p = proj.key(key, x)
+                if seen.claim(p, out):
+                    mine.add(p)
+                    if len(mine) >= limit:
+                        return
 
     def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
         """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
@@ -267,9 +304,22 @@ class Greedy(Strategy):
         state = (self.margin0, self.max_evaded_margin, self.best_cost, k)
         hit = self._knapsack_cache
         if hit is None or hit[0] is not front or hit[1] != state:
-            X = self._knapsack(k)
-            hit = self._knapsack_cache = [front, state, self._project_rows.keys(X) if len(X) else [], 0]
-        _, hit[3] = self.seen.take(hit[2], limit, out, hit[3])
+            hit = self._knapsack_cache = [front, state, self._knapsack(k), [], 0]
+        hit[4] = self._take_lazy(hit[2], hit[3], limit, out, hit[4])
+
+    def _take_lazy(self, X: np.ndarray, keys: list[bytes], limit: int, out: list[bytes], start: int) -> int:
+        """``Seen.take`` of the projected rows of ``X`` from ``start``, projecting them (through the memory) only
+        as far as the scan goes; ``keys`` holds the projected rows so far and grows. Returns where the scan
+        stopped."""
+        taken, i, n = 0, start, len(X)
+        seen = self.seen
+        while taken < limit and i < n:
+            if i >= len(keys):
+                keys.extend(self._project_rows.keys(X[len(keys) : len(keys) + max(4, 2 * limit)]))
+            if seen.claim(keys[i], out):
+                taken += 1
+            i += 1
+        return i
 
     def _take_cheaper_opening(self, limit: int, out: list[bytes]) -> None:
         """``take`` of the opening moves cheaper than the best evasion, cheapest first: their costs are computed
@@ -326,6 +376,11 @@ class Greedy(Strategy):
                 return
             seen.take(self._project_rows.keys(np.array(rows)), limit, out)
 
+        def take_projected(X, limit):  # rows already projected (projection leaves a projected row as it is)
+            if limit <= 0 or not len(X):
+                return
+            seen.take(row_keys(np.ascontiguousarray(X, np.float64)), limit, out)
+
         if self.n_told == 0:
             take(self.opening, n)
         if self.margin0 is None and self.n_told > 0 and self._x0_askable and self.x0 not in seen:
@@ -334,19 +389,19 @@ class Greedy(Strategy):
         if self.best_x is None:
             take(self._stacks(), int(np.ceil(self.stack_share * n)) - len(out) + 1)
             take(self.opening, max(0, n // 4 - 1))
-            take(self._line_search(n), n - len(out))
+            self._take_line_search(n, n - len(out), out)
             take(self._line_search(n, base=self.lowest_score_x), n - len(out))
         else:
             self.reducer.set_incumbent(self.best_x)
             if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
                 take(self._segment(n), n)
-            take(self.reducer.propose(n // 2, seen), n // 2)
+            take_projected(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
                 self._take_cheaper_opening(max(1, n // 5), out)
-            take(self.pull_back(self.best_x, n), max(1, n // 5))
-            take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
-            take(self.reducer.propose(n - len(out), seen), n - len(out))
+            take_projected(self.pull_back(self.best_x, n), max(1, n // 5))
+            self._take_line_search(max(1, n // 10), max(1, n // 10) if len(out) < n else 0, out)
+            take_projected(self.reducer.propose(n - len(out), seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)

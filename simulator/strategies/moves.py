@@ -81,6 +81,18 @@ class Projector:
                 got[i] = memo[raw[i]] = p
         return cast("list[bytes]", got)  # every miss was filled just above: no None is left
 
+    def key(self, raw: bytes, x: np.ndarray) -> bytes:
+        """The projected row of one row ``x`` (whose bytes are ``raw``) as bytes: :meth:`keys` for a single row
+        without building a batch (a memory hit is one dictionary look-up)."""
+        hit = self._memo.get(raw)
+        if hit is not None:
+            return hit
+        p = self._project(np.ascontiguousarray(x, np.float64).reshape(1, -1)).tobytes()
+        if len(self._memo) + 1 > self.max_rows:
+            self._memo.clear()
+        self._memo[raw] = p
+        return p
+
 
 def row_keys(X: np.ndarray) -> list[bytes]:
     """Each row of a C-contiguous float64 matrix as bytes (what :class:`Seen` compares)."""
@@ -290,6 +302,14 @@ class Seen:
             if taken >= limit:
                 return taken, i + 1
         return taken, len(keys)
+
+    def claim(self, key: bytes, out: list[bytes]) -> bool:
+        """``take([key], 1, out)`` for one row's bytes: True when it was new (then appended to ``out`` and seen)."""
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        out.append(key)
+        return True
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
