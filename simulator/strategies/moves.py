@@ -155,6 +155,7 @@ class Prior:
         q = np.full((5, d), np.nan)
         freqs: list = [dict() for _ in range(d)]
         a, b = allowed_range(sa, x0)
+        stats = None if A is None else _approved_stats(A, sa)
         for j in range(d):
             if not sa.mutable[j]:
                 continue
@@ -169,22 +170,58 @@ class Prior:
                     typical[j] = cats[0] if cats[0] != x0[j] else cats[min(1, len(cats) - 1)]
                 atyp[j] = 0.5
                 continue
-            col = A[:, j][~np.isnan(A[:, j])]  # approved traffic's present values
-            if len(col) == 0:
+            st = stats[j]
+            if st is None:  # no approved example has a value here
                 atyp[j] = 0.5
                 continue
             if k in (CONTINUOUS, INTEGER):
-                q[:, j] = np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9])
+                qj, col = st  # the quantiles and the sorted present values
+                q[:, j] = qj
                 typical[j] = q[2, j]
-                atyp[j] = abs((col < x0[j]).mean() + 0.5 * (col == x0[j]).mean() - 0.5) * 2.0
+                if x0[j] != x0[j]:  # a missing original: no value is below or equal to it
+                    below = same = 0
+                else:
+                    below = int(np.searchsorted(col, x0[j], "left"))
+                    same = int(np.searchsorted(col, x0[j], "right")) - below
+                atyp[j] = abs(below / len(col) + 0.5 * (same / len(col)) - 0.5) * 2.0
             else:
-                vals, counts = np.unique(col, return_counts=True)
-                share = counts / counts.sum()
-                freqs[j] = {float(v): float(s) for v, s in zip(vals, share)}
-                typical[j] = float(vals[np.argmax(share)])
+                freqs[j], typical[j] = dict(st[0]), st[1]
                 atyp[j] = 1.0 - freqs[j].get(float(x0[j]), 0.0)
         typical = project_rows(problem, typical)[0]
         return cls(typical=typical, atypicality=atyp, quantiles=q, frequencies=freqs)
+
+
+_STATS: dict = {}  # (approved examples' fingerprint, schema arrays' id) -> (schema arrays, per-feature statistics)
+
+
+def _approved_stats(A: np.ndarray, sa) -> list:
+    """Per feature, what :meth:`Prior.from_problem` reads from the approved examples that does not depend on the
+    target: numeric features their 10/25/50/75/90% quantiles and sorted present values, binary and categorical ones
+    their shares and most common value (None where no example has a value). Every target of a run shares the same
+    approved examples, so they are computed once; the key is the examples' bytes (a checksum, with the shape), so a
+    changed array is never served stale statistics."""
+    import zlib
+
+    C = np.ascontiguousarray(A)
+    key = (C.shape, zlib.crc32(C.view(np.uint8).ravel()) if C.size else 0, id(sa))
+    hit = _STATS.get(key)
+    if hit is not None and hit[0] is sa and hit[2].shape == C.shape and np.array_equal(hit[2], C, equal_nan=True):
+        return hit[1]
+    stats: list = []
+    for j in range(C.shape[1]):
+        col = C[:, j][~np.isnan(C[:, j])]
+        if not sa.mutable[j] or len(col) == 0:
+            stats.append(None)
+        elif sa.kind[j] in (CONTINUOUS, INTEGER):
+            stats.append((np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9]), np.sort(col)))
+        else:
+            vals, counts = np.unique(col, return_counts=True)
+            share = counts / counts.sum()
+            stats.append(({float(v): float(s) for v, s in zip(vals, share)}, float(vals[np.argmax(share)])))
+    if len(_STATS) >= 8:
+        _STATS.clear()
+    _STATS[key] = (sa, stats, C.copy())
+    return stats
 
 
 def value_grid(problem, prior: Prior, j: int, *, points: int = 8) -> np.ndarray:
