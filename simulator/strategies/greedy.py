@@ -57,6 +57,9 @@ class Greedy(Strategy):
     proposes the cheapest combinations an additive model of the measured effects predicts to evade."""
 
     needs = frozenset({"score"})
+    batch_size = 40  # candidates per ask: each ask's bookkeeping is paid once for 40 queries (see the README)
+    segment_points = 10  # points per round of the segment bisection, whatever the batch
+    segment_rounds = 2  # rounds of it, from the original to the first evasion
 
     param_bounds = {"grid": (2, 1000), "stack_share": (0, 1)}  # checked at validate (strategies/params.py)
 
@@ -71,7 +74,7 @@ class Greedy(Strategy):
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
         self._repair = problem.kernels.bind_repair(self._X0, self._project_rows._E, problem.schema,
                                                    self._project_rows._ra)
-        self.reducer = CostReducer(problem, project=self._project_rows)
+        self.reducer = CostReducer(problem, project=self._project_rows, eager=True)
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self._x0_askable = self._feasible_original(problem)  # an original that breaks a relation is never asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
@@ -86,7 +89,7 @@ class Greedy(Strategy):
         self._options_cache: dict[int, tuple] = {}
         self._grid_key_cache: dict[int, list] = {}
         self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
-        self._learnt = 0  # bumped whenever a single move or the original's score is measured
+        self._sens_version = 0  # bumped whenever a feature's lowest single-move score changes
         self._quota_cache: tuple | None = None
         self._opening_order: tuple | None = None  # the opening moves by cost, and their costs
         self._opening_cache: list | None = None  # [best cost, projected keys of the cheaper ones, scan position]
@@ -148,7 +151,8 @@ class Greedy(Strategy):
         """Per feature, most sensitive first, how many grid values a line search of ``k`` tries (kept until something
         new is learnt)."""
         hit = self._quota_cache
-        if hit is None or hit[0] != (k, self._learnt):  # the plan changes only with what was learnt
+        key = (k, self._base(), self._sens_version)  # all the sensitivities depend on
+        if hit is None or hit[0] != key:
             sens = self._sensitivity()
             feats = sorted(sens, key=lambda j: -sens[j])
             if k == 1:  # max(1, round(w / sum of w)) is 1 for every feature
@@ -157,7 +161,7 @@ class Greedy(Strategy):
                 weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
                 quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
                 plan = list(zip(feats, quota.tolist()))
-            hit = self._quota_cache = ((k, self._learnt), plan)
+            hit = self._quota_cache = (key, plan)
         return hit[1]
 
     def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
@@ -393,8 +397,9 @@ class Greedy(Strategy):
             take(self._line_search(n, base=self.lowest_score_x), n - len(out))
         else:
             self.reducer.set_incumbent(self.best_x)
-            if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
-                take(self._segment(n), n)
+            if self._segment_rounds < self.segment_rounds:  # first, bisect the segment from the original to the first evasion
+                m = min(n, self.segment_points)
+                take(self._segment(m), m)
             take_projected(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
@@ -405,8 +410,9 @@ class Greedy(Strategy):
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)
-            X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
-                self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
+            k = 2 * m  # twice as many as needed: moves around a few changed features often repeat
+            X = self.pull_back(base, k) if self.best_x is not None and self.rng.random() < 0.5 else \
+                self.mutate(np.repeat(base[None, :], k, axis=0), step=self.rng.uniform(0.01, 0.3, k), p=0.2)
             keys = row_keys(np.ascontiguousarray(X, np.float64))
             if not seen.take(keys, m, out)[0]:
                 out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
@@ -425,12 +431,14 @@ class Greedy(Strategy):
             cols = diff[rows].argmax(axis=1)  # the moved feature (first changed column)
             for c, j, x, m in zip(nchanged[rows].tolist(), cols.tolist(), X[rows, cols].tolist(),
                                   margin[rows].tolist()):
-                self._learnt += 1
                 if c == 0:
                     self.margin0 = m
                 elif j in self.singles:
                     self.singles[j][x] = m
-                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), m)
+                    low = min(self._lowest_single.get(j, np.inf), m)
+                    if self._lowest_single.get(j) != low:
+                        self._lowest_single[j] = low
+                        self._sens_version += 1  # the sensitivities (and the line search's plan) may change
                     self._highest_single = max(self._highest_single, m)
                     self._measured += 1
         if fb.evaded.any():

@@ -371,8 +371,9 @@ class CostReducer:
     per feature, the largest fraction known to fail, so each query narrows a bracket; the bracket carries over
     when a cheaper incumbent replaces the old one."""
 
-    def __init__(self, problem, *, min_gain: float = 1e-3, project=None):
+    def __init__(self, problem, *, min_gain: float = 1e-3, project=None, eager: bool = False):
         self.problem, self.min_gain = problem, min_gain
+        self.eager = eager  # bisect a change whose revert is not answered yet too (large batches: no round to wait)
         self._project = project if project is not None else (lambda X: project_rows(problem, X))
         self.x0 = np.asarray(problem.x0, np.float64)
         self.inc: np.ndarray | None = None
@@ -432,11 +433,11 @@ class CostReducer:
                 x[j] = self.x0[j]
                 rows.append(x)
         slots = max(k - len(rows), 0)
-        num_feats = [j for j, isnum in zip(feats, numeric) if isnum and self.fail[j] >= 0]
+        num_feats = [j for j, isnum in zip(feats, numeric) if isnum and (self.eager or self.fail[j] >= 0)]
         if num_feats and slots:
             m = max(1, int(np.ceil(slots / len(num_feats))))
             for j in num_feats:
-                lo = self.fail[j]
+                lo = max(self.fail[j], 0.0)
                 for i in range(1, m + 1):
                     f = lo + (1.0 - lo) * i / (m + 1)
                     x = inc.copy()
@@ -455,11 +456,11 @@ class CostReducer:
         X = np.atleast_2d(X)
         D = X != self.inc[None, :]
         rows = np.flatnonzero((D.sum(axis=1) == 1) & ~np.asarray(evaded, bool))  # one feature moved, not evaded
-        for i in rows.tolist():
-            x = X[i]
-            j = int(np.argmax(D[i]))
-            if delta[j] == 0:
-                continue
-            f = (x[j] - self.x0[j]) / delta[j]
-            if 0.0 <= f < 1.0:
-                self.fail[j] = max(self.fail[j], f)
+        if not len(rows):
+            return
+        js = D[rows].argmax(axis=1)  # the moved feature
+        moved = delta[js] != 0
+        rows, js = rows[moved], js[moved]
+        f = (X[rows, js] - self.x0[js]) / delta[js]  # the fraction of inc's change kept
+        back = (f >= 0.0) & (f < 1.0)
+        np.maximum.at(self.fail, js[back], f[back])
