@@ -7,7 +7,7 @@ from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
-                    value_grid)
+                    value_grids)
 
 _EPS = 1e-7
 
@@ -68,7 +68,8 @@ class Greedy(Strategy):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
-        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+        grids = value_grids(problem, self.prior, self.mutable_idx, points=self.grid)  # one projection for all
+        self.opening = self.set_opening(opening_moves(problem, self.prior, grids) if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
@@ -78,7 +79,7 @@ class Greedy(Strategy):
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self._x0_askable = self._feasible_original(problem)  # an original that breaks a relation is never asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
-        self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
+        self.grids = {j: list(v) for j, v in grids.items()}
         self.max_evaded_margin = -np.inf  # the threshold lies above every evaded score
         self._segment_end: np.ndarray | None = None
         self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
@@ -352,12 +353,35 @@ class Greedy(Strategy):
 
     def mutate(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
         """As :meth:`Strategy.mutate` (the same draws, the same rows), the repair's arguments bound once."""
+        return self._repair(self._mutate_raw(base, step, p, mode))
+
+    def _mutate_raw(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
+        """:meth:`mutate` before the relations' repair."""
         n = len(base)
         U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
         step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
         p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
-        return self._repair(self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
-                                                        self.problem.schema))
+        return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
+                                           self.problem.schema)
+
+    def _pull_back_raw(self, x: np.ndarray, n: int) -> np.ndarray:
+        """:meth:`Strategy.pull_back` before the projection (the same draws)."""
+        diff = x != self.x0
+        keep = self.rng.random((n, self.d))
+        frac = self.rng.random((n, self.d))
+        alpha = np.where(keep < 0.35, 0.0, np.where(keep < 0.7, 1.0, frac))  # 0: revert, 1: keep, else: partway
+        alpha = np.where(diff, alpha, 0.0)
+        return self.x0 + alpha * (x - self.x0)
+
+    def _fresh_keys(self, R: np.ndarray, finish) -> list[bytes]:
+        """``row_keys(finish(R))`` less what ``Seen.take`` would skip anyway, without finishing those rows: a row of
+        ``R`` already asked is valid, so projecting or repairing it gives itself (asked: skipped), and a repeated
+        row gives a repeat. Random moves around a point with few changes repeat often."""
+        R = np.ascontiguousarray(R, np.float64)
+        idx = self.seen.unseen(row_keys(R))
+        if not idx:
+            return []
+        return row_keys(np.ascontiguousarray(finish(R[idx] if len(idx) < len(R) else R), np.float64))
 
     def project(self, X: np.ndarray) -> np.ndarray:
         """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
@@ -404,18 +428,22 @@ class Greedy(Strategy):
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
                 self._take_cheaper_opening(max(1, n // 5), out)
-            take_projected(self.pull_back(self.best_x, n), max(1, n // 5))
+            k = max(1, n // 5)
+            seen.take(self._fresh_keys(self._pull_back_raw(self.best_x, 2 * k), self.project), k, out)  # some repeat
             self._take_line_search(max(1, n // 10), max(1, n // 10) if len(out) < n else 0, out)
             take_projected(self.reducer.propose(n - len(out), seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)
             k = 2 * m  # twice as many as needed: moves around a few changed features often repeat
-            X = self.pull_back(base, k) if self.best_x is not None and self.rng.random() < 0.5 else \
-                self.mutate(np.repeat(base[None, :], k, axis=0), step=self.rng.uniform(0.01, 0.3, k), p=0.2)
-            keys = row_keys(np.ascontiguousarray(X, np.float64))
-            if not seen.take(keys, m, out)[0]:
-                out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
+            if self.best_x is not None and self.rng.random() < 0.5:
+                R, finish = self._pull_back_raw(base, k), self.project
+            else:
+                R, finish = self._mutate_raw(np.repeat(base[None, :], k, axis=0), self.rng.uniform(0.01, 0.3, k), 0.2), \
+                    self._repair
+            if not seen.take(self._fresh_keys(R, finish), m, out)[0]:
+                out.extend(row_keys(np.ascontiguousarray(finish(R), np.float64))[:m])  # tiny spaces: repeats are
+                # allowed rather than asking fewer rows
         asked = self._asked_bytes = b"".join(out[:n])
         return np.frombuffer(asked, dtype=np.float64).reshape(min(n, len(out)), self.d).copy()
 

@@ -227,41 +227,62 @@ def _approved_stats(A: np.ndarray, sa) -> list:
 def value_grid(problem, prior: Prior, j: int, *, points: int = 8) -> np.ndarray:
     """Values worth trying for feature ``j`` alone (valid after projection, original excluded), ordered from
     the boldest move (far from the original) to the mildest."""
+    return value_grids(problem, prior, [j], points=points)[j]
+
+
+def value_grids(problem, prior: Prior, features, *, points: int = 8) -> dict[int, np.ndarray]:
+    """:func:`value_grid` of each feature in ``features``, with one projection for all of them (each row is
+    projected on its own, so the values are the same as feature by feature)."""
     sa, x0 = problem.schema, problem.x0
-    k = sa.kind[j]
-    if not sa.mutable[j]:
-        return np.empty(0)
-    if k == BINARY:
-        vals = np.array([1.0 - x0[j]])
-    elif k == CATEGORICAL:
-        cats = sa.categories[j, : sa.n_categories[j]]
-        share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
-        vals = cats[np.argsort(-share, kind="stable")]
-    else:
-        a, b = allowed_range(sa, x0)
-        anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
-        fr = np.linspace(0.0, 1.0, points + 1)[1:]
-        lin = [a[j] + f * (b[j] - a[j]) for f in fr]
-        toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
-        vals = np.array(anchors + lin + toward, dtype=np.float64)
-    X = np.repeat(x0[None, :], len(vals), axis=0)
-    X[:, j] = vals
-    v = project_rows(problem, X)[:, j]
-    v = v[(v != x0[j]) & ~np.isnan(v)]
-    if k in (CONTINUOUS, INTEGER):
-        v = np.unique(v)
-        v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
-    else:
-        _, first = np.unique(v, return_index=True)
-        v = v[np.sort(first)]
-    return v
+    a, b = allowed_range(sa, x0)
+    fr = np.linspace(0.0, 1.0, points + 1)[1:]
+    cand: dict[int, np.ndarray] = {}
+    for j in (int(f) for f in features):
+        k = sa.kind[j]
+        if not sa.mutable[j]:
+            continue
+        if k == BINARY:
+            vals = np.array([1.0 - x0[j]])
+        elif k == CATEGORICAL:
+            cats = sa.categories[j, : sa.n_categories[j]]
+            share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
+            vals = cats[np.argsort(-share, kind="stable")]
+        else:
+            anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
+            lin = [a[j] + f * (b[j] - a[j]) for f in fr]
+            toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
+            vals = np.array(anchors + lin + toward, dtype=np.float64)
+        cand[j] = vals
+    out = {int(j): np.empty(0) for j in features}
+    if not cand:
+        return out
+    X = np.repeat(x0[None, :], sum(len(v) for v in cand.values()), axis=0)
+    at = 0
+    for j, vals in cand.items():
+        X[at : at + len(vals), j] = vals
+        at += len(vals)
+    P = project_rows(problem, X)
+    at = 0
+    for j, vals in cand.items():
+        v = P[at : at + len(vals), j]
+        at += len(vals)
+        v = v[(v != x0[j]) & ~np.isnan(v)]
+        if sa.kind[j] in (CONTINUOUS, INTEGER):
+            v = np.unique(v)
+            v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
+        else:
+            _, first = np.unique(v, return_index=True)
+            v = v[np.sort(first)]
+        out[j] = v
+    return out
 
 
-def opening_moves(problem, prior: Prior) -> np.ndarray:
+def opening_moves(problem, prior: Prior, grids: dict | None = None) -> np.ndarray:
     """The informed first batch, most promising first: every mutable feature at once to its approved-looking
     value, then each feature alone to that value (most unusual features first), then each feature alone to the
     extremes its direction allows and to other categories, then the cheapest approved examples projected onto
-    this target's rules. Duplicates and the original itself are dropped."""
+    this target's rules. Duplicates and the original itself are dropped. ``grids``: :func:`value_grids` of this
+    problem when already computed (any ``points``: the categorical moves are the same)."""
     sa, x0 = problem.schema, np.asarray(problem.x0, np.float64)
     mut = np.flatnonzero(sa.mutable)
     order = mut[np.argsort(-prior.atypicality[mut], kind="stable")]
@@ -289,7 +310,7 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
             rows.append(x)
     for j in order:
         if sa.kind[j] == CATEGORICAL:
-            for v in value_grid(problem, prior, j)[:3]:
+            for v in (value_grid(problem, prior, j) if grids is None or j not in grids else grids[j])[:3]:
                 x = x0.copy()
                 x[j] = v
                 rows.append(x)
@@ -299,11 +320,24 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
 
 
 def unique_rows(X: np.ndarray) -> np.ndarray:
-    """Distinct rows in order of first appearance."""
+    """Distinct rows in order of first appearance (rows equal as numbers: 0.0 and -0.0 are the same, a row with a
+    missing value is never equal to another, as ``np.unique(X, axis=0)`` compares them)."""
     if len(X) < 2:
         return X
-    _, first = np.unique(X, axis=0, return_index=True)
-    return X[np.sort(first)]
+    if X.dtype != np.float64 or X.ndim != 2:
+        _, first = np.unique(X, axis=0, return_index=True)
+        return X[np.sort(first)]
+    K = np.ascontiguousarray(X) + 0.0  # -0.0 becomes 0.0
+    nan = np.isnan(K).any(axis=1).tolist()
+    seen: set[bytes] = set()
+    keep = []
+    for i, k in enumerate(row_keys(K)):
+        if not nan[i]:
+            if k in seen:
+                continue
+            seen.add(k)
+        keep.append(i)
+    return X[keep]
 
 
 class Seen:
@@ -347,6 +381,17 @@ class Seen:
         self._keys.add(key)
         out.append(key)
         return True
+
+    def unseen(self, keys: list[bytes]) -> list[int]:
+        """Positions of the ``keys`` (rows as bytes) not seen before and not repeating an earlier one (nothing is
+        marked seen)."""
+        seen, mine, out = self._keys, set(), []
+        for i, k in enumerate(keys):
+            if k in seen or k in mine:
+                continue
+            mine.add(k)
+            out.append(i)
+        return out
 
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
