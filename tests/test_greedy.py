@@ -185,3 +185,83 @@ def test_an_original_that_breaks_a_relation_is_never_asked(world, name):
     done = run_strategy(REGISTRY[name], {}, oracle=oracle, problems=problems,
                         rngs=[target_rng(5, 0, i) for i in range(N_TARGETS)])
     assert int(oracle.used.sum()) > 0 and len(done) == N_TARGETS
+
+
+def test_unique_rows_matches_numpys_row_unique():
+    """unique_rows walks the rows' bytes instead of np.unique's row sort: the same rows, in the same order
+    (0.0 and -0.0 equal, a row with a missing value never equal to another)."""
+    from simulator.strategies.moves import unique_rows
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        X = rng.integers(-2, 3, size=(int(rng.integers(0, 40)), int(rng.integers(1, 4)))).astype(float)
+        X[rng.random(X.shape) < 0.1] = np.nan
+        X[rng.random(X.shape) < 0.1] = -0.0
+        want = X if len(X) < 2 else X[np.sort(np.unique(X, axis=0, return_index=True)[1])]
+        got = unique_rows(X)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # the first of equal rows is kept
+
+
+def _value_grid_one(problem, prior, j, points=8):
+    """value_grid as first written (one projection per feature), to compare the batched value_grids with."""
+    from simulator.kernels.reference import BINARY, CATEGORICAL, CONTINUOUS, INTEGER
+    from simulator.strategies.moves import allowed_range, project_rows
+
+    sa, x0 = problem.schema, problem.x0
+    k = sa.kind[j]
+    if not sa.mutable[j]:
+        return np.empty(0)
+    if k == BINARY:
+        vals = np.array([1.0 - x0[j]])
+    elif k == CATEGORICAL:
+        cats = sa.categories[j, : sa.n_categories[j]]
+        share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
+        vals = cats[np.argsort(-share, kind="stable")]
+    else:
+        a, b = allowed_range(sa, x0)
+        anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
+        lin = [a[j] + f * (b[j] - a[j]) for f in np.linspace(0.0, 1.0, points + 1)[1:]]
+        toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
+        vals = np.array(anchors + lin + toward, dtype=np.float64)
+    X = np.repeat(x0[None, :], len(vals), axis=0)
+    X[:, j] = vals
+    v = project_rows(problem, X)[:, j]
+    v = v[(v != x0[j]) & ~np.isnan(v)]
+    if k in (CONTINUOUS, INTEGER):
+        v = np.unique(v)
+        return v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
+    _, first = np.unique(v, return_index=True)
+    return v[np.sort(first)]
+
+
+def test_prior_and_value_grids_match_the_per_target_forms(world):
+    """The approved examples' statistics are shared across targets and every feature's grid comes from one
+    projection: the same priors and grids as computed target by target, feature by feature."""
+    from simulator.kernels.reference import CONTINUOUS, INTEGER
+    from simulator.strategies import moves
+    from simulator.strategies.moves import Prior, value_grids
+
+    k = get_kernels("cpu")
+    approved = world["approved"].copy()
+    approved[::7, 0] = np.nan  # missing values: left out of the statistics
+    for i, x in enumerate(world["targets"]):
+        p = Problem(x0=x, schema=world["sa"], kernels=k, budget=10, feedback="score", approved_examples=approved,
+                    relations=world["ra"], extras=world["extras"][i])
+        moves._STATS.clear()
+        cold = Prior.from_problem(p)
+        warm = Prior.from_problem(p)  # served from the shared statistics
+        for pr in (cold, warm):
+            for j in np.flatnonzero(world["sa"].mutable):
+                col = approved[:, j][~np.isnan(approved[:, j])]
+                if world["sa"].kind[j] in (CONTINUOUS, INTEGER):  # the atypicality as first written
+                    want = abs((col < x[j]).mean() + 0.5 * (col == x[j]).mean() - 0.5) * 2.0
+                    assert pr.atypicality[j] == want
+                    np.testing.assert_array_equal(pr.quantiles[:, j], np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9]))
+            np.testing.assert_array_equal(pr.typical, cold.typical)
+            assert pr.frequencies == cold.frequencies
+        for points in (3, 8):
+            grids = value_grids(p, cold, range(len(x)), points=points)
+            for j in range(len(x)):
+                np.testing.assert_array_equal(grids[j], _value_grid_one(p, cold, j, points))
