@@ -265,3 +265,33 @@ def test_prior_and_value_grids_match_the_per_target_forms(world):
             grids = value_grids(p, cold, range(len(x)), points=points)
             for j in range(len(x)):
                 np.testing.assert_array_equal(grids[j], _value_grid_one(p, cold, j, points))
+
+
+def test_lazy_line_search_takes_what_the_list_would(world):
+    """_take_line_search builds and projects grid rows only as far as it takes them: at every step of a run it
+    takes the same rows as taking from the full _line_search list."""
+    from simulator.protocol import Feedback
+
+    k = get_kernels("cpu")
+    x = world["targets"][0]
+    p = Problem(x0=x, schema=world["sa"], kernels=k, budget=400, feedback="score", approved_examples=world["approved"],
+                relations=world["ra"], extras=world["extras"][0])
+    g = REGISTRY["greedy"](p, target_rng(2, 0, 0), opening="none")
+    checked = 0
+    for _ in range(10):
+        for kk, limit in ((1, 1), (4, 2), (12, 12)):
+            keys, start = set(g.seen._keys), dict(g._grid_start)  # what either form changes
+            got: list[bytes] = []
+            g._take_line_search(kk, limit, got)
+            g.seen._keys, g._grid_start = set(keys), dict(start)
+            rows = g._line_search(kk)
+            want: list[bytes] = []
+            if rows:
+                g.seen.take(g._project_rows.keys(np.array(rows)), limit, want)
+            g.seen._keys, g._grid_start = keys, start
+            assert got == want
+            checked += len(got)
+        X = g.ask(10)
+        s = world["model"].predict_score(X)
+        g.tell(X, Feedback(declined=s >= world["threshold"], score=s))
+    assert checked > 0
