@@ -421,7 +421,7 @@ class Greedy(Strategy):
             take(self._line_search(n, base=self.lowest_score_x), n - len(out))
         else:
             self.reducer.set_incumbent(self.best_x)
-            if self._segment_rounds < self.segment_rounds:  # first, bisect the segment from the original to the first evasion
+            if self._segment_rounds < self.segment_rounds:  # first, bisect from the original to the first evasion
                 m = min(n, self.segment_points)
                 take(self._segment(m), m)
             take_projected(self.reducer.propose(n // 2, seen), n // 2)
@@ -439,8 +439,8 @@ class Greedy(Strategy):
             if self.best_x is not None and self.rng.random() < 0.5:
                 R, finish = self._pull_back_raw(base, k), self.project
             else:
-                R, finish = self._mutate_raw(np.repeat(base[None, :], k, axis=0), self.rng.uniform(0.01, 0.3, k), 0.2), \
-                    self._repair
+                step = self.rng.uniform(0.01, 0.3, k)
+                R, finish = self._mutate_raw(np.repeat(base[None, :], k, axis=0), step, 0.2), self._repair
             if not seen.take(self._fresh_keys(R, finish), m, out)[0]:
                 out.extend(row_keys(np.ascontiguousarray(finish(R), np.float64))[:m])  # tiny spaces: repeats are
                 # allowed rather than asking fewer rows
