@@ -7,7 +7,7 @@ from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
 from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
-                    value_grid)
+                    value_grids)
 
 _EPS = 1e-7
 
@@ -57,6 +57,9 @@ class Greedy(Strategy):
     proposes the cheapest combinations an additive model of the measured effects predicts to evade."""
 
     needs = frozenset({"score"})
+    batch_size = 40  # candidates per ask: each ask's bookkeeping is paid once for 40 queries (see the README)
+    segment_points = 10  # points per round of the segment bisection, whatever the batch
+    segment_rounds = 2  # rounds of it, from the original to the first evasion
 
     param_bounds = {"grid": (2, 1000), "stack_share": (0, 1)}  # checked at validate (strategies/params.py)
 
@@ -65,17 +68,18 @@ class Greedy(Strategy):
         super().__init__(problem, rng, **params)  # unknown parameters: ScenarioError
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
-        self.opening = self.set_opening(opening_moves(problem, self.prior) if self.check_opening(opening)
+        grids = value_grids(problem, self.prior, self.mutable_idx, points=self.grid)  # one projection for all
+        self.opening = self.set_opening(opening_moves(problem, self.prior, grids) if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
         self._repair = problem.kernels.bind_repair(self._X0, self._project_rows._E, problem.schema,
                                                    self._project_rows._ra)
-        self.reducer = CostReducer(problem, project=self._project_rows)
+        self.reducer = CostReducer(problem, project=self._project_rows, eager=True)
         self.margin0: float | None = None  # log-odds score of the original, once asked
         self._x0_askable = self._feasible_original(problem)  # an original that breaks a relation is never asked
         self.singles: dict[int, dict[float, float]] = {int(j): {} for j in self.mutable_idx}  # j -> value -> margin
-        self.grids = {int(j): list(value_grid(problem, self.prior, int(j), points=self.grid)) for j in self.mutable_idx}
+        self.grids = {j: list(v) for j, v in grids.items()}
         self.max_evaded_margin = -np.inf  # the threshold lies above every evaded score
         self._segment_end: np.ndarray | None = None
         self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
@@ -86,7 +90,7 @@ class Greedy(Strategy):
         self._options_cache: dict[int, tuple] = {}
         self._grid_key_cache: dict[int, list] = {}
         self._grid_start = {int(j): 0 for j in self.mutable_idx}  # per feature: grid values before it are done
-        self._learnt = 0  # bumped whenever a single move or the original's score is measured
+        self._sens_version = 0  # bumped whenever a feature's lowest single-move score changes
         self._quota_cache: tuple | None = None
         self._opening_order: tuple | None = None  # the opening moves by cost, and their costs
         self._opening_cache: list | None = None  # [best cost, projected keys of the cheaper ones, scan position]
@@ -144,18 +148,28 @@ class Greedy(Strategy):
                 rows.append(y)
         return rows[1:] + rows[:1]  # the single best move alone was asked in the opening already
 
-    def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
-        """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
+    def _line_plan(self, k: int) -> list[tuple[int, int]]:
+        """Per feature, most sensitive first, how many grid values a line search of ``k`` tries (kept until something
+        new is learnt)."""
         hit = self._quota_cache
-        if hit is None or hit[0] != (k, self._learnt):  # the plan changes only with what was learnt
+        key = (k, self._base(), self._sens_version)  # all the sensitivities depend on
+        if hit is None or hit[0] != key:
             sens = self._sensitivity()
             feats = sorted(sens, key=lambda j: -sens[j])
-            weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
-            quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
-            hit = self._quota_cache = ((k, self._learnt), list(zip(feats, quota.tolist())))
+            if k == 1:  # max(1, round(w / sum of w)) is 1 for every feature
+                plan = [(j, 1) for j in feats]
+            else:
+                weights = np.array([min(sens[j], 10.0) if np.isfinite(sens[j]) else 10.0 for j in feats]) + 0.1
+                quota = np.maximum(1, np.round(k * weights / weights.sum())).astype(int)
+                plan = list(zip(feats, quota.tolist()))
+            hit = self._quota_cache = (key, plan)
+        return hit[1]
+
+    def _line_search(self, k: int, base: np.ndarray | None = None) -> list[np.ndarray]:
+        """Next untried grid values, one feature at a time, more of them on the most sensitive features."""
         rows: list[np.ndarray] = []
         seen = self.seen
-        for j, q in hit[1]:
+        for j, q in self._line_plan(k):
             if base is None:  # from the original: each grid move's row is known by its bytes, built once
                 singles, grid = self.singles[j], self._grid_keys(j)
                 start = self._grid_start[j]
@@ -182,6 +196,34 @@ class Greedy(Strategy):
                 rows.append(x)
                 q -= 1
         return rows
+
+    def _take_line_search(self, k: int, limit: int, out: list[bytes]) -> None:
+        """``take(self._line_search(k), limit)`` from the original, without building the rows it does not take:
+        the same rows in the same order, each projected through the memory (one look-up once projected). Rows this
+        scan takes are told apart from the ones seen before it, so the scan skips exactly what the list did."""
+        if limit <= 0:
+            return
+        seen, proj, x0 = self.seen, self._project_rows, self.x0
+        mine: set[bytes] = set()  # projected rows taken by this scan (seen now, not when the list was built)
+        for j, q in self._line_plan(k):
+            singles, grid = self.singles[j], self._grid_keys(j)
+            start = self._grid_start[j]
+            for i in range(start, len(grid)):
+                if q <= 0:
+                    break
+                v, key = grid[i]
+                if v in singles or (key in seen and key not in mine):
+                    if i == start:  # measured or asked stays so: later searches start after it
+                        start = self._grid_start[j] = i + 1
+                    continue
+                q -= 1
+                x = x0.copy()
+                x[j] = v
+                p = proj.key(key, x)
+                if seen.claim(p, out):
+                    mine.add(p)
+                    if len(mine) >= limit:
+                        return
 
     def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
         """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
@@ -267,9 +309,22 @@ class Greedy(Strategy):
         state = (self.margin0, self.max_evaded_margin, self.best_cost, k)
         hit = self._knapsack_cache
         if hit is None or hit[0] is not front or hit[1] != state:
-            X = self._knapsack(k)
-            hit = self._knapsack_cache = [front, state, self._project_rows.keys(X) if len(X) else [], 0]
-        _, hit[3] = self.seen.take(hit[2], limit, out, hit[3])
+            hit = self._knapsack_cache = [front, state, self._knapsack(k), [], 0]
+        hit[4] = self._take_lazy(hit[2], hit[3], limit, out, hit[4])
+
+    def _take_lazy(self, X: np.ndarray, keys: list[bytes], limit: int, out: list[bytes], start: int) -> int:
+        """``Seen.take`` of the projected rows of ``X`` from ``start``, projecting them (through the memory) only
+        as far as the scan goes; ``keys`` holds the projected rows so far and grows. Returns where the scan
+        stopped."""
+        taken, i, n = 0, start, len(X)
+        seen = self.seen
+        while taken < limit and i < n:
+            if i >= len(keys):
+                keys.extend(self._project_rows.keys(X[len(keys) : len(keys) + max(4, 2 * limit)]))
+            if seen.claim(keys[i], out):
+                taken += 1
+            i += 1
+        return i
 
     def _take_cheaper_opening(self, limit: int, out: list[bytes]) -> None:
         """``take`` of the opening moves cheaper than the best evasion, cheapest first: their costs are computed
@@ -298,12 +353,35 @@ class Greedy(Strategy):
 
     def mutate(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
         """As :meth:`Strategy.mutate` (the same draws, the same rows), the repair's arguments bound once."""
+        return self._repair(self._mutate_raw(base, step, p, mode))
+
+    def _mutate_raw(self, base: np.ndarray, step, p, mode: int = MODE_LOCAL) -> np.ndarray:
+        """:meth:`mutate` before the relations' repair."""
         n = len(base)
         U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
         step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
         p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
-        return self._repair(self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
-                                                        self.problem.schema))
+        return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
+                                           self.problem.schema)
+
+    def _pull_back_raw(self, x: np.ndarray, n: int) -> np.ndarray:
+        """:meth:`Strategy.pull_back` before the projection (the same draws)."""
+        diff = x != self.x0
+        keep = self.rng.random((n, self.d))
+        frac = self.rng.random((n, self.d))
+        alpha = np.where(keep < 0.35, 0.0, np.where(keep < 0.7, 1.0, frac))  # 0: revert, 1: keep, else: partway
+        alpha = np.where(diff, alpha, 0.0)
+        return self.x0 + alpha * (x - self.x0)
+
+    def _fresh_keys(self, R: np.ndarray, finish) -> list[bytes]:
+        """``row_keys(finish(R))`` less what ``Seen.take`` would skip anyway, without finishing those rows: a row of
+        ``R`` already asked is valid, so projecting or repairing it gives itself (asked: skipped), and a repeated
+        row gives a repeat. Random moves around a point with few changes repeat often."""
+        R = np.ascontiguousarray(R, np.float64)
+        idx = self.seen.unseen(row_keys(R))
+        if not idx:
+            return []
+        return row_keys(np.ascontiguousarray(finish(R[idx] if len(idx) < len(R) else R), np.float64))
 
     def project(self, X: np.ndarray) -> np.ndarray:
         """As :meth:`Strategy.project` (bounds, then relations), in one kernel call (random moves: not remembered)."""
@@ -326,6 +404,11 @@ class Greedy(Strategy):
                 return
             seen.take(self._project_rows.keys(np.array(rows)), limit, out)
 
+        def take_projected(X, limit):  # rows already projected (projection leaves a projected row as it is)
+            if limit <= 0 or not len(X):
+                return
+            seen.take(row_keys(np.ascontiguousarray(X, np.float64)), limit, out)
+
         if self.n_told == 0:
             take(self.opening, n)
         if self.margin0 is None and self.n_told > 0 and self._x0_askable and self.x0 not in seen:
@@ -334,27 +417,33 @@ class Greedy(Strategy):
         if self.best_x is None:
             take(self._stacks(), int(np.ceil(self.stack_share * n)) - len(out) + 1)
             take(self.opening, max(0, n // 4 - 1))
-            take(self._line_search(n), n - len(out))
+            self._take_line_search(n, n - len(out), out)
             take(self._line_search(n, base=self.lowest_score_x), n - len(out))
         else:
             self.reducer.set_incumbent(self.best_x)
-            if self._segment_rounds < 2:  # first, bisect the segment from the original to the first evasion
-                take(self._segment(n), n)
-            take(self.reducer.propose(n // 2, seen), n // 2)
+            if self._segment_rounds < self.segment_rounds:  # first, bisect from the original to the first evasion
+                m = min(n, self.segment_points)
+                take(self._segment(m), m)
+            take_projected(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
                 self._take_cheaper_opening(max(1, n // 5), out)
-            take(self.pull_back(self.best_x, n), max(1, n // 5))
-            take(self._line_search(max(1, n // 10)), max(1, n // 10) if len(out) < n else 0)
-            take(self.reducer.propose(n - len(out), seen), n - len(out))
+            k = max(1, n // 5)
+            seen.take(self._fresh_keys(self._pull_back_raw(self.best_x, 2 * k), self.project), k, out)  # some repeat
+            self._take_line_search(max(1, n // 10), max(1, n // 10) if len(out) < n else 0, out)
+            take_projected(self.reducer.propose(n - len(out), seen), n - len(out))
         while len(out) < n:  # nothing planned is left: random local moves around the incumbent
             base = self.best_x if self.best_x is not None else self.lowest_score_x
             m = n - len(out)
-            X = self.pull_back(base, m) if self.best_x is not None and self.rng.random() < 0.5 else \
-                self.mutate(np.repeat(base[None, :], m, axis=0), step=self.rng.uniform(0.01, 0.3, m), p=0.2)
-            keys = row_keys(np.ascontiguousarray(X, np.float64))
-            if not seen.take(keys, m, out)[0]:
-                out.extend(keys[:m])  # tiny spaces: repeats are allowed rather than asking fewer rows
+            k = 2 * m  # twice as many as needed: moves around a few changed features often repeat
+            if self.best_x is not None and self.rng.random() < 0.5:
+                R, finish = self._pull_back_raw(base, k), self.project
+            else:
+                step = self.rng.uniform(0.01, 0.3, k)
+                R, finish = self._mutate_raw(np.repeat(base[None, :], k, axis=0), step, 0.2), self._repair
+            if not seen.take(self._fresh_keys(R, finish), m, out)[0]:
+                out.extend(row_keys(np.ascontiguousarray(finish(R), np.float64))[:m])  # tiny spaces: repeats are
+                # allowed rather than asking fewer rows
         asked = self._asked_bytes = b"".join(out[:n])
         return np.frombuffer(asked, dtype=np.float64).reshape(min(n, len(out)), self.d).copy()
 
@@ -370,12 +459,14 @@ class Greedy(Strategy):
             cols = diff[rows].argmax(axis=1)  # the moved feature (first changed column)
             for c, j, x, m in zip(nchanged[rows].tolist(), cols.tolist(), X[rows, cols].tolist(),
                                   margin[rows].tolist()):
-                self._learnt += 1
                 if c == 0:
                     self.margin0 = m
                 elif j in self.singles:
                     self.singles[j][x] = m
-                    self._lowest_single[j] = min(self._lowest_single.get(j, np.inf), m)
+                    low = min(self._lowest_single.get(j, np.inf), m)
+                    if self._lowest_single.get(j) != low:
+                        self._lowest_single[j] = low
+                        self._sens_version += 1  # the sensitivities (and the line search's plan) may change
                     self._highest_single = max(self._highest_single, m)
                     self._measured += 1
         if fb.evaded.any():

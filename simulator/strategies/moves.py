@@ -81,6 +81,18 @@ class Projector:
                 got[i] = memo[raw[i]] = p
         return cast("list[bytes]", got)  # every miss was filled just above: no None is left
 
+    def key(self, raw: bytes, x: np.ndarray) -> bytes:
+        """The projected row of one row ``x`` (whose bytes are ``raw``) as bytes: :meth:`keys` for a single row
+        without building a batch (a memory hit is one dictionary look-up)."""
+        hit = self._memo.get(raw)
+        if hit is not None:
+            return hit
+        p = self._project(np.ascontiguousarray(x, np.float64).reshape(1, -1)).tobytes()
+        if len(self._memo) + 1 > self.max_rows:
+            self._memo.clear()
+        self._memo[raw] = p
+        return p
+
 
 def row_keys(X: np.ndarray) -> list[bytes]:
     """Each row of a C-contiguous float64 matrix as bytes (what :class:`Seen` compares)."""
@@ -143,6 +155,7 @@ class Prior:
         q = np.full((5, d), np.nan)
         freqs: list = [dict() for _ in range(d)]
         a, b = allowed_range(sa, x0)
+        stats = None if A is None else _approved_stats(A, sa)
         for j in range(d):
             if not sa.mutable[j]:
                 continue
@@ -157,62 +170,120 @@ class Prior:
                     typical[j] = cats[0] if cats[0] != x0[j] else cats[min(1, len(cats) - 1)]
                 atyp[j] = 0.5
                 continue
-            col = A[:, j][~np.isnan(A[:, j])]  # approved traffic's present values
-            if len(col) == 0:
+            st = stats[j]
+            if st is None:  # no approved example has a value here
                 atyp[j] = 0.5
                 continue
             if k in (CONTINUOUS, INTEGER):
-                q[:, j] = np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9])
+                qj, col = st  # the quantiles and the sorted present values
+                q[:, j] = qj
                 typical[j] = q[2, j]
-                atyp[j] = abs((col < x0[j]).mean() + 0.5 * (col == x0[j]).mean() - 0.5) * 2.0
+                if x0[j] != x0[j]:  # a missing original: no value is below or equal to it
+                    below = same = 0
+                else:
+                    below = int(np.searchsorted(col, x0[j], "left"))
+                    same = int(np.searchsorted(col, x0[j], "right")) - below
+                atyp[j] = abs(below / len(col) + 0.5 * (same / len(col)) - 0.5) * 2.0
             else:
-                vals, counts = np.unique(col, return_counts=True)
-                share = counts / counts.sum()
-                freqs[j] = {float(v): float(s) for v, s in zip(vals, share)}
-                typical[j] = float(vals[np.argmax(share)])
+                freqs[j], typical[j] = dict(st[0]), st[1]
                 atyp[j] = 1.0 - freqs[j].get(float(x0[j]), 0.0)
         typical = project_rows(problem, typical)[0]
         return cls(typical=typical, atypicality=atyp, quantiles=q, frequencies=freqs)
 
 
+_STATS: dict = {}  # (approved examples' fingerprint, schema arrays' id) -> (schema arrays, per-feature statistics)
+
+
+def _approved_stats(A: np.ndarray, sa) -> list:
+    """Per feature, what :meth:`Prior.from_problem` reads from the approved examples that does not depend on the
+    target: numeric features their 10/25/50/75/90% quantiles and sorted present values, binary and categorical ones
+    their shares and most common value (None where no example has a value). Every target of a run shares the same
+    approved examples, so they are computed once; the key is the examples' bytes (a checksum, with the shape), so a
+    changed array is never served stale statistics."""
+    import zlib
+
+    C = np.ascontiguousarray(A)
+    raw = C.tobytes()
+    key = (C.shape, zlib.crc32(raw), id(sa))
+    hit = _STATS.get(key)
+    if hit is not None and hit[0] is sa and hit[2] == raw:
+        return hit[1]
+    stats: list = []
+    for j in range(C.shape[1]):
+        col = C[:, j][~np.isnan(C[:, j])]
+        if not sa.mutable[j] or len(col) == 0:
+            stats.append(None)
+        elif sa.kind[j] in (CONTINUOUS, INTEGER):
+            stats.append((np.quantile(col, [0.1, 0.25, 0.5, 0.75, 0.9]), np.sort(col)))
+        else:
+            vals, counts = np.unique(col, return_counts=True)
+            share = counts / counts.sum()
+            stats.append(({float(v): float(s) for v, s in zip(vals, share)}, float(vals[np.argmax(share)])))
+    if len(_STATS) >= 8:
+        _STATS.clear()
+    _STATS[key] = (sa, stats, raw)
+    return stats
+
+
 def value_grid(problem, prior: Prior, j: int, *, points: int = 8) -> np.ndarray:
     """Values worth trying for feature ``j`` alone (valid after projection, original excluded), ordered from
     the boldest move (far from the original) to the mildest."""
+    return value_grids(problem, prior, [j], points=points)[j]
+
+
+def value_grids(problem, prior: Prior, features, *, points: int = 8) -> dict[int, np.ndarray]:
+    """:func:`value_grid` of each feature in ``features``, with one projection for all of them (each row is
+    projected on its own, so the values are the same as feature by feature)."""
     sa, x0 = problem.schema, problem.x0
-    k = sa.kind[j]
-    if not sa.mutable[j]:
-        return np.empty(0)
-    if k == BINARY:
-        vals = np.array([1.0 - x0[j]])
-    elif k == CATEGORICAL:
-        cats = sa.categories[j, : sa.n_categories[j]]
-        share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
-        vals = cats[np.argsort(-share, kind="stable")]
-    else:
-        a, b = allowed_range(sa, x0)
-        anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
-        fr = np.linspace(0.0, 1.0, points + 1)[1:]
-        lin = [a[j] + f * (b[j] - a[j]) for f in fr]
-        toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
-        vals = np.array(anchors + lin + toward, dtype=np.float64)
-    X = np.repeat(x0[None, :], len(vals), axis=0)
-    X[:, j] = vals
-    v = project_rows(problem, X)[:, j]
-    v = v[(v != x0[j]) & ~np.isnan(v)]
-    if k in (CONTINUOUS, INTEGER):
-        v = np.unique(v)
-        v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
-    else:
-        _, first = np.unique(v, return_index=True)
-        v = v[np.sort(first)]
-    return v
+    a, b = allowed_range(sa, x0)
+    fr = np.linspace(0.0, 1.0, points + 1)[1:]
+    cand: dict[int, np.ndarray] = {}
+    for j in (int(f) for f in features):
+        k = sa.kind[j]
+        if not sa.mutable[j]:
+            continue
+        if k == BINARY:
+            vals = np.array([1.0 - x0[j]])
+        elif k == CATEGORICAL:
+            cats = sa.categories[j, : sa.n_categories[j]]
+            share = np.array([prior.frequencies[j].get(float(c), 0.0) for c in cats])
+            vals = cats[np.argsort(-share, kind="stable")]
+        else:
+            anchors = [a[j], b[j], prior.typical[j], *prior.quantiles[:, j][np.isfinite(prior.quantiles[:, j])]]
+            lin = [a[j] + f * (b[j] - a[j]) for f in fr]
+            toward = [x0[j] + f * (t - x0[j]) for t in (a[j], b[j], prior.typical[j]) for f in (0.5, 0.25, 0.1, 0.03)]
+            vals = np.array(anchors + lin + toward, dtype=np.float64)
+        cand[j] = vals
+    out = {int(j): np.empty(0) for j in features}
+    if not cand:
+        return out
+    X = np.repeat(x0[None, :], sum(len(v) for v in cand.values()), axis=0)
+    at = 0
+    for j, vals in cand.items():
+        X[at : at + len(vals), j] = vals
+        at += len(vals)
+    P = project_rows(problem, X)
+    at = 0
+    for j, vals in cand.items():
+        v = P[at : at + len(vals), j]
+        at += len(vals)
+        v = v[(v != x0[j]) & ~np.isnan(v)]
+        if sa.kind[j] in (CONTINUOUS, INTEGER):
+            v = np.unique(v)
+            v = v[np.argsort(-np.abs(v - x0[j]), kind="stable")]
+        else:
+            _, first = np.unique(v, return_index=True)
+            v = v[np.sort(first)]
+        out[j] = v
+    return out
 
 
-def opening_moves(problem, prior: Prior) -> np.ndarray:
+def opening_moves(problem, prior: Prior, grids: dict | None = None) -> np.ndarray:
     """The informed first batch, most promising first: every mutable feature at once to its approved-looking
     value, then each feature alone to that value (most unusual features first), then each feature alone to the
     extremes its direction allows and to other categories, then the cheapest approved examples projected onto
-    this target's rules. Duplicates and the original itself are dropped."""
+    this target's rules. Duplicates and the original itself are dropped. ``grids``: :func:`value_grids` of this
+    problem when already computed (any ``points``: the categorical moves are the same)."""
     sa, x0 = problem.schema, np.asarray(problem.x0, np.float64)
     mut = np.flatnonzero(sa.mutable)
     order = mut[np.argsort(-prior.atypicality[mut], kind="stable")]
@@ -240,7 +311,7 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
             rows.append(x)
     for j in order:
         if sa.kind[j] == CATEGORICAL:
-            for v in value_grid(problem, prior, j)[:3]:
+            for v in (value_grid(problem, prior, j) if grids is None or j not in grids else grids[j])[:3]:
                 x = x0.copy()
                 x[j] = v
                 rows.append(x)
@@ -250,11 +321,24 @@ def opening_moves(problem, prior: Prior) -> np.ndarray:
 
 
 def unique_rows(X: np.ndarray) -> np.ndarray:
-    """Distinct rows in order of first appearance."""
+    """Distinct rows in order of first appearance (rows equal as numbers: 0.0 and -0.0 are the same, a row with a
+    missing value is never equal to another, as ``np.unique(X, axis=0)`` compares them)."""
     if len(X) < 2:
         return X
-    _, first = np.unique(X, axis=0, return_index=True)
-    return X[np.sort(first)]
+    if X.dtype != np.float64 or X.ndim != 2:
+        _, first = np.unique(X, axis=0, return_index=True)
+        return X[np.sort(first)]
+    K = np.ascontiguousarray(X) + 0.0  # -0.0 becomes 0.0
+    nan = np.isnan(K).any(axis=1).tolist()
+    seen: set[bytes] = set()
+    keep = []
+    for i, k in enumerate(row_keys(K)):
+        if not nan[i]:
+            if k in seen:
+                continue
+            seen.add(k)
+        keep.append(i)
+    return X[keep]
 
 
 class Seen:
@@ -291,6 +375,25 @@ class Seen:
                 return taken, i + 1
         return taken, len(keys)
 
+    def claim(self, key: bytes, out: list[bytes]) -> bool:
+        """``take([key], 1, out)`` for one row's bytes: True when it was new (then appended to ``out`` and seen)."""
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        out.append(key)
+        return True
+
+    def unseen(self, keys: list[bytes]) -> list[int]:
+        """Positions of the ``keys`` (rows as bytes) not seen before and not repeating an earlier one (nothing is
+        marked seen)."""
+        seen, mine, out = self._keys, set(), []
+        for i, k in enumerate(keys):
+            if k in seen or k in mine:
+                continue
+            mine.add(k)
+            out.append(i)
+        return out
+
     def new(self, X: np.ndarray, limit: int | None = None) -> np.ndarray:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
         A = np.atleast_2d(np.ascontiguousarray(X, np.float64))
@@ -314,8 +417,9 @@ class CostReducer:
     per feature, the largest fraction known to fail, so each query narrows a bracket; the bracket carries over
     when a cheaper incumbent replaces the old one."""
 
-    def __init__(self, problem, *, min_gain: float = 1e-3, project=None):
+    def __init__(self, problem, *, min_gain: float = 1e-3, project=None, eager: bool = False):
         self.problem, self.min_gain = problem, min_gain
+        self.eager = eager  # bisect a change whose revert is not answered yet too (large batches: no round to wait)
         self._project = project if project is not None else (lambda X: project_rows(problem, X))
         self.x0 = np.asarray(problem.x0, np.float64)
         self.inc: np.ndarray | None = None
@@ -375,11 +479,11 @@ class CostReducer:
                 x[j] = self.x0[j]
                 rows.append(x)
         slots = max(k - len(rows), 0)
-        num_feats = [j for j, isnum in zip(feats, numeric) if isnum and self.fail[j] >= 0]
+        num_feats = [j for j, isnum in zip(feats, numeric) if isnum and (self.eager or self.fail[j] >= 0)]
         if num_feats and slots:
             m = max(1, int(np.ceil(slots / len(num_feats))))
             for j in num_feats:
-                lo = self.fail[j]
+                lo = max(self.fail[j], 0.0)
                 for i in range(1, m + 1):
                     f = lo + (1.0 - lo) * i / (m + 1)
                     x = inc.copy()
@@ -398,11 +502,11 @@ class CostReducer:
         X = np.atleast_2d(X)
         D = X != self.inc[None, :]
         rows = np.flatnonzero((D.sum(axis=1) == 1) & ~np.asarray(evaded, bool))  # one feature moved, not evaded
-        for i in rows.tolist():
-            x = X[i]
-            j = int(np.argmax(D[i]))
-            if delta[j] == 0:
-                continue
-            f = (x[j] - self.x0[j]) / delta[j]
-            if 0.0 <= f < 1.0:
-                self.fail[j] = max(self.fail[j], f)
+        if not len(rows):
+            return
+        js = D[rows].argmax(axis=1)  # the moved feature
+        moved = delta[js] != 0
+        rows, js = rows[moved], js[moved]
+        f = (X[rows, js] - self.x0[js]) / delta[js]  # the fraction of inc's change kept
+        back = (f >= 0.0) & (f < 1.0)
+        np.maximum.at(self.fail, js[back], f[back])
