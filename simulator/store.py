@@ -418,6 +418,9 @@ class Store:
             self._unlock()
             raise StoreError(f"cannot create the run file ({str(exc).splitlines()[0][:160]})", file=str(self.partial),
                              field="output") from None
+        except BaseException:  # Ctrl-C while attaching: the lock's release drops what was created
+            self._unlock()
+            raise
         try:
             for stmt in _ddl(self.feature_names):
                 self.con.execute(stmt)
