@@ -373,16 +373,19 @@ def deferred_signals() -> Iterator[list[int]]:
             signal.raise_signal(got[0])
 
 
-#: Rows per DuckDB row group in a run file while it is written (DuckDB's default is 122,880). An append of this many
-#: rows is compressed and written to the file as it runs, so the query log's writer thread (batches of this size)
-#: leaves only its last batch to the final flush and checkpoint; the file reads as any other.
-ROW_GROUP_ROWS = 16_384
+#: Rows per DuckDB row group in a run file (DuckDB's default is 122,880; files compress as well at this size). An
+#: append of this many rows is compressed and written to the file as it runs, so the query log's writer thread
+#: (batches of this size) leaves only its last batch to the final flush and checkpoint. Every fraudsim writer of a
+#: run file opens it with :func:`connect_run_file`: a connection with DuckDB's default would merge the row groups
+#: (rewrite the tables) at its first checkpoint. The file reads as any other.
+ROW_GROUP_ROWS = 32_768
 RUN_CATALOG = "run_file"  # the run file's name in its writer's connection (the connection's default database)
 
 
-def _connect_run_file(path: Path) -> duckdb.DuckDBPyConnection:
-    """A connection whose default database is the DuckDB file ``path``, attached with ``ROW_GROUP_ROWS``-row row
-    groups (a setting of ``ATTACH`` only); its temporary files go to ``<path>.tmp`` as they would by default."""
+def connect_run_file(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-write connection whose default database is the DuckDB file ``path``, attached with
+    ``ROW_GROUP_ROWS``-row row groups (a setting of ``ATTACH`` only); its temporary files go to ``<path>.tmp`` as
+    they would by default. A cursor of it starts in the in-memory database: ``USE run_file`` first."""
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_literal(str(path) + '.tmp')}")
@@ -413,7 +416,7 @@ class Store:
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
             stale.unlink(missing_ok=True)
         try:
-            self.con = _connect_run_file(self.partial)
+            self.con = connect_run_file(self.partial)
         except duckdb.Error as exc:
             self._unlock()
             raise StoreError(f"cannot create the run file ({str(exc).splitlines()[0][:160]})", file=str(self.partial),
