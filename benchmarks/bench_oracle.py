@@ -128,7 +128,7 @@ def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], ori
            kernels=kernels, strategy="bench").query(origin, steps[0])
     names = list(model.feature_names)
     total = len(origin) * len(steps)
-    raw_times, oracle_times, flush_times, ckpt_times, raw_cpu, oracle_cpu = [], [], [], [], [], []
+    raw_times, oracle_times, flush_times, ckpt_times, raw_cpu, oracle_cpu, loop_cpu, flush_cpu = ([] for _ in range(8))
     for _ in range(repeat):
         c0, t0 = time.process_time(), time.perf_counter()
         for X in steps:
@@ -141,15 +141,18 @@ def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], ori
             log = QueryLog(store, "bench-run", background=background)
             oracle = Oracle(model, threshold=0.5, feedback="score", budget=budget, originals=originals,
                             schema_arrays=sa, kernels=kernels, strategy="bench", log=log)
-            c0, t0 = time.process_time(), time.perf_counter()
+            c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
             for X in steps:
                 oracle.query(origin, X)
             t1 = time.perf_counter()
+            loop_cpu.append(time.thread_time() - m0)  # this thread's CPU in the loop (a writer thread's not counted)
+            c1 = time.process_time()
             log.flush()
             t2 = time.perf_counter()
             store.execute("CHECKPOINT")  # every row in the file itself, none parked in the write-ahead log
             t3 = time.perf_counter()
             oracle_cpu.append(time.process_time() - c0)
+            flush_cpu.append(time.process_time() - c1)
             mode = "background" if log.background else "spill"
             oracle_times.append(t3 - t0)
             flush_times.append(t3 - t1)
@@ -160,7 +163,8 @@ def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], ori
     k = int(np.argmin(oracle_times))
     return {"raw_qps": total / min(raw_times), "oracle_qps": total / min(oracle_times), "flush_s": flush_times[k],
             "ckpt_s": ckpt_times[k], "no_flush_qps": total / (oracle_times[k] - flush_times[k]), "total": total,
-            "cpu_ratio": min(raw_cpu) / min(oracle_cpu), "log": mode}
+            "cpu_ratio": min(raw_cpu) / min(oracle_cpu), "loop_cpu_ratio": min(raw_cpu) / min(loop_cpu),
+            "flush_cpu": min(flush_cpu), "log": mode}
 
 
 def free_port() -> int:
@@ -260,15 +264,19 @@ def main(argv=None) -> int:
           f"{len(names)} features, 150-tree models; best of {args.repeat}; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}")
     print(f"{'adapter':<16}{'baseline':<32}{'log':<12}{'baseline q/s':>14}{'oracle q/s':>13}{'flush s':>9}"
-          f"{'ckpt s':>8}{'ratio':>8}{'goal':>8}{'ratio w/o flush':>17}{'cpu ratio':>11}")
+          f"{'ckpt s':>8}{'ratio':>8}{'goal':>8}{'ratio w/o flush':>17}{'cpu ratio':>11}{'loop cpu':>10}"
+          f"{'flush cpu s':>13}")
     for kind, base, goal, r in results:
         ratio = r["oracle_qps"] / r["raw_qps"]
         print(f"{kind:<16}{base:<32}{r['log']:<12}{r['raw_qps']:>14,.0f}{r['oracle_qps']:>13,.0f}{r['flush_s']:>9.3f}"
               f"{r['ckpt_s']:>8.3f}{ratio:>8.2f}{'>= ' + format(goal, '.1f'):>8}"
-              f"{r['no_flush_qps'] / r['raw_qps']:>17.2f}{r['cpu_ratio']:>11.2f}")
+              f"{r['no_flush_qps'] / r['raw_qps']:>17.2f}{r['cpu_ratio']:>11.2f}{r['loop_cpu_ratio']:>10.2f}"
+              f"{r['flush_cpu']:>13.3f}")
     print("ratio: oracle (checks, scoring through the adapter, feedback, DuckDB query log, up to every row durable "
           "in the file) / baseline; 'w/o flush' leaves out the final flush and checkpoint; 'cpu ratio': the same "
-          "with the process's CPU time (all its threads) instead of wall time")
+          "with the process's CPU time (all its threads) instead of wall time; 'loop cpu': baseline CPU / the "
+          "oracle's loop on its own thread (the query log's writer thread not counted); 'flush cpu s': the process's "
+          "CPU seconds in the final flush and checkpoint")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 

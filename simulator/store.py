@@ -373,12 +373,12 @@ def deferred_signals() -> Iterator[list[int]]:
             signal.raise_signal(got[0])
 
 
-#: Rows per DuckDB row group in a run file (DuckDB's default is 122,880; files compress as well at this size). An
+#: Rows per DuckDB row group in a run file (DuckDB's default is 122,880; a queries table is about 10% larger). An
 #: append of this many rows is compressed and written to the file as it runs, so the query log's writer thread
 #: (batches of this size) leaves only its last batch to the final flush and checkpoint. Every fraudsim writer of a
 #: run file opens it with :func:`connect_run_file`: a connection with DuckDB's default would merge the row groups
 #: (rewrite the tables) at its first checkpoint. The file reads as any other.
-ROW_GROUP_ROWS = 32_768
+ROW_GROUP_ROWS = 16_384
 RUN_CATALOG = "run_file"  # the run file's name in its writer's connection (the connection's default database)
 
 
