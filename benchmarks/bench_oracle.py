@@ -18,13 +18,36 @@ column is that final part alone ("ckpt s" the ``CHECKPOINT`` within it); "ratio 
 
 Where the flush's time goes (measured on 2 cores, DuckDB 2.0): nearly all of it is DuckDB's ``BATCH_INSERT`` itself,
 about 4-5 ms per DOUBLE column, 10 ms per VARCHAR column and 2-5 ms per INTEGER/BOOLEAN column per 160,000 rows (large
-appends are compressed and written to the file while they run, in full row groups of 122,880 rows; the ``CHECKPOINT``
-after them compresses and writes the last, partial row group, and costs its share of the same per-value work, plus
-the fsync). The Arrow scan, the read of the spill and the disk writes take a few ms each; DuckDB's settings (threads,
+appends are compressed and written to the file while they run, in full row groups; the ``CHECKPOINT`` after them
+compresses and writes the last, partial row group, and costs its share of the same per-value work, plus the fsync).
+The Arrow scan, the read of the spill and the disk writes take a few ms each; DuckDB's settings (threads,
 ``preserve_insertion_order``, ``force_compression``/``disabled_compression_methods``, ``enable_optimistic_write``,
 ``write_buffer_row_group_count``, ``fsync_mode``), SQL literals for constant columns, plain strings instead of
 dictionaries and the Arrow batch size change the total by no more than the machine's noise; leaving the
 ``CHECKPOINT`` to ``close()`` moves its time there.
+
+So the query log does that work while the model scores wherever a core is free (:func:`simulator.store.spare_core`:
+``OMP_NUM_THREADS`` below the usable cores, as with ``--threads 1`` on 2 cores, or 4+ cores): a writer thread
+appends batches of exactly one row group, and run files are attached with 16,384-row row groups
+(``simulator.store.ROW_GROUP_ROWS``), so each append is compressed into the file as it runs and the final flush has
+only the last, partial batch (12,544 rows here: 160,000 = 9 x 16,384 + 12,544). With DuckDB's default 122,880-row
+groups the tail would be 37,120 rows, and small appends checkpointed as they come cost 2-3x the CPU (DuckDB's
+checkpoint merges the small row groups again and again). The oracle's checks, query numbers and cost are one kernel
+pass (``Kernels.admit``, about 30 us per call of 400 rows against about 75 us for the separate calls).
+``--log spill,background`` prints one row per mode; ``auto`` (the default) is what a run picks on this machine.
+
+Measured 2026-12-02 05:56 UTC, 2 cores, ``--threads 1``, load average 10.9 (six other sessions busy: wall-clock
+ratios are not meaningful there; the lead re-measures on a quiet machine). CPU seconds, best of 3:
+
+    adapter   log         cpu ratio  loop cpu  flush cpu s
+    xgboost   spill            0.63      0.87        0.151
+    xgboost   background       0.56      0.84        0.047
+    lightgbm  spill            0.79      0.92        0.147
+    lightgbm  background       0.77      0.93        0.053
+
+"loop cpu" (raw predict's CPU / the oracle loop's CPU on the caller's thread) bounds the wall ratio a quiet machine
+can reach with the writer on the other core; the flush adds "flush cpu s". On a quiet machine before these changes
+(05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78, 0.93, 0.85 without the flush).
 
 ``--threads N`` sets ``OMP_NUM_THREADS`` for both sides (XGBoost and LightGBM size their OpenMP pools from it;
 ONNX Runtime keeps its own pool). On a machine shared with other busy processes, OpenMP barriers across threads
@@ -32,7 +55,7 @@ that the scheduler does not run together make the library's predict itself vary 
 which swamps the ratio; ``--threads 1`` measures the door's own cost there.
 
 usage: python benchmarks/bench_oracle.py [--targets 40] [--batch 10] [--steps 400] [--http-steps 60]
-       [--model m.json] [--only xgboost,lightgbm,onnx,http] [--threads N]
+       [--model m.json] [--only xgboost,lightgbm,onnx,http] [--threads N] [--log auto|spill|background,...]
 """
 from __future__ import annotations
 
