@@ -36,18 +36,24 @@ checkpoint merges the small row groups again and again). The oracle's checks, qu
 pass (``Kernels.admit``, about 30 us per call of 400 rows against about 75 us for the separate calls).
 ``--log spill,background`` prints one row per mode; ``auto`` (the default) is what a run picks on this machine.
 
-Measured 2026-12-02 05:56 UTC, 2 cores, ``--threads 1``, load average 10.9 (six other sessions busy: wall-clock
-ratios are not meaningful there; the lead re-measures on a quiet machine). CPU seconds, best of 3:
+Measured 2026-12-02 06:08 UTC, 2 cores, ``--threads 1``, load average 2.7 rising to 3.6 (other sessions busy, so
+not a quiet machine; the lead re-measures), best of 3, all rows from one run:
 
-    adapter   log         cpu ratio  loop cpu  flush cpu s
-    xgboost   spill            0.63      0.87        0.151
-    xgboost   background       0.56      0.84        0.047
-    lightgbm  spill            0.79      0.92        0.147
-    lightgbm  background       0.77      0.93        0.053
+    adapter   log         ratio  w/o flush  flush s  cpu ratio  loop cpu  flush cpu s
+    xgboost   spill        0.49       0.69    0.179       0.54      0.77        0.159
+    xgboost   background   0.80       0.86    0.031       0.56      0.87        0.029
+    lightgbm  spill        0.68       0.79    0.195       0.85      0.98        0.131
+    lightgbm  background   0.70       0.73    0.063       0.78      0.95        0.025
+    onnx      spill        0.76       1.11    0.298       0.71      1.53        0.157
+    onnx      background   0.70       0.86    0.203       0.67      1.24        0.035
 
 "loop cpu" (raw predict's CPU / the oracle loop's CPU on the caller's thread) bounds the wall ratio a quiet machine
-can reach with the writer on the other core; the flush adds "flush cpu s". On a quiet machine before these changes
-(05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78, 0.93, 0.85 without the flush).
+can reach with the writer on the other core; the flush adds "flush cpu s" (ONNX Runtime's own threads count in the
+baseline's CPU, hence above 1). Without ``--threads`` (the libraries' default: both cores) the same run at load
+5.8 gave baselines of 43,000-270,000 q/s and ratios from 0.59 to 2.13 in either mode: OpenMP's barriers on a busy
+machine swamp the comparison, so that choice (spill there) rests on the barrier argument above, not on a measurement.
+On a quiet machine before these changes (05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78,
+0.93, 0.85 without the flush).
 
 ``--threads N`` sets ``OMP_NUM_THREADS`` for both sides (XGBoost and LightGBM size their OpenMP pools from it;
 ONNX Runtime keeps its own pool). On a machine shared with other busy processes, OpenMP barriers across threads
