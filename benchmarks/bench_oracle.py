@@ -49,7 +49,11 @@ not a quiet machine; the lead re-measures), best of 3, all rows from one run:
 
 "loop cpu" (raw predict's CPU / the oracle loop's CPU on the caller's thread) bounds the wall ratio a quiet machine
 can reach with the writer on the other core; the flush adds "flush cpu s" (ONNX Runtime's own threads count in the
-baseline's CPU, hence above 1). Without ``--threads`` (the libraries' default: both cores) the same run at load
+baseline's CPU, hence above 1). A second busy thread slows the caller's loop by itself on this 2-vCPU machine: the
+oracle's XGBoost loop without a log took 7% more CPU while an unrelated thread ran DuckDB inserts on its own
+connection (4% beside a NumPy sort, 15% beside pure Python holding the GIL), so the writer thread wins back less than
+the flush it removes. A second run at load 5 (06:21 UTC) gave, writer thread vs spill: XGBoost 0.45 vs 0.57 (loop
+cpu 0.82 both), LightGBM 0.83 vs 0.78, ONNX 0.83 vs 0.73: under load the writer competes with other processes. Without ``--threads`` (the libraries' default: both cores) the same run at load
 5.8 gave baselines of 43,000-270,000 q/s and ratios from 0.59 to 2.13 in either mode: OpenMP's barriers on a busy
 machine swamp the comparison, so that choice (spill there) rests on the barrier argument above, not on a measurement.
 On a quiet machine before these changes (05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78,
