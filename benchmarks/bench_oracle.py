@@ -18,13 +18,46 @@ column is that final part alone ("ckpt s" the ``CHECKPOINT`` within it); "ratio 
 
 Where the flush's time goes (measured on 2 cores, DuckDB 2.0): nearly all of it is DuckDB's ``BATCH_INSERT`` itself,
 about 4-5 ms per DOUBLE column, 10 ms per VARCHAR column and 2-5 ms per INTEGER/BOOLEAN column per 160,000 rows (large
-appends are compressed and written to the file while they run, in full row groups of 122,880 rows; the ``CHECKPOINT``
-after them compresses and writes the last, partial row group, and costs its share of the same per-value work, plus
-the fsync). The Arrow scan, the read of the spill and the disk writes take a few ms each; DuckDB's settings (threads,
+appends are compressed and written to the file while they run, in full row groups; the ``CHECKPOINT`` after them
+compresses and writes the last, partial row group, and costs its share of the same per-value work, plus the fsync).
+The Arrow scan, the read of the spill and the disk writes take a few ms each; DuckDB's settings (threads,
 ``preserve_insertion_order``, ``force_compression``/``disabled_compression_methods``, ``enable_optimistic_write``,
 ``write_buffer_row_group_count``, ``fsync_mode``), SQL literals for constant columns, plain strings instead of
 dictionaries and the Arrow batch size change the total by no more than the machine's noise; leaving the
 ``CHECKPOINT`` to ``close()`` moves its time there.
+
+So the query log does that work while the model scores wherever a core is free (:func:`simulator.store.spare_core`:
+``OMP_NUM_THREADS`` below the usable cores, as with ``--threads 1`` on 2 cores, or 4+ cores): a writer thread
+appends batches of exactly one row group, and run files are attached with 16,384-row row groups
+(``simulator.store.ROW_GROUP_ROWS``), so each append is compressed into the file as it runs and the final flush has
+only the last, partial batch (12,544 rows here: 160,000 = 9 x 16,384 + 12,544). With DuckDB's default 122,880-row
+groups the tail would be 37,120 rows, and small appends checkpointed as they come cost 2-3x the CPU (DuckDB's
+checkpoint merges the small row groups again and again). The oracle's checks, query numbers and cost are one kernel
+pass (``Kernels.admit``, about 30 us per call of 400 rows against about 75 us for the separate calls).
+``--log spill,background`` prints one row per mode; ``auto`` (the default) is what a run picks on this machine.
+
+Measured 2026-12-02 06:08 UTC, 2 cores, ``--threads 1``, load average 2.7 rising to 3.6 (other sessions busy, so
+not a quiet machine; the lead re-measures), best of 3, all rows from one run:
+
+    adapter   log         ratio  w/o flush  flush s  cpu ratio  loop cpu  flush cpu s
+    xgboost   spill        0.49       0.69    0.179       0.54      0.77        0.159
+    xgboost   background   0.80       0.86    0.031       0.56      0.87        0.029
+    lightgbm  spill        0.68       0.79    0.195       0.85      0.98        0.131
+    lightgbm  background   0.70       0.73    0.063       0.78      0.95        0.025
+    onnx      spill        0.76       1.11    0.298       0.71      1.53        0.157
+    onnx      background   0.70       0.86    0.203       0.67      1.24        0.035
+
+"loop cpu" (raw predict's CPU / the oracle loop's CPU on the caller's thread) bounds the wall ratio a quiet machine
+can reach with the writer on the other core; the flush adds "flush cpu s" (ONNX Runtime's own threads count in the
+baseline's CPU, hence above 1). A second busy thread slows the caller's loop by itself on this 2-vCPU machine: the
+oracle's XGBoost loop without a log took 7% more CPU while an unrelated thread ran DuckDB inserts on its own
+connection (4% beside a NumPy sort, 15% beside pure Python holding the GIL), so the writer thread wins back less than
+the flush it removes. A second run at load 5 (06:21 UTC) gave, writer thread vs spill: XGBoost 0.45 vs 0.57 (loop
+cpu 0.82 both), LightGBM 0.83 vs 0.78, ONNX 0.83 vs 0.73: under load the writer competes with other processes. Without ``--threads`` (the libraries' default: both cores) the same run at load
+5.8 gave baselines of 43,000-270,000 q/s and ratios from 0.59 to 2.13 in either mode: OpenMP's barriers on a busy
+machine swamp the comparison, so that choice (spill there) rests on the barrier argument above, not on a measurement.
+On a quiet machine before these changes (05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78,
+0.93, 0.85 without the flush).
 
 ``--threads N`` sets ``OMP_NUM_THREADS`` for both sides (XGBoost and LightGBM size their OpenMP pools from it;
 ONNX Runtime keeps its own pool). On a machine shared with other busy processes, OpenMP barriers across threads
@@ -32,7 +65,7 @@ that the scheduler does not run together make the library's predict itself vary 
 which swamps the ratio; ``--threads 1`` measures the door's own cost there.
 
 usage: python benchmarks/bench_oracle.py [--targets 40] [--batch 10] [--steps 400] [--http-steps 60]
-       [--model m.json] [--only xgboost,lightgbm,onnx,http] [--threads N]
+       [--model m.json] [--only xgboost,lightgbm,onnx,http] [--threads N] [--log auto|spill|background,...]
 """
 from __future__ import annotations
 
@@ -121,33 +154,39 @@ def httpx_loop(url: str, names: list[str]) -> Callable[[np.ndarray], np.ndarray]
 
 
 def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], origin: np.ndarray,
-            originals: np.ndarray, sa, kernels, budget: int, repeat: int) -> dict:
+            originals: np.ndarray, sa, kernels, budget: int, repeat: int, background: bool | None = None) -> dict:
     baseline(steps[0])
     model.predict_score(steps[0])  # warm up (thread pools, connections, JIT of the kernels)
     Oracle(model, threshold=0.5, feedback="score", budget=10**9, originals=originals, schema_arrays=sa,
            kernels=kernels, strategy="bench").query(origin, steps[0])
     names = list(model.feature_names)
     total = len(origin) * len(steps)
-    raw_times, oracle_times, flush_times, ckpt_times = [], [], [], []
+    raw_times, oracle_times, flush_times, ckpt_times, raw_cpu, oracle_cpu, loop_cpu, flush_cpu = ([] for _ in range(8))
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for X in steps:
             baseline(X)
         raw_times.append(time.perf_counter() - t0)
+        raw_cpu.append(time.process_time() - c0)
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "bench.duckdb", names)
             store.execute("CHECKPOINT")  # the schema is on disk before the clock starts
-            log = QueryLog(store, "bench-run")
+            log = QueryLog(store, "bench-run", background=background)
             oracle = Oracle(model, threshold=0.5, feedback="score", budget=budget, originals=originals,
                             schema_arrays=sa, kernels=kernels, strategy="bench", log=log)
-            t0 = time.perf_counter()
+            c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
             for X in steps:
                 oracle.query(origin, X)
             t1 = time.perf_counter()
+            loop_cpu.append(time.thread_time() - m0)  # this thread's CPU in the loop (a writer thread's not counted)
+            c1 = time.process_time()
             log.flush()
             t2 = time.perf_counter()
             store.execute("CHECKPOINT")  # every row in the file itself, none parked in the write-ahead log
             t3 = time.perf_counter()
+            oracle_cpu.append(time.process_time() - c0)
+            flush_cpu.append(time.process_time() - c1)
+            mode = "background" if log.background else "spill"
             oracle_times.append(t3 - t0)
             flush_times.append(t3 - t1)
             ckpt_times.append(t3 - t2)
@@ -156,7 +195,9 @@ def measure(model: TargetModel, baseline: Callable, steps: list[np.ndarray], ori
             assert rows == total, (rows, total)
     k = int(np.argmin(oracle_times))
     return {"raw_qps": total / min(raw_times), "oracle_qps": total / min(oracle_times), "flush_s": flush_times[k],
-            "ckpt_s": ckpt_times[k], "no_flush_qps": total / (oracle_times[k] - flush_times[k]), "total": total}
+            "ckpt_s": ckpt_times[k], "no_flush_qps": total / (oracle_times[k] - flush_times[k]), "total": total,
+            "cpu_ratio": min(raw_cpu) / min(oracle_cpu), "loop_cpu_ratio": min(raw_cpu) / min(loop_cpu),
+            "flush_cpu": min(flush_cpu), "log": mode}
 
 
 def free_port() -> int:
@@ -179,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="xgboost,lightgbm,onnx,http", help="comma-separated rows to run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both sides (default: the libraries' own)")
+    ap.add_argument("--log", default="auto", help="the query log's mode(s), comma-separated, one row each: auto (what "
+                                                  "a run picks on this machine), background, spill")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     if args.threads and os.environ.get("OMP_NUM_THREADS") != str(args.threads):
@@ -221,13 +264,15 @@ def main(argv=None) -> int:
         steps.append(kernels.mutate(originals[origin], originals, origin, U, Z, V, np.zeros(n_step),
                                     np.full(n_step, 0.4), MODE_UNIFORM, sa))
 
+    log_modes = {"auto": None, "background": True, "spill": False}
     results = []
     for kind, model in models.items():
         if kind not in only:
             continue
-        r = measure(model, library_predict(model), steps, origin, originals, sa, kernels, args.steps * args.batch,
-                    args.repeat)
-        results.append((kind, "library's batched predict", 0.8, r))
+        for mode in args.log.split(","):
+            r = measure(model, library_predict(model), steps, origin, originals, sa, kernels,
+                        args.steps * args.batch, args.repeat, log_modes[mode])
+            results.append((kind, "library's batched predict", 0.8, r))
 
     if "http" in only and not args.model:
         model_file = tmpdir / "served.json"
@@ -251,15 +296,21 @@ def main(argv=None) -> int:
     print(f"{args.targets} targets x {args.batch} candidates per step = {n_step} rows per call, "
           f"{len(names)} features, 150-tree models; best of {args.repeat}; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}")
-    print(f"{'adapter':<16}{'baseline':<32}{'baseline q/s':>14}{'oracle q/s':>13}{'flush s':>9}{'ckpt s':>8}"
-          f"{'ratio':>8}{'goal':>8}{'ratio w/o flush':>17}")
+    print(f"{'adapter':<16}{'baseline':<32}{'log':<12}{'baseline q/s':>14}{'oracle q/s':>13}{'flush s':>9}"
+          f"{'ckpt s':>8}{'ratio':>8}{'goal':>8}{'ratio w/o flush':>17}{'cpu ratio':>11}{'loop cpu':>10}"
+          f"{'flush cpu s':>13}")
     for kind, base, goal, r in results:
         ratio = r["oracle_qps"] / r["raw_qps"]
-        print(f"{kind:<16}{base:<32}{r['raw_qps']:>14,.0f}{r['oracle_qps']:>13,.0f}{r['flush_s']:>9.3f}"
+        print(f"{kind:<16}{base:<32}{r['log']:<12}{r['raw_qps']:>14,.0f}{r['oracle_qps']:>13,.0f}{r['flush_s']:>9.3f}"
               f"{r['ckpt_s']:>8.3f}{ratio:>8.2f}{'>= ' + format(goal, '.1f'):>8}"
-              f"{r['no_flush_qps'] / r['raw_qps']:>17.2f}")
+              f"{r['no_flush_qps'] / r['raw_qps']:>17.2f}{r['cpu_ratio']:>11.2f}{r['loop_cpu_ratio']:>10.2f}"
+              f"{r['flush_cpu']:>13.3f}")
     print("ratio: oracle (checks, scoring through the adapter, feedback, DuckDB query log, up to every row durable "
-          "in the file) / baseline; 'w/o flush' leaves out the final flush and checkpoint")
+          "in the file) / baseline; 'w/o flush' leaves out the final flush and checkpoint; 'cpu ratio': the same "
+          "with the process's CPU time (all its threads) instead of wall time; 'loop cpu': baseline CPU / the "
+          "oracle's loop on its own thread (the query log's writer thread not counted); 'flush cpu s': the process's "
+          "CPU seconds in the final flush and checkpoint")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -65,7 +65,10 @@ class Oracle:
         X = np.ascontiguousarray(X, dtype=np.float64)
         if len(targets) == 0:
             return Feedback(np.zeros(0, bool), np.zeros(0) if self.feedback == "score" else None)
-        query_index = self.admit(targets, X)
+        if self.relations is None:  # the checks, the query numbers and the cost in one kernel pass
+            query_index, cost = self._admit_with_cost(targets, X)
+        else:
+            query_index, cost = self.admit(targets, X), None
         score = self.model.predict_score(X)
         declined = score >= self.threshold
         shown = score
@@ -74,7 +77,8 @@ class Oracle:
         if self.log is not None:
             self.record(round_=self.round, agent_id=self.agent_id, strategy=self.strategy,
                         target_id=self.target_ids[targets], query_index=query_index, score=score, declined=declined,
-                        cost=self.kernels.cost(X, self.originals, targets, self.sa), X=X, opening=opening)
+                        cost=self.kernels.cost(X, self.originals, targets, self.sa) if cost is None else cost, X=X,
+                        opening=opening)
         return self.answer(declined, shown)
 
     def admit(self, targets: np.ndarray, X: np.ndarray, *, x0: np.ndarray | None = None, schema=None,
@@ -102,6 +106,15 @@ class Oracle:
         query_index = self._next_indices(targets)
         self.used += asked
         return query_index
+
+    def _admit_with_cost(self, targets: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`admit` for the targets' own originals without relations, and each row's cost, from one kernel
+        pass (:meth:`Kernels.admit`); a batch it would refuse goes through :meth:`admit`, which raises the error."""
+        query_index, invalid, cost, asked = self.kernels.admit(X, self.originals, targets, self.used, self.sa)
+        if bool((self.used + asked > self.budget).any()) or invalid.any():
+            return self.admit(targets, X), cost  # raises (BudgetExceeded or ValueError), charging nothing
+        self.used += asked
+        return query_index, cost
 
     def answer(self, declined: np.ndarray, shown: np.ndarray, feedback: str | None = None) -> Feedback:
         """What the attacker is told: the decision, and the shown score only with ``feedback: score``."""

@@ -373,6 +373,34 @@ def deferred_signals() -> Iterator[list[int]]:
             signal.raise_signal(got[0])
 
 
+#: Rows per DuckDB row group in a run file (DuckDB's default is 122,880; a queries table is about 10% larger). An
+#: append of this many rows is compressed and written to the file as it runs, so the query log's writer thread
+#: (batches of this size) leaves only its last batch to the final flush and checkpoint. Every fraudsim writer of a
+#: run file opens it with :func:`connect_run_file`: a connection with DuckDB's default would merge the row groups
+#: (rewrite the tables) at its first checkpoint. The file reads as any other.
+ROW_GROUP_ROWS = 16_384
+RUN_CATALOG = "run_file"  # the run file's name in its writer's connection (the connection's default database)
+
+
+def connect_run_file(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-write connection whose default database is the DuckDB file ``path``, attached with
+    ``ROW_GROUP_ROWS``-row row groups (a setting of ``ATTACH`` only); its temporary files go to ``<path>.tmp`` as
+    they would by default. A cursor of it starts in the in-memory database: ``USE run_file`` first."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = {_literal(str(path) + '.tmp')}")
+        con.execute(f"ATTACH {_literal(str(path))} AS {RUN_CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"USE {RUN_CATALOG}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class Store:
     """A fraudsim DuckDB file opened for writing one run (holding the output's lock until finished or failed)."""
 
@@ -388,11 +416,14 @@ class Store:
         for stale in (self.partial, Path(str(self.partial) + ".wal")):
             stale.unlink(missing_ok=True)
         try:
-            self.con = duckdb.connect(str(self.partial))
+            self.con = connect_run_file(self.partial)
         except duckdb.Error as exc:
             self._unlock()
             raise StoreError(f"cannot create the run file ({str(exc).splitlines()[0][:160]})", file=str(self.partial),
                              field="output") from None
+        except BaseException:  # Ctrl-C while attaching: the lock's release drops what was created
+            self._unlock()
+            raise
         try:
             for stmt in _ddl(self.feature_names):
                 self.con.execute(stmt)
@@ -504,7 +535,34 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-BACKGROUND_MIN_CPUS = 4  # the query log writes on its own thread only with cores to spare (see QueryLog)
+BACKGROUND_MIN_CPUS = 4  # with this many usable cores the query log always writes on its own thread (see QueryLog)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is not known)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def spare_core() -> bool:
+    """Whether a core stays free for the query log's writer thread while the model scores: at least
+    ``BACKGROUND_MIN_CPUS`` usable cores, or the model libraries' OpenMP pools held below the usable cores by
+    ``OMP_NUM_THREADS`` (XGBoost and LightGBM size their pools from it; their default takes every core)."""
+    cores = usable_cores()
+    if cores >= BACKGROUND_MIN_CPUS:
+        return True
+    try:
+        omp = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        return False
+    return 0 < omp < cores
+
+
+SPILL_ROWS = 122_880  # rows per spilled batch (a multiple of ROW_GROUP_ROWS)
+BACKGROUND_ROWS = ROW_GROUP_ROWS  # rows per batch of the writer thread: whole row groups, each compressed as it is
+# appended; the last, partial one is what the final flush still writes
 
 
 class QuerySink(Protocol):
@@ -526,11 +584,15 @@ class QueryLog:
     Every ``flush_rows`` rows the buffered chunks become one Arrow table, built with a single copy into contiguous
     feature columns. What happens to it depends on the machine:
 
-    - ``background`` (the default with at least ``BACKGROUND_MIN_CPUS`` cores): a writer thread appends it to
-      ``queries`` on its own cursor of the store's connection, in order, while the oracle keeps scoring (DuckDB and
-      NumPy release the GIL); at most ``max_pending`` batches wait, so memory stays bounded.
-    - otherwise (2 cores: the model's OpenMP threads already use both, and a third busy thread stalls their
-      barriers) the table is *spilled*: written as an Arrow IPC record batch to an anonymous temporary file beside
+    - ``background`` (the default where :func:`spare_core` finds a core the model's threads leave free: at least
+      ``BACKGROUND_MIN_CPUS`` cores, or ``OMP_NUM_THREADS`` below the usable cores): a writer thread builds the table
+      and appends it to ``queries`` on its own cursor of the store's connection, in order, while the oracle keeps
+      scoring (DuckDB and NumPy release the GIL); at most ``max_pending`` batches wait, so memory stays bounded.
+      Each batch is exactly one of the run file's row groups (``BACKGROUND_ROWS`` = ``ROW_GROUP_ROWS``), which
+      DuckDB compresses and writes to the file during the append, while the model works: :meth:`flush` (and the
+      store's final ``CHECKPOINT``) find only the last, partial batch left.
+    - otherwise (2 cores with the libraries' default threads: the model's OpenMP threads already use both, and a
+      third busy thread stalls their barriers) the table is *spilled*: written as an Arrow IPC record batch to an anonymous temporary file beside
       the run file (a plain sequential write, no DuckDB work in the oracle's loop), and :meth:`flush` loads the
       spill, memory-mapped, and the tail in one ``INSERT`` (a DuckDB append is far cheaper as one statement than
       as many). The file has no name on Linux (``O_TMPFILE``; elsewhere it is unlinked at once or removed on close),
@@ -542,10 +604,12 @@ class QueryLog:
     caller's thread.
     """
 
-    def __init__(self, store: QuerySink | None, run_id: str, flush_rows: int = 122_880, *, background: bool | None = None,
-                 max_pending: int = 2):
+    def __init__(self, store: QuerySink | None, run_id: str, flush_rows: int | None = None, *,
+                 background: bool | None = None, max_pending: int = 2):
         if background is None:  # only where a core is free: on 2 cores the model's own threads (OpenMP) use both
-            background = (os.cpu_count() or 1) >= BACKGROUND_MIN_CPUS
+            background = spare_core()
+        if flush_rows is None:  # the writer thread: small batches; one DuckDB append: whole row groups
+            flush_rows = BACKGROUND_ROWS if background else SPILL_ROWS
         self.store, self.run_id, self.flush_rows = store, run_id, flush_rows
         # anything else with ``append`` and ``feature_names`` (the campaign's own background writer) gets the
         # batches in this thread
@@ -569,13 +633,18 @@ class QueryLog:
             score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
             opening: np.ndarray | None = None) -> None:
         m = len(target_id)
-        self._chunks.append({"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
-                             "query_index": query_index, "score": score, "decision": decision, "evaded": evaded,
-                             "cost": cost, "X": X, "opening": opening, "n": m})
-        self._rows += m
+        chunk = {"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
+                 "query_index": query_index, "score": score, "decision": decision, "evaded": evaded, "cost": cost,
+                 "X": X, "opening": opening, "n": m}
         self.total_rows += m
-        if self._rows >= self.flush_rows:
+        while self._rows + chunk["n"] >= self.flush_rows:  # batches of exactly flush_rows rows: whole row groups
+            head, chunk = _split_chunk(chunk, self.flush_rows - self._rows)
+            self._chunks.append(head)
+            self._rows += head["n"]
             self._submit()
+        if chunk["n"]:
+            self._chunks.append(chunk)
+            self._rows += chunk["n"]
 
     def flush(self) -> None:
         """Write every buffered row and wait until all of them are in ``queries``."""
@@ -618,6 +687,7 @@ class QueryLog:
 
                 assert self._own is not None  # background only writes to a Store (see __init__)
                 self._cursor = self._own.con.cursor()
+                self._cursor.execute(f"USE {RUN_CATALOG}")  # a cursor starts in the connection's in-memory database
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-log")
             self._pending.append(self._pool.submit(self._write, chunks, self._cursor))
         while self._pending and (wait or self._pending[0].done() or len(self._pending) > self.max_pending):
@@ -742,6 +812,19 @@ class QueryLog:
                                                        for c, k, m in zip(ch, known, n)]),
                                        mask=None if all(known) else np.repeat(~np.array(known), n))
         return pa.table(cols)
+
+
+_ROW_FIELDS = ("target_id", "query_index", "score", "decision", "evaded", "cost", "X", "opening")
+
+
+def _split_chunk(chunk: dict, k: int) -> tuple[dict, dict]:
+    """A query log chunk's first ``k`` rows and the rest (views, no copy)."""
+    head, tail = dict(chunk, n=k), dict(chunk, n=chunk["n"] - k)
+    for f in _ROW_FIELDS:
+        v = chunk[f]
+        if v is not None:
+            head[f], tail[f] = v[:k], v[k:]
+    return head, tail
 
 
 def _cat(parts: list, dtype) -> np.ndarray:

@@ -43,6 +43,11 @@ class Kernels:
     def violations(self, X, X0, origin, sa) -> np.ndarray:
         return self._impl.violations(X, X0, origin, sa)
 
+    def admit(self, X, X0, origin, used, sa) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The oracle's checks of a batch in one pass: ``(query_index, invalid, cost, asked)``, see
+        :func:`simulator.kernels.reference.admit` (``invalid`` is :meth:`violations`: no relations)."""
+        return self._impl.admit(X, X0, origin, used, sa)
+
     def mutate(self, base, X0, origin, U, Z, V, step, p, mode, sa) -> np.ndarray:
         return self._impl.mutate(base, X0, origin, U, Z, V, step, p, mode, sa)
 

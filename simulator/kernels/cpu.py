@@ -172,6 +172,61 @@ def _violations(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, ou
     return out
 
 
+@njit(cache=True, nogil=True)
+def _admit(X, X0, origin, used, kind, lo, hi, mutable, direction, cats, ncats, weight, qi, bad_out, cost_out, asked):
+    """``violations``, ``cost`` and the per-original query numbers in one pass over the rows (serial: the numbers
+    follow row order)."""
+    n, d = X.shape
+    m = asked.shape[0]
+    for i in range(n):
+        o = origin[i]
+        if o < 0 or o >= m:
+            return i  # the first row whose original does not exist
+        asked[o] += 1
+        qi[i] = used[o] + asked[o]
+        bad = False
+        s = 0.0
+        for j in range(d):
+            v = X[i, j]
+            x0 = X0[o, j]
+            nv = math.isnan(v)
+            n0 = math.isnan(x0)
+            if nv or n0:  # cost: a missing value given a value (or the reverse) costs the full weight
+                if nv != n0:
+                    s += weight[j]
+            else:
+                diff = v - x0
+                if diff != 0.0:
+                    k = kind[j]
+                    span = hi[j] - lo[j]
+                    if (k == CONTINUOUS or k == INTEGER) and span > 0:
+                        s += weight[j] * abs(diff) / span
+                    else:
+                        s += weight[j]
+            if bad or (nv and n0):  # violations (as _violations): missing and left missing is unchanged
+                continue
+            if not math.isfinite(v):
+                bad = True
+            elif not mutable[j]:
+                bad = v != x0
+            else:
+                k = kind[j]
+                if k == CONTINUOUS or k == INTEGER:
+                    bad = v < lo[j] or v > hi[j] or (k == INTEGER and v != math.floor(v))
+                elif k == BINARY:
+                    bad = v != 0.0 and v != 1.0
+                else:
+                    bad = True
+                    for c in range(ncats[j]):
+                        if v == cats[j, c]:
+                            bad = False
+                if (direction[j] == 1 and v < x0) or (direction[j] == -1 and v > x0):
+                    bad = True
+        bad_out[i] = bad
+        cost_out[i] = s
+    return -1
+
+
 def _mutate(base, X0, origin, U, Z, V, step, p, mode, mut_idx, kind, lo, hi, mutable, direction, cats, ncats, out):
     n, d = base.shape
     n_mut = mut_idx.shape[0]
@@ -271,6 +326,27 @@ def violations(X, X0, origin, sa):
     X = _f(X)
     return _pick((_viol_s, _viol_p), len(X))(X, _f(X0), _i(origin), sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction,
                                               sa.categories, sa.n_categories, np.empty(len(X), np.bool_))
+
+
+def admit(X, X0, origin, used, sa):
+    X, origin = _f(X), _i(origin)
+    n = len(X)
+    if n >= PARALLEL_MIN_ROWS:  # large batches: the parallel kernels, and the counts in NumPy
+        asked = np.bincount(origin, minlength=len(used)).astype(np.int64)
+        order = np.argsort(origin, kind="stable")
+        ts = origin[order]
+        qi = np.empty(n, np.int64)
+        qi[order] = _i(used)[ts] + (np.arange(1, n + 1) - np.searchsorted(ts, ts))
+        return qi, violations(X, X0, origin, sa), cost(X, X0, origin, sa), asked
+    qi, bad, c, asked = np.empty(n, np.int64), np.empty(n, np.bool_), np.empty(n), np.zeros(len(used), np.int64)
+    X0, used = _f(X0), _i(used)
+    if len(used) != len(X0) or X.shape[1] != X0.shape[1]:
+        raise ValueError(f"admit: {len(used)} counts and {X0.shape} originals for candidates of shape {X.shape}")
+    row = _admit(X, X0, origin, used, sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction, sa.categories,
+                 sa.n_categories, sa.cost, qi, bad, c, asked)
+    if row >= 0:
+        raise IndexError(f"admit: row {row} names original {origin[row]}, and there are {len(used)}")
+    return qi, bad, c, asked
 
 
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa):

@@ -43,6 +43,12 @@ def violations(X, X0, origin, sa):
     return cp.asnumpy(reference.violations(*_to(cp, X, X0, origin), sa, xp=cp))
 
 
+def admit(X, X0, origin, used, sa):
+    cp = _cp()
+    qi, bad, c, asked = reference.admit(*_to(cp, X, X0), origin, used, sa, xp=cp)
+    return qi, cp.asnumpy(bad), cp.asnumpy(c), asked
+
+
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa):
     cp = _cp()
     args = _to(cp, np.asarray(base, np.float64), X0, origin, U, Z, V, np.asarray(step, np.float64), np.asarray(p, np.float64))

@@ -98,6 +98,22 @@ def violations(X, X0, origin, sa, xp=np):
     return bad.any(axis=1)
 
 
+def admit(X, X0, origin, used, sa, xp=np):
+    """The oracle's per-batch checks in one call (:meth:`simulator.oracle.Oracle.admit`). Returns ``query_index``
+    (per candidate: ``used[origin[i]]`` plus its 1-based rank among the batch's candidates for that original, in row
+    order), ``invalid`` (:func:`violations`), ``cost`` (:func:`cost`) and ``asked`` (candidates per original, length
+    ``len(used)``). ``origin`` and ``used`` (int64) stay on the host."""
+    origin = np.asarray(origin, np.int64)
+    asked = np.bincount(origin, minlength=len(used)).astype(np.int64)
+    order = np.argsort(origin, kind="stable")
+    rank = np.empty(len(origin), np.int64)
+    ts = origin[order]
+    rank[order] = np.arange(1, len(ts) + 1) - np.searchsorted(ts, ts)
+    o = xp.asarray(origin)
+    return (np.asarray(used, np.int64)[origin] + rank, violations(X, X0, o, sa, xp), cost(X, X0, o, sa, xp),
+            asked)
+
+
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa, xp=np):
     """Random moves from ``base``, projected. Each mutable feature moves with probability ``p[i]``, and one
     mutable feature chosen by ``V[i]`` always moves. ``mode`` 0 (local): continuous/integer move by

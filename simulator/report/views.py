@@ -30,7 +30,7 @@ import duckdb
 
 from ..errors import StoreError
 from ..measures import EXACT_RATIO_COLUMNS, EXACT_RATIO_JOIN, STRATEGY_MEASURES, strategy_sql  # noqa: F401
-from ..store import CHEAP_COST, _ident, open_readonly, read_feature_columns
+from ..store import CHEAP_COST, _ident, connect_run_file, open_readonly, read_feature_columns
 
 VIEWS_VERSION = "4"  # 4: run_summary from simulator.measures (median costs over evaded targets), model_performance on clean traffic, median_relative_delta; 3: best cost / exact minimum in run_summary; 2: features by their stored columns (feature_columns), success_by_segment names every branch
 COST_BIN = 0.25  # width of the cost histogram bins
@@ -349,7 +349,7 @@ def install_views(path: str | Path) -> list[str]:
     con = open_readonly(path)  # checks it is a fraudsim file first
     con.close()
     try:
-        con = duckdb.connect(str(path))
+        con = connect_run_file(path)  # the run file's row groups, so its first checkpoint does not rewrite them
     except duckdb.Error as exc:
         raise StoreError(f"cannot open for writing ({str(exc).splitlines()[0][:120]})", file=str(path)) from None
     try:
