@@ -119,7 +119,7 @@ def check_applicable(name: str, kind: str, *, field: str | None = None) -> None:
 
 
 def _load_builtin() -> None:
-    from . import adversarial, ensemble, monotone, squeeze, tuning  # noqa: F401  (registration side effect)
+    from . import adversarial, cheap_ball, ensemble, monotone, squeeze, tuning  # noqa: F401  (registration side effect)
 
 
 _load_builtin()
