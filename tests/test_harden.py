@@ -309,3 +309,22 @@ def test_cheap_ball_candidate_holds_its_decision_on_the_cheap_ball(team, tmp_pat
                                       rng=np.random.default_rng(99))
         held[name] = float((model.predict_score(P) >= thr).mean())
     assert held["cheap_ball"] > held["baseline"] + 0.05, held
+
+
+def test_context_trains_one_set_up_once(team, tmp_path):
+    """A method that retrains the baseline's own set-up (same data, parameters, seed) gets the model already
+    trained; any change of data or parameters trains a new one."""
+    from simulator.harden import HardenContext, load_data
+
+    sc = Scenario.from_dict(_scenario(team, ["monotone"]), base_dir=team)
+    sc = sc.replace(harden={"methods": ["monotone"], "max_auc_loss": 0.01, "train_params": {"rounds": 8}})
+    data = load_data(sc)
+    ctx = HardenContext(scenario=sc, data=data, work_dir=tmp_path, seed=sc.seed, fpr=0.02)
+    a = ctx.train()
+    assert ctx.train() is a and ctx.train(X=data.X_train.copy(), y=data.y_train.copy()) is a and ctx.trainings == 1
+    b = ctx.train({"max_depth": 2})
+    X2 = np.vstack([data.X_train, data.X_train[data.y_train == 1][:5]])
+    y2 = np.concatenate([data.y_train, np.ones(5, dtype=data.y_train.dtype)])
+    c = ctx.train(X=X2, y=y2)
+    assert b is not a and c is not a and ctx.trainings == 3
+    assert c.card["provenance"]["training_data_sha256"] != data.train_sha256

@@ -9,9 +9,10 @@ few points a strategy happened to find; this shows it the whole ball, before any
 tree-ensemble analogue of training on the worst case in a norm ball: Chen et al. 2019, Vos & Verwer's GROOT,
 Calzavara et al.'s Treant, all of which fit trees so that a whole threat-model neighbourhood gets one label).
 
-Each copy draws a budget ``u ~ U(0, max_cost)``. Binary and categorical features are moved with probability
-``active`` each (a flat cost; dropped when together they exceed ``u``), the rest of the budget is split at random
-(Dirichlet) over the numeric mutable features picked with the same probability. A numeric feature then moves
+Each copy draws a budget ``u ~ U(0, max_cost)`` and picks each mutable feature with probability ``active`` (at
+least one: a single-feature move is what a greedy search makes first). Picked binary and categorical features are
+moved at their flat cost (dropped when together they exceed ``u``), the rest of the budget is split at random
+(Dirichlet) over the picked numeric features. A numeric feature then moves
 either towards the value of a random legitimate training row (share ``mimic``: the attacker's move, copying what
 approved traffic looks like) or in a random allowed direction, at most as far as its share of the budget buys. The
 copies are projected onto the feature constraints (bounds, integers, directions, frozen features) and any copy
@@ -53,7 +54,12 @@ def cheap_ball_sample(X: np.ndarray, X_legit: np.ndarray, sa, *, copies: int, ma
     u = rng.random(m) * max_cost
     L = X_legit[rng.integers(0, len(X_legit), m)] if len(X_legit) else X0
     # flat features: copy the legitimate row's value (mimic) or any allowed value, at the feature's whole cost
-    pick = (rng.random((m, d)) < active) & flat[None, :]
+    chosen = (rng.random((m, d)) < active) & mut[None, :]
+    if mut.any():  # every copy moves at least one feature: one picked at random where the draw picked none
+        none = ~chosen.any(axis=1)
+        mut_idx = np.flatnonzero(mut)
+        chosen[np.flatnonzero(none), mut_idx[rng.integers(0, len(mut_idx), int(none.sum()))]] = True
+    pick = chosen & flat[None, :]
     flat_cost = (pick * w[None, :]).sum(axis=1)
     pick[flat_cost > u] = False
     flat_cost = (pick * w[None, :]).sum(axis=1)
@@ -70,7 +76,7 @@ def cheap_ball_sample(X: np.ndarray, X_legit: np.ndarray, sa, *, copies: int, ma
         new = np.where(use_legit & np.isfinite(L[rows, j]), L[rows, j], new)
         P[rows, j] = new
     # numeric features: the rest of the budget, split at random over the picked ones
-    npick = (rng.random((m, d)) < active) & numeric[None, :]
+    npick = chosen & numeric[None, :]
     g = rng.exponential(1.0, (m, d)) * npick
     tot = g.sum(axis=1, keepdims=True)
     share = np.divide(g, tot, out=np.zeros_like(g), where=tot > 0)
