@@ -14,7 +14,8 @@ least one: a single-feature move is what a greedy search makes first). Picked bi
 moved at their flat cost (dropped when together they exceed ``u``), the rest of the budget is split at random
 (Dirichlet) over the picked numeric features. A numeric feature then moves
 either towards the value of a random legitimate training row (share ``mimic``: the attacker's move, copying what
-approved traffic looks like) or in a random allowed direction, at most as far as its share of the budget buys. The
+approved traffic looks like; half of these stop part of the way, where a search that walks an evasion back towards
+the original ends) or in a random allowed direction, at most as far as its share of the budget buys. The
 copies are projected onto the feature constraints (bounds, integers, directions, frozen features) and any copy
 that ends above ``max_cost`` is dropped. Then the base model is retrained on the training data plus the copies.
 
@@ -87,7 +88,9 @@ def cheap_ball_sample(X: np.ndarray, X_legit: np.ndarray, sa, *, copies: int, ma
     sign = np.where(direction[None, :] == 1, 1.0, np.where(direction[None, :] == -1, -1.0,
                                                                  rng.choice([-1.0, 1.0], (m, d))))
     rand_move = sign * reach * rng.random((m, d))
-    mimic_move = np.clip(np.where(np.isfinite(toward), toward, 0.0), -reach, reach)
+    # half the mimic moves go part of the way (a search walking an evasion back towards the original stops there)
+    part = np.where(rng.random((m, 1)) < 0.5, 1.0, rng.random((m, d)))
+    mimic_move = np.clip(np.where(np.isfinite(toward), toward, 0.0) * part, -reach, reach)
     move = np.where(rng.random((m, 1)) < mimic, mimic_move, rand_move)
     P = np.where(npick, P + move, P)
     K = get_kernels("cpu")
