@@ -561,6 +561,10 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
                      # baseline's strongest: a defence may stop one strategy and leave another untouched)
                      "strongest_against": (strong := strongest_strategy(m["attack"]) if m["attack"] else None),
                      "strongest_cheap_success_at_100": cheap_at(m["attack"], strong, 100) if strong else None})
+        r = rows[-1]  # the share of fraud still declined once the strongest cheap attacker has adapted
+        r["recall_after_attack"] = (r["recall"] * (1.0 - r["strongest_cheap_success_at_100"])
+                                    if r.get("recall") is not None and r["strongest_cheap_success_at_100"] is not None
+                                    else None)
     return rows
 
 
@@ -614,7 +618,8 @@ def _write_duckdb(sc: Scenario, ctx: HardenContext, measured, rows: list[dict], 
 # -- presentation ---------------------------------------------------------------------------------------------------
 
 TABLE_COLUMNS = (("clean_auc", "AUC", "{:.4f}"), ("auc_loss", "ΔAUC", "{:+.4f}"), ("recall", "recall", "{:.1%}"),
-                 ("fpr", "FPR", "{:.2%}"), ("stability_p95_abs_delta", "|Δs|p95", "{:.3f}"),
+                 ("fpr", "FPR", "{:.2%}"),
+                 ("recall_after_attack", "recall after attack", "{:.1%}"), ("stability_p95_abs_delta", "|Δs|p95", "{:.3f}"),
                  ("stability_flip_rate", "flips", "{:.1%}"), ("latency_us_per_query", "µs/q", "{:.0f}"))
 
 

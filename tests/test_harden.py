@@ -328,3 +328,30 @@ def test_context_trains_one_set_up_once(team, tmp_path):
     c = ctx.train(X=X2, y=y2)
     assert b is not a and c is not a and ctx.trainings == 3
     assert c.card["provenance"]["training_data_sha256"] != data.train_sha256
+
+
+def test_robust_gate_declines_the_same_rows_whatever_the_cheap_moves(team, tmp_path):
+    """The gate declines on what the attacker cannot change cheaply: no point of a declined row's cheap ball is
+    approved; the candidate is rebuilt from its two native files and its card alone."""
+    from simulator.defences.cheap_ball import cheap_ball_sample
+    from simulator.schema import FeatureSchema
+
+    sc = Scenario.from_dict(_scenario(team, ["robust_gate"]), base_dir=team)
+    harden(sc, tmp_path / "out")
+    listing = json.loads((tmp_path / "out/candidates.json").read_text())
+    c = next(c for c in listing["candidates"] if c["name"] == "robust_gate")
+    assert c["params"]["gate_features"] == [AGE] and len(c["model_files"]) == 2  # FLAG costs 0.5: cheap
+    model = load_candidate(tmp_path / "out" / c["card_file"])
+    hold = pl.read_parquet(team / "holdout.parquet")
+    X, y = hold.select(NAMES).to_numpy().astype(np.float64), hold[LABEL].to_numpy()
+    s = model.predict_score(X)
+    assert (s[y == 0] >= c["threshold"]).mean() <= 0.02 + 1e-12
+    declined = X[s >= c["threshold"]]
+    assert len(declined) > 0
+    P, _ = cheap_ball_sample(declined, X[y == 0], FeatureSchema.from_mapping(NAMES, FEATURES).arrays(), copies=30,
+                             max_cost=1.0, active=0.7, mimic=0.5, rng=np.random.default_rng(3))
+    assert (model.predict_score(P) >= c["threshold"]).all()
+    for r in listing["candidates"]:
+        if r["strongest_cheap_success_at_100"] is not None:
+            assert r["recall_after_attack"] == pytest.approx(r["recall"] * (1 - r["strongest_cheap_success_at_100"]))
+    assert c["strongest_cheap_success_at_100"] in (0.0, None)
