@@ -305,7 +305,7 @@ def test_cheap_ball_candidate_holds_its_decision_on_the_cheap_ball(team, tmp_pat
         model = load_candidate(tmp_path / "out" / by[name]["card_file"])
         thr = by[name]["threshold"]
         caught = X[(y == 1) & (model.predict_score(X) >= thr)]
-        P, origin = cheap_ball_sample(caught, X[y == 0], sa, copies=20, max_cost=1.0, active=0.5, mimic=0.5,
+        P, _ = cheap_ball_sample(caught, X[y == 0], sa, copies=20, max_cost=1.0, active=0.5, mimic=0.5,
                                       rng=np.random.default_rng(99))
         held[name] = float((model.predict_score(P) >= thr).mean())
     assert held["cheap_ball"] > held["baseline"] + 0.05, held

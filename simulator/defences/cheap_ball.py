@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..schema import Kind
-from .adversarial import _AdversarialRounds
 from . import register_defence
+from .adversarial import _AdversarialRounds
 
 
 def cheap_ball_sample(X: np.ndarray, X_legit: np.ndarray, sa, *, copies: int, max_cost: float, active: float,
@@ -125,5 +125,5 @@ class CheapBall(_AdversarialRounds):
         P, _ = cheap_ball_sample(fraud, legit, ctx.schema.arrays(), copies=self.copies, max_cost=self.ball_cost,
                                  active=self.active, mimic=self.mimic, rng=rng)
         info = {"copies": self.copies, "ball_cost": self.ball_cost, "active": self.active, "mimic": self.mimic,
-                "fraud_rows": int(len(fraud)), "ball_rows_added": int(len(P))}
+                "fraud_rows": len(fraud), "ball_rows_added": len(P)}
         return np.vstack([X, P]), np.concatenate([y, np.ones(len(P), dtype=y.dtype)]), info

@@ -31,9 +31,7 @@ def robust_columns(schema, max_cost: float) -> list[int]:
     """Positions of the features an attacker cannot change at cost <= ``max_cost``."""
     out = []
     for j, s in enumerate(schema.specs):
-        if not s.mutable:
-            out.append(j)
-        elif s.kind in (Kind.BINARY, Kind.CATEGORICAL) and s.cost > max_cost:
+        if not s.mutable or (s.kind in (Kind.BINARY, Kind.CATEGORICAL) and s.cost > max_cost):
             out.append(j)
     return out
 
