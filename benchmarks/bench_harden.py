@@ -82,13 +82,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.make_team:
         path, _ = make_team(args.make_team, args.rows[0], methods=["adversarial_training", "adversarial_combined",
-                                                                    "monotone", "squeeze", "ensemble", "tuning"],
+                                                                    "cheap_ball", "robust_gate", "monotone", "squeeze",
+                                                                    "ensemble", "tuning"],
                             attack={"targets": "caught_fraud", "limit": 40, "budget": 100, "feedback": "score",
                                     "strategies": ["random", "greedy", "evolutionary"]},
                             params={"tuning": {"trials": 10, "budget": 100, "limit": 20}})
         print(f"wrote {path}")
         return
-    methods = ["monotone", "squeeze", "ensemble", "adversarial_training", "adversarial_combined"]
+    methods = ["monotone", "squeeze", "ensemble", "adversarial_training", "adversarial_combined", "cheap_ball",
+               "robust_gate"]
     attack = {"targets": "caught_fraud", "limit": 10, "budget": 50, "feedback": "score", "strategies": ["random", "greedy"]}
     print("machine: 2 cores shared with other sessions (loaded); ratios are the meaningful numbers\n")
     print(f"{'train rows':>10} {'base train s':>13} {'candidate':<24} {'s/candidate':>12} {'× base train':>13}")
@@ -97,7 +99,8 @@ def main() -> None:
             path, base_s = make_team(Path(tmp), rows, methods=methods, attack=attack,
                                      params={"ensemble": {"members": 3},
                                              "adversarial_training": {"rounds": 1, "targets": 50, "budget": 50},
-                                             "adversarial_combined": {"rounds": 1, "targets": 50, "budget": 50}})
+                                             "adversarial_combined": {"rounds": 1, "targets": 50, "budget": 50},
+                                             "cheap_ball": {"copies": 8}})
             t0 = time.perf_counter()
             harden(Scenario.from_yaml(path), Path(tmp) / "out")
             total = time.perf_counter() - t0

@@ -260,3 +260,98 @@ def test_without_a_model_file_the_baseline_is_trained_on_train(team, tmp_path):
     assert load_candidate(tmp_path / "out" / base["card_file"]).feature_names == tuple(NAMES)
     r = runner.invoke(app, ["run", str(path), "-o", str(tmp_path / "r.duckdb")])  # a run needs the model file
     assert r.exit_code == 2 and "model.path" in r.output and not (tmp_path / "r.duckdb").exists()
+
+
+def test_cheap_ball_copies_stay_valid_and_within_the_cheap_budget():
+    from simulator.defences.cheap_ball import cheap_ball_sample
+    from simulator.kernels import reference
+    from simulator.schema import FeatureSchema
+
+    df = _frame(3000, 11, nan_share=0.05)
+    X = df.select(NAMES).to_numpy().astype(np.float64)
+    y = df[LABEL].to_numpy()
+    sa = FeatureSchema.from_mapping(NAMES, FEATURES).arrays()
+    for max_cost, mimic in ((1.0, 0.5), (0.3, 0.0), (0.6, 1.0)):
+        P, origin = cheap_ball_sample(X[y == 1], X[y == 0], sa, copies=6, max_cost=max_cost, active=0.6, mimic=mimic,
+                                      rng=np.random.default_rng(0))
+        X0 = X[y == 1]
+        assert len(P) > 0.9 * 6 * len(X0)  # few copies dropped for ending above the budget
+        assert (reference.cost(P, X0, origin, sa) <= max_cost + 1e-9).all()
+        assert not reference.violations(P, X0, origin, sa).any()  # bounds, integers, directions, frozen features
+        moved = (np.nan_to_num(P, nan=-1) != np.nan_to_num(X0[origin], nan=-1))
+        assert moved.any(axis=1).mean() > 0.5 and not moved[:, NAMES.index(AGE)].any()
+        explored = moved[:, [NAMES.index(n) for n in FEATURES]].any(axis=0)
+        # every mutable feature is explored, but the flag (cost 0.5) only where the budget can pay for it
+        assert explored.all() if max_cost >= 0.5 else (explored.sum() == 3 and not explored[list(FEATURES).index(FLAG)])
+
+
+def test_cheap_ball_candidate_holds_its_decision_on_the_cheap_ball(team, tmp_path):
+    """The augmented model keeps more cheap-ball points of the holdout's caught fraud declined than the baseline
+    (each at its own threshold, same FPR): the property the method is for, checked on points it never saw."""
+    from simulator.defences.cheap_ball import cheap_ball_sample
+    from simulator.schema import FeatureSchema
+
+    sc = Scenario.from_dict(_scenario(team, ["cheap_ball"], params={"cheap_ball": {"copies": 6}}), base_dir=team)
+    harden(sc, tmp_path / "out")
+    listing = json.loads((tmp_path / "out/candidates.json").read_text())
+    by = {c["name"]: c for c in listing["candidates"]}
+    card = json.loads((tmp_path / "out" / by["cheap_ball"]["card_file"]).read_text())
+    assert card["params"]["ball_rows_added"] > 0 and card["training_data_sha256"] != listing["training_data_sha256"]
+    hold = pl.read_parquet(team / "holdout.parquet")
+    X, y = hold.select(NAMES).to_numpy().astype(np.float64), hold[LABEL].to_numpy()
+    sa = FeatureSchema.from_mapping(NAMES, FEATURES).arrays()
+    held = {}
+    for name in ("baseline", "cheap_ball"):
+        model = load_candidate(tmp_path / "out" / by[name]["card_file"])
+        thr = by[name]["threshold"]
+        caught = X[(y == 1) & (model.predict_score(X) >= thr)]
+        P, _ = cheap_ball_sample(caught, X[y == 0], sa, copies=20, max_cost=1.0, active=0.5, mimic=0.5,
+                                      rng=np.random.default_rng(99))
+        held[name] = float((model.predict_score(P) >= thr).mean())
+    assert held["cheap_ball"] > held["baseline"] + 0.05, held
+
+
+def test_context_trains_one_set_up_once(team, tmp_path):
+    """A method that retrains the baseline's own set-up (same data, parameters, seed) gets the model already
+    trained; any change of data or parameters trains a new one."""
+    from simulator.harden import HardenContext, load_data
+
+    sc = Scenario.from_dict(_scenario(team, ["monotone"]), base_dir=team)
+    sc = sc.replace(harden={"methods": ["monotone"], "max_auc_loss": 0.01, "train_params": {"rounds": 8}})
+    data = load_data(sc)
+    ctx = HardenContext(scenario=sc, data=data, work_dir=tmp_path, seed=sc.seed, fpr=0.02)
+    a = ctx.train()
+    assert ctx.train() is a and ctx.train(X=data.X_train.copy(), y=data.y_train.copy()) is a and ctx.trainings == 1
+    b = ctx.train({"max_depth": 2})
+    X2 = np.vstack([data.X_train, data.X_train[data.y_train == 1][:5]])
+    y2 = np.concatenate([data.y_train, np.ones(5, dtype=data.y_train.dtype)])
+    c = ctx.train(X=X2, y=y2)
+    assert b is not a and c is not a and ctx.trainings == 3
+    assert c.card["provenance"]["training_data_sha256"] != data.train_sha256
+
+
+def test_robust_gate_declines_the_same_rows_whatever_the_cheap_moves(team, tmp_path):
+    """The gate declines on what the attacker cannot change cheaply: no point of a declined row's cheap ball is
+    approved; the candidate is rebuilt from its two native files and its card alone."""
+    from simulator.defences.cheap_ball import cheap_ball_sample
+    from simulator.schema import FeatureSchema
+
+    sc = Scenario.from_dict(_scenario(team, ["robust_gate"]), base_dir=team)
+    harden(sc, tmp_path / "out")
+    listing = json.loads((tmp_path / "out/candidates.json").read_text())
+    c = next(c for c in listing["candidates"] if c["name"] == "robust_gate")
+    assert c["params"]["gate_features"] == [AGE] and len(c["model_files"]) == 2  # FLAG costs 0.5: cheap
+    model = load_candidate(tmp_path / "out" / c["card_file"])
+    hold = pl.read_parquet(team / "holdout.parquet")
+    X, y = hold.select(NAMES).to_numpy().astype(np.float64), hold[LABEL].to_numpy()
+    s = model.predict_score(X)
+    assert (s[y == 0] >= c["threshold"]).mean() <= 0.02 + 1e-12
+    declined = X[s >= c["threshold"]]
+    assert len(declined) > 0
+    P, _ = cheap_ball_sample(declined, X[y == 0], FeatureSchema.from_mapping(NAMES, FEATURES).arrays(), copies=30,
+                             max_cost=1.0, active=0.7, mimic=0.5, rng=np.random.default_rng(3))
+    assert (model.predict_score(P) >= c["threshold"]).all()
+    for r in listing["candidates"]:
+        if r["strongest_cheap_success_at_100"] is not None:
+            assert r["recall_after_attack"] == pytest.approx(r["recall"] * (1 - r["strongest_cheap_success_at_100"]))
+    assert c["strongest_cheap_success_at_100"] in (0.0, None)

@@ -15,11 +15,11 @@ Lifecycle, for every method listed in ``harden.methods``:
 Examples
 --------
 >>> sorted(DEFENCES)[:3]
-['adversarial_combined', 'adversarial_training', 'ensemble']
+['adversarial_combined', 'adversarial_training', 'cheap_ball']
 >>> get_defence("nope", field="harden.methods.0")
 Traceback (most recent call last):
 ...
-simulator.errors.ScenarioError: harden.methods.0: unknown hardening method 'nope'; known: adversarial_combined, adversarial_training, ensemble, monotone, squeeze, tuning
+simulator.errors.ScenarioError: harden.methods.0: unknown hardening method 'nope'; known: adversarial_combined, adversarial_training, cheap_ball, ensemble, monotone, robust_gate, squeeze, tuning
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def check_applicable(name: str, kind: str, *, field: str | None = None) -> None:
 
 
 def _load_builtin() -> None:
-    from . import adversarial, ensemble, monotone, squeeze, tuning  # noqa: F401  (registration side effect)
+    from . import adversarial, cheap_ball, ensemble, gate, monotone, squeeze, tuning  # noqa: F401  (registration side effect)
 
 
 _load_builtin()

@@ -26,12 +26,15 @@ from . import TREE_KINDS, Candidate, DefenceBase, register_defence
 class _AdversarialRounds(DefenceBase):
     kinds = TREE_KINDS
     default_name = "adversarial_training"
+    min_rounds = 1  # a subclass that augments the data first may allow 0 (augmentation alone)
 
     def __init__(self, *, rounds: int = 2, targets: int = 150, per_target: int = 3, weight: int = 1,
                  budget: int | None = 100, strategies: list[str] | None = None, max_cost: float | None = None,
                  monotone: bool = False, squeeze_bins: int = 0, squeeze_features: list[str] | None = None):
-        if rounds < 1 or targets < 1 or per_target < 1 or weight < 1:
-            raise ValueError("rounds, targets, per_target and weight must be >= 1")
+        if rounds < self.min_rounds:
+            raise ValueError(f"rounds must be >= {self.min_rounds}")
+        if targets < 1 or per_target < 1 or weight < 1:
+            raise ValueError("targets, per_target and weight must be >= 1")
         if max_cost is not None and max_cost <= 0:
             raise ValueError("max_cost must be > 0 (or null: any cost)")
         if squeeze_bins < 0 or squeeze_bins == 1:
@@ -67,14 +70,21 @@ class _AdversarialRounds(DefenceBase):
         wrapper = {"type": "squeeze", "squeeze": spec} if spec else None
         return fit, described, wrapper
 
+    def augment(self, ctx, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Rows added to the training data before any round (none here; see :mod:`.cheap_ball`)."""
+        return X, y, {}
+
     def build(self, ctx) -> list[Candidate]:
         fit, described, wrapper = self._fitter(ctx)
-        X, y = ctx.data.X_train, ctx.data.y_train
-        plain = not (self.monotone or self.squeeze_bins)
-        if plain and ctx.data.base_model is not None:
+        X, y, augmented = self.augment(ctx, ctx.data.X_train, ctx.data.y_train)
+        described.update(augmented)
+        plain = not (self.monotone or self.squeeze_bins or augmented)
+        if self.rounds == 0:
+            trained, model = fit(X, y, {"adversarial_rounds": 0, **augmented})
+        elif plain and ctx.data.base_model is not None:
             model, trained = ctx.data.base_model, None
         else:  # round 1 attacks the model this configuration trains on clean data
-            trained, model = fit(X, y, {"adversarial_rounds": 0})
+            trained, model = fit(X, y, {"adversarial_rounds": 0, **augmented})
         history = []
         budget = min(int(self.budget or ctx.scenario.attack.budget), ctx.scenario.attack.budget)
         for r in range(self.rounds):
@@ -98,7 +108,9 @@ class _AdversarialRounds(DefenceBase):
                                   "strategies": list(self.strategies or ctx.scenario.attack.strategies),
                                   **described, "history": history},
                           wrapper=wrapper,
-                          notes=f"{added} evasions (cost ≤ {self.max_cost if self.max_cost is not None else '∞'}) added "
+                          notes=(f"{augmented['ball_rows_added']} cheap-ball copies of {augmented['fraud_rows']} fraud "
+                                 f"rows added as fraud; " if augmented else "")
+                                + f"{added} evasions (cost ≤ {self.max_cost if self.max_cost is not None else '∞'}) added "
                                 f"as fraud over {len(history)} rounds"
                                 + ("; monotone constraints" if self.monotone else "")
                                 + ("; squeezed inputs: apply wrapper.squeeze first" if self.squeeze_bins else ""))]

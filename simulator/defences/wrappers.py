@@ -116,6 +116,36 @@ class BandModel(_Wraps):
         return np.clip(s * np.exp(self._rng.uniform(-self.band, self.band, len(s))), 0.0, 1.0)
 
 
+@dataclass
+class GatedModel:
+    """A decision gate: rows the ``gate`` model (trained without the attacker-cheap features) scores at or above
+    ``cut`` score ``0.5 + 0.5 * gate``; every other row scores ``0.5 * rank``, the ``rank`` model's score (all
+    features) squeezed below 0.5. With a decline threshold above 0.5 only the gate declines, and the rank model
+    orders everything below it (the clean AUC)."""
+
+    gate: Any
+    rank: Any
+    cut: float
+    card: dict | None = None
+    path: Path | None = None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.rank.feature_names)
+
+    @property
+    def kind(self) -> str:
+        return self.rank.kind
+
+    @property
+    def sha256(self) -> str | None:
+        return _combined_hash([self.gate.sha256, self.rank.sha256, f"cut={self.cut!r}"])
+
+    def predict_score(self, X: np.ndarray) -> np.ndarray:
+        g = self.gate.predict_score(X)
+        return np.where(g >= self.cut, 0.5 + 0.5 * g, 0.5 * self.rank.predict_score(X))
+
+
 def _combined_hash(parts) -> str | None:
     if any(p is None for p in parts):
         return None
@@ -136,6 +166,8 @@ def wrap(spec: dict | None, members: list):
         return EnsembleModel(list(members))
     if t == "band":
         return BandModel(wrap(spec["inner"], members), float(spec["band"]), int(spec.get("seed", 0)))
+    if t == "gate":  # members: the gate model, then the rank model
+        return GatedModel(members[0], members[1], float(spec["cut"]))
     raise ValueError(f"unknown wrapper type {t!r}")
 
 
