@@ -37,7 +37,9 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import socket
+import threading
 import time
 import types
 import typing
@@ -376,7 +378,10 @@ def _check_address(address: str) -> None:
 
 
 def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None], address: str | None,
-         num_cpus: int | None, task_threads: int | None = 1, timings: dict | None = None) -> None:
+         num_cpus: int | None, task_threads: int | None = 1, timings: dict | None = None,
+         on_all_done: Callable[[], None] | None = None) -> None:
+    """Run the jobs as Ray tasks; ``on_all_done`` is called once every task has ended, before Ray is shut down (so
+    what it starts, the end of the merge, runs while Ray's processes are stopped)."""
     t0 = time.perf_counter()
     import ray
     from ray.exceptions import RayError
@@ -416,6 +421,9 @@ def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], No
                     result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
                               "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
                 on_done(v, result)
+        timings["last_result"] = time.perf_counter()
+        if on_all_done is not None:
+            on_all_done()
     finally:
         t1 = time.perf_counter()
         if started_here:
@@ -445,7 +453,9 @@ class SweepResult:
     rows: list[dict]  # one per variant, as in the ``sweep`` table
     skipped: int  # finished variants of an earlier run, not run again
     #: where the time went, in seconds: ``ray_start_s`` (ray.init), ``tasks_s`` (first submit to last result),
-    #: ``ray_stop_s``, ``merge_s``, and per worker ``first_variant_s`` (imports and kernel loading included)
+    #: ``ray_stop_s`` (ray.shutdown), ``merge_s`` (the merge's tail: last result to the file in place, while Ray
+    #: stops), ``merge_busy_s`` (the merge thread's time in all, most of it while tasks still ran), ``end_s`` (last
+    #: result to the end); per worker ``first_variant_s`` (imports and kernel loading included)
     timings: dict = field(default_factory=dict)
     #: worker -> {"variants", "wall_s" and "cpu_s" summed over its variants, "numba_compiled", "numba_cached"}
     workers: dict = field(default_factory=dict)
@@ -498,9 +508,15 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
 
     workers: dict[str, dict] = {}
     timings: dict[str, float] = {}
+    # the sweep file is built while the variants run (see _Merger): finished variants of an earlier run first
+    merger = _Merger(sweep.output, [v.name for v in sweep.variants]).start()
+    for v in sweep.variants:
+        if v.name in rows:
+            merger.add(rows[v.name])
 
     def on_done(v: Variant, result: dict) -> None:
         rows[v.name] = _row(v, sweep.run_file(v), result, engine)
+        merger.add(rows[v.name])
         if result.get("worker"):
             w = workers.setdefault(result["worker"], {"variants": 0, "first_started": result.get("started"),
                                                       "wall_s": 0.0, "cpu_s": 0.0})
@@ -512,17 +528,29 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
                 w["first_started"], w["first_variant_s"] = result["started"], result["ended"] - result["started"]
         advance(1)
 
-    if jobs:
-        t0 = time.perf_counter()
-        if engine == "ray":
-            _ray(jobs, on_done, address, num_cpus, task_threads, timings)
+    def all_done() -> None:
+        merger.finish([rows[v.name] for v in sweep.variants])
+
+    t0 = time.perf_counter()
+    try:
+        if jobs and engine == "ray":
+            _ray(jobs, on_done, address, num_cpus, task_threads, timings, on_all_done=all_done)
         else:
             _serial(jobs, on_done)
-        timings["tasks_s"] = time.perf_counter() - t0 - timings.get("ray_start_s", 0.0) - timings.get("ray_stop_s", 0.0)
+            timings["last_result"] = time.perf_counter()
+            all_done()
+    except BaseException:
+        merger.abort()
+        raise
+    last = timings.pop("last_result")
+    if jobs:
+        timings["tasks_s"] = last - t0 - timings.get("ray_start_s", 0.0)
+    merger.wait()
+    # merge_s: the merge's tail, from the last result to the file in place (while Ray stops, with the Ray engine);
+    # merge_busy_s: the merge thread's time in all, most of it while the tasks ran; end_s: last result to return
+    timings["merge_s"], timings["merge_busy_s"] = merger.tail_s, merger.busy_s
+    timings["end_s"] = time.perf_counter() - last
     ordered = [rows[v.name] for v in sweep.variants]
-    t0 = time.perf_counter()
-    merge(sweep.output, ordered)
-    timings["merge_s"] = time.perf_counter() - t0
     return SweepResult(path=sweep.output, rows=ordered, skipped=skipped, timings=timings, workers=workers)
 
 
@@ -553,67 +581,171 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def merge(output: Path, rows: Sequence[dict]) -> Path:
-    """Write the sweep file: the ``sweep`` table and every finished variant's tables, in variant order.
+class _Merger:
+    """Builds the sweep file while the variants run, on a thread of its own.
 
-    Written to ``<output>.partial`` and moved into place, so an interrupted merge never leaves half a file."""
-    import duckdb
+    Each finished variant's tables are appended as soon as every variant before it has ended, so the file holds the
+    variants in variant order (the same file, row for row, whatever the engine and the order its tasks end in) and
+    most of the copying is done before the last task ends: the driver is otherwise idle, waiting on its workers. All
+    of it is one transaction on ``<output>.partial`` (one commit, one checkpoint: committing each append made DuckDB
+    checkpoint again and again, twice the CPU time), moved into place once complete, so an interrupted sweep never
+    leaves half a file. One DuckDB thread: the cores are the workers'.
+    """
 
-    from .store import SCHEMA_VERSION
+    def __init__(self, output: Path, names: Sequence[str]) -> None:
+        self.output = output
+        self.partial = output.with_name(output.name + ".partial")
+        self._names = list(names)
+        self._ready: dict[str, dict] = {}
+        self._next = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="fraudsim-sweep-merge", daemon=True)
+        self._error: BaseException | None = None
+        self._tables: dict[str, list[str]] = {}
+        self._features: list[str] = []
+        self.busy_s = 0.0  # time spent copying and writing, all of it (most of it while tasks still run)
+        self.tail_s = 0.0  # time from finish() to the file in place: what is left when the last task has ended
+        self._finish_called = 0.0
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    for stale in (partial, Path(str(partial) + ".wal")):
-        stale.unlink(missing_ok=True)
-    con = duckdb.connect(str(partial))
-    try:
-        con.execute("CREATE TABLE fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute("""CREATE TABLE sweep (variant VARCHAR, overrides VARCHAR, status VARCHAR, error VARCHAR,
-            run_file VARCHAR, wall_s DOUBLE, engine VARCHAR, worker VARCHAR, run_id VARCHAR, gates_failed VARCHAR)""")
+    def start(self) -> "_Merger":
+        self._thread.start()
+        return self
+
+    def add(self, row: dict) -> None:
+        """A variant has ended (finished or failed; a failed one has no tables to copy)."""
+        self._queue.put(("row", row))
+
+    def finish(self, rows: Sequence[dict]) -> None:
+        """Every variant has ended: write the ``sweep`` table (``rows``, in variant order) and the views, commit."""
+        self._finish_called = time.perf_counter()
+        self._queue.put(("finish", list(rows)))
+
+    def wait(self) -> Path:
+        """Wait for the file to be in place; re-raises what went wrong on the merge thread."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.output
+
+    def abort(self) -> None:
+        """Stop without writing the sweep file (the partial file is removed; an earlier sweep file stays)."""
+        self._queue.put(("abort", None))
+        self._thread.join()
+
+    def _run(self) -> None:
+        import duckdb
+
+        con = None
+        finish_at = None
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            for stale in (self.partial, Path(str(self.partial) + ".wal")):
+                stale.unlink(missing_ok=True)
+            con = duckdb.connect(str(self.partial), config={"threads": 1})
+            con.execute("BEGIN TRANSACTION")
+            con.execute("CREATE TABLE fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute("""CREATE TABLE sweep (variant VARCHAR, overrides VARCHAR, status VARCHAR, error VARCHAR,
+                run_file VARCHAR, wall_s DOUBLE, engine VARCHAR, worker VARCHAR, run_id VARCHAR, gates_failed VARCHAR)""")
+            while True:
+                kind, payload = self._queue.get()
+                if kind == "abort":
+                    raise _MergeAborted
+                t0 = time.perf_counter()
+                if kind == "row":
+                    self._ready[payload["variant"]] = payload
+                    while self._next < len(self._names) and self._names[self._next] in self._ready:
+                        row = self._ready.pop(self._names[self._next])
+                        self._next += 1
+                        if row["status"] == "finished":
+                            self._append(con, row["run_file"])
+                    self.busy_s += time.perf_counter() - t0
+                    continue
+                finish_at = t0
+                if self._next < len(self._names):  # not reached: the engines report every variant before finish()
+                    raise RuntimeError(f"sweep merge: variant {self._names[self._next]} never ended")
+                self._close(con, payload)
+                con = None
+                os.replace(self.partial, self.output)
+                break
+        except BaseException as exc:
+            if con is not None:
+                con.close()
+            for f in (self.partial, Path(str(self.partial) + ".wal")):
+                f.unlink(missing_ok=True)
+            if not isinstance(exc, _MergeAborted):
+                self._error = exc
+        finally:
+            if finish_at is not None:
+                self.busy_s += time.perf_counter() - finish_at
+                self.tail_s = time.perf_counter() - self._finish_called
+
+    def _append(self, con: Any, run_file: str) -> None:
+        """Copy one variant's tables (all but its metadata) into the sweep file; a variant with other features
+        (another model) adds its columns."""
+        con.execute(f"ATTACH {_lit(run_file)} AS variant_run (READ_ONLY)")
+        try:
+            meta = dict(con.execute("SELECT key, value FROM variant_run.main.fraudsim_meta").fetchall())
+            self._features += [f for f in _feature_list(meta.get("features")) if f not in self._features]
+            for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'variant_run' "
+                                    "AND schema_name = 'main' ORDER BY table_name").fetchall():
+                if t == "fraudsim_meta":
+                    continue
+                cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                                   "'variant_run' AND table_name = ? ORDER BY column_index", [t]).fetchall()
+                src = f"variant_run.main.{_q(t)}"
+                if t not in self._tables:
+                    con.execute(f"CREATE TABLE main.{_q(t)} AS SELECT * FROM {src}")
+                    self._tables[t] = [c for c, _ in cols]
+                    continue
+                for c, dtype in cols:
+                    if c not in self._tables[t]:
+                        con.execute(f"ALTER TABLE main.{_q(t)} ADD COLUMN {_q(c)} {dtype}")
+                        self._tables[t].append(c)
+                con.execute(f"INSERT INTO main.{_q(t)} BY NAME SELECT * FROM {src}")
+        finally:
+            con.execute("DETACH variant_run")
+
+    def _close(self, con: Any, rows: list[dict]) -> None:
+        from .store import SCHEMA_VERSION
+
         con.executemany(f"INSERT INTO sweep VALUES ({', '.join('?' * len(SWEEP_COLUMNS))})",
                         [[r[c] for c in SWEEP_COLUMNS] for r in rows])
-        tables: dict[str, list[str]] = {}
-        features: list[str] = []
-        for r in rows:
-            if r["status"] != "finished":
-                continue
-            con.execute(f"ATTACH {_lit(r['run_file'])} AS variant_run (READ_ONLY)")
-            try:
-                meta = dict(con.execute("SELECT key, value FROM variant_run.main.fraudsim_meta").fetchall())
-                features += [f for f in (meta.get("features") or "").split(",") if f and f not in features]
-                for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'variant_run' "
-                                        "AND schema_name = 'main' ORDER BY table_name").fetchall():
-                    if t == "fraudsim_meta":
-                        continue
-                    cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
-                                       "'variant_run' AND table_name = ? ORDER BY column_index", [t]).fetchall()
-                    src = f"variant_run.main.{_q(t)}"
-                    if t not in tables:
-                        con.execute(f"CREATE TABLE main.{_q(t)} AS SELECT * FROM {src}")
-                        tables[t] = [c for c, _ in cols]
-                        continue
-                    for c, dtype in cols:  # a variant with other features (another model) adds its columns
-                        if c not in tables[t]:
-                            con.execute(f"ALTER TABLE main.{_q(t)} ADD COLUMN {_q(c)} {dtype}")
-                            tables[t].append(c)
-                    con.execute(f"INSERT INTO main.{_q(t)} BY NAME SELECT * FROM {src}")
-            finally:
-                con.execute("DETACH variant_run")
         con.execute("INSERT INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?), ('kind', 'sweep')",
-                     [str(SCHEMA_VERSION), ",".join(features)])
-        if "runs" in tables and "targets" in tables:
+                    [str(SCHEMA_VERSION), json.dumps(self._features, ensure_ascii=False)])
+        if "runs" in self._tables and "targets" in self._tables:
             from .report.views import create_views
 
             create_views(con)
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
-    except BaseException:
         con.close()
-        for f in (partial, Path(str(partial) + ".wal")):
-            f.unlink(missing_ok=True)
-        raise
-    con.close()
-    os.replace(partial, output)
-    return output
+
+
+class _MergeAborted(Exception):
+    pass
+
+
+def _feature_list(value: str | None) -> list[str]:
+    """A run file's ``features`` entry: a JSON list of names (a comma-separated list in older files)."""
+    if not value:
+        return []
+    try:
+        names = json.loads(value)
+    except ValueError:
+        return [f for f in value.split(",") if f]
+    return [str(f) for f in names] if isinstance(names, list) else []
+
+
+def merge(output: Path, rows: Sequence[dict]) -> Path:
+    """Write the sweep file: the ``sweep`` table and every finished variant's tables, in variant order.
+
+    Written to ``<output>.partial`` and moved into place, so an interrupted merge never leaves half a file.
+    (:func:`run_sweep` does the same while its variants run.)"""
+    merger = _Merger(output, [r["variant"] for r in rows]).start()
+    for r in rows:
+        merger.add(r)
+    merger.finish(rows)
+    return merger.wait()
 
 
 def _lit(s: str) -> str:
