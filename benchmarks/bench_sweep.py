@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,16 +69,25 @@ print(json.dumps({"path": str(r.path), "failed": [x["error"] for x in r.failed],
 """
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children and the descendants they waited for (an engine's process, and
+    with Ray its raylet, GCS and the other processes ray.shutdown reaps; Ray's workers, reaped by the raylet, too
+    when they end before it)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_engine(tmp: Path, name: str, engine: str, grid: dict, cpus: int | None, threads: int | None,
                env: dict | None = None) -> tuple[float, dict]:
     """Seconds and the sweep's summary of one engine run in a fresh process (its start-up and imports included)."""
     sw = tmp / f"sweep-{name}.yaml"
     sw.write_text(yaml.safe_dump({"base": "release_check.yaml", "grid": grid, "output": f"{name}.duckdb"}))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     out = subprocess.run([sys.executable, "-c", ENGINE, str(sw), engine, str(cpus or 0), str(threads or 0)],
                          check=True, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     seconds = time.perf_counter() - t0
     res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["cpu_s"] = _children_cpu() - cpu0
     if res["failed"]:
         raise SystemExit(f"{name}: {len(res['failed'])} variants failed, first: {res['failed'][0]}")
     return seconds, res
@@ -134,9 +144,10 @@ def main(argv=None) -> int:
     print(f"{n} variants of release_check (budget {budget}, seeds {args.seeds}, {limit} targets each, "
           f"strategies {', '.join(base['attack']['strategies'])}); {os.cpu_count()} CPUs, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min; other sessions share the machine)")
-    print(f"{'engine (each in a fresh process)':<40}{'seconds':>10}{'variants/min':>14}{'load':>7}")
+    print(f"{'engine (each in a fresh process)':<40}{'seconds':>10}{'variants/min':>14}{'load':>7}{'CPU s':>8}")
     for name in names:
-        print(f"{runs[name][3]:<40}{times[name]:>10.1f}{n / times[name] * 60:>14.1f}{loads[name]:>7.1f}")
+        print(f"{runs[name][3]:<40}{times[name]:>10.1f}{n / times[name] * 60:>14.1f}{loads[name]:>7.1f}"
+              f"{results[name]['cpu_s']:>8.1f}")
     for name in names:
         r = results[name]
         print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))

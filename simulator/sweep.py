@@ -32,6 +32,7 @@ simulator.errors.ScenarioError: grid.attack.budjet: unknown scenario key 'budjet
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import hashlib
 import itertools
@@ -377,58 +378,78 @@ def _check_address(address: str) -> None:
         raise SweepError(f"no Ray cluster answers at {hostport} ({exc.strerror or exc})", field="--address") from None
 
 
-def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None], address: str | None,
-         num_cpus: int | None, task_threads: int | None = 1, timings: dict | None = None,
-         on_all_done: Callable[[], None] | None = None) -> None:
-    """Run the jobs as Ray tasks; ``on_all_done`` is called once every task has ended, before Ray is shut down (so
-    what it starts, the end of the merge, runs while Ray's processes are stopped)."""
+def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: str | None, num_cpus: int | None,
+               timings: dict) -> tuple[Sweep, bool]:
+    """Start Ray (or connect to it) while a helper thread reads and checks the sweep file: Ray's processes start
+    while the driver imports the scenario model and validates every variant (half a second and more, of a
+    ray.init that takes seconds). Returns the sweep and whether Ray was started here (then the caller shuts it
+    down). ray.init stays on the calling thread: the processes it starts are bound to the life of that thread."""
+    import ray
+
+    if ray.is_initialized():
+        return (sweep if isinstance(sweep, Sweep) else load_sweep(sweep, output=output)), False
+    kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False, ignore_reinit_error=True)
+    if address is None:
+        # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
+        # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
+        # engine runs at the user's own priority). A local sweep is the user's foreground job: priority 0.
+        kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                  _system_config={"worker_niceness": 0})
+    started, error = False, None
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fraudsim-sweep-load") as pool:
+        loading = None if isinstance(sweep, Sweep) else pool.submit(_timed_load, sweep, output, timings)
+        t0 = time.perf_counter()
+        try:
+            ray.init(**kw)
+            started = True
+        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
+            error = SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
+                               field="--address" if address else "--engine")
+        timings["ray_start_s"] = time.perf_counter() - t0
+        try:
+            if loading is not None:
+                sweep = loading.result()  # bad input is reported first, and Ray stopped
+        except BaseException:
+            if started:
+                ray.shutdown()
+            raise
+    if error is not None:
+        raise error
+    assert isinstance(sweep, Sweep)
+    return sweep, started
+
+
+def _timed_load(path: str | Path, output: str | Path | None, timings: dict) -> Sweep:
     t0 = time.perf_counter()
+    try:
+        return load_sweep(path, output=output)
+    finally:
+        timings["load_s"] = time.perf_counter() - t0
+
+
+def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None],
+         task_threads: int | None = 1) -> None:
+    """Run the jobs as Ray tasks (Ray is up: see :func:`_start_ray`)."""
     import ray
     from ray.exceptions import RayError
 
-    timings = {} if timings is None else timings
-    started_here = not ray.is_initialized()
-    if started_here:
-        kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False,
-                                  ignore_reinit_error=True)
-        if address is None:
-            # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
-            # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
-            # engine runs at the user's own priority). A local sweep is the user's foreground job: priority 0.
-            kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                      _system_config={"worker_niceness": 0})
-        try:
-            ray.init(**kw)
-        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
-            raise SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
-                             field="--address" if address else "--engine") from None
-    timings["ray_start_s"] = time.perf_counter() - t0
-    try:
-        # max_retries: a task whose worker process dies is run once more, then ray.get raises (recorded as failed).
-        # Ray keeps a worker process per CPU and reuses it for the next task, so a worker pays the imports and
-        # loads the Numba kernels from the on-disk cache once, not once per variant. One thread per task (one CPU
-        # each): more would oversubscribe the cores the other tasks use.
-        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
-        pending = {task.remote(**kwargs, threads=task_threads): v for v, kwargs in jobs}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                v = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except RayError as exc:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
-                              "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
-                on_done(v, result)
-        timings["last_result"] = time.perf_counter()
-        if on_all_done is not None:
-            on_all_done()
-    finally:
-        t1 = time.perf_counter()
-        if started_here:
-            ray.shutdown()
-        timings["ray_stop_s"] = time.perf_counter() - t1
+    # max_retries: a task whose worker process dies is run once more, then ray.get raises (recorded as failed).
+    # Ray keeps a worker process per CPU and reuses it for the next task, so a worker pays the imports and
+    # loads the Numba kernels from the on-disk cache once, not once per variant. One thread per task (one CPU
+    # each): more would oversubscribe the cores the other tasks use.
+    task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
+    pending = {task.remote(**kwargs, threads=task_threads): v for v, kwargs in jobs}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            v = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayError as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
+                          "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
+            on_done(v, result)
 
 
 def check_engine(engine: str, address: str | None) -> None:
@@ -481,6 +502,32 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     ``task_threads``: threads per Ray task (None: the libraries' defaults); the serial engine always leaves the
     defaults (one variant at a time may use every core)."""
     check_engine(engine, address)
+    timings: dict[str, float] = {}
+    started = False
+    try:
+        if engine == "ray":  # Ray starts while the sweep file is read and checked
+            sweep, started = _start_ray(sweep, output, address, num_cpus, timings)
+        result, merger = _run_sweep(sweep, engine, output, progress, task_threads, timings)
+    finally:
+        if started:  # Ray stops while the merge thread ends the sweep file (its tail)
+            import ray
+
+            t1 = time.perf_counter()
+            ray.shutdown()
+            timings["ray_stop_s"] = time.perf_counter() - t1
+    last = timings.pop("last_result")
+    merger.wait()
+    # merge_s: the merge's tail, from the last result to the file in place (while Ray stops, with the Ray engine);
+    # merge_busy_s: the merge thread's time in all, most of it while the tasks ran; end_s: last result to return
+    timings["merge_s"], timings["merge_busy_s"] = merger.tail_s, merger.busy_s
+    timings["end_s"] = time.perf_counter() - last
+    result.timings = timings
+    return result
+
+
+def _run_sweep(sweep: Sweep | str | Path, engine: str, output: str | Path | None, progress: Progress,
+               task_threads: int | None, timings: dict) -> tuple[SweepResult, _Merger]:
+    """Run the variants; waiting for the merge thread to end the sweep file, and stopping Ray, are the caller's."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, output=output)
     elif output is not None:
@@ -507,7 +554,6 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     advance = progress(f"sweep: {len(jobs)} variants" + (f" ({skipped} done before)" if skipped else ""), len(jobs))
 
     workers: dict[str, dict] = {}
-    timings: dict[str, float] = {}
     # the sweep file is built while the variants run (see _Merger): finished variants of an earlier run first
     merger = _Merger(sweep.output, [v.name for v in sweep.variants]).start()
     for v in sweep.variants:
@@ -528,30 +574,21 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
                 w["first_started"], w["first_variant_s"] = result["started"], result["ended"] - result["started"]
         advance(1)
 
-    def all_done() -> None:
-        merger.finish([rows[v.name] for v in sweep.variants])
-
     t0 = time.perf_counter()
     try:
         if jobs and engine == "ray":
-            _ray(jobs, on_done, address, num_cpus, task_threads, timings, on_all_done=all_done)
+            _ray(jobs, on_done, task_threads)
         else:
             _serial(jobs, on_done)
-            timings["last_result"] = time.perf_counter()
-            all_done()
     except BaseException:
         merger.abort()
         raise
-    last = timings.pop("last_result")
+    timings["last_result"] = time.perf_counter()
     if jobs:
-        timings["tasks_s"] = last - t0 - timings.get("ray_start_s", 0.0)
-    merger.wait()
-    # merge_s: the merge's tail, from the last result to the file in place (while Ray stops, with the Ray engine);
-    # merge_busy_s: the merge thread's time in all, most of it while the tasks ran; end_s: last result to return
-    timings["merge_s"], timings["merge_busy_s"] = merger.tail_s, merger.busy_s
-    timings["end_s"] = time.perf_counter() - last
+        timings["tasks_s"] = timings["last_result"] - t0
+    merger.finish([rows[v.name] for v in sweep.variants])
     ordered = [rows[v.name] for v in sweep.variants]
-    return SweepResult(path=sweep.output, rows=ordered, skipped=skipped, timings=timings, workers=workers)
+    return SweepResult(path=sweep.output, rows=ordered, skipped=skipped, workers=workers), merger
 
 
 def _row(v: Variant, run_file: Path, result: dict, engine: str | None) -> dict:
