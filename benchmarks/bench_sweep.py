@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,21 +59,15 @@ v = sw.variants[0]
 print(run_variant(v.scenario, v.source, str(sw.base.parent), sys.argv[2]))
 """
 ENGINE = """
-import json, sys
+import json, resource, sys
 from simulator.sweep import run_sweep
 sweep, engine, cpus, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]) or None, int(sys.argv[4]) or None
 r = run_sweep(sweep, engine=engine, num_cpus=cpus, task_threads=threads)
+cpu = {k: sum(getattr(resource.getrusage(w), f) for f in ("ru_utime", "ru_stime"))
+       for k, w in (("own", resource.RUSAGE_SELF), ("children", resource.RUSAGE_CHILDREN))}
 print(json.dumps({"path": str(r.path), "failed": [x["error"] for x in r.failed], "timings": r.timings,
-                  "workers": r.workers}))
+                  "workers": r.workers, "driver_cpu": cpu}))
 """
-
-
-def _children_cpu() -> float:
-    """CPU seconds of this process's ended children and the descendants they waited for (an engine's process, and
-    with Ray its raylet, GCS and the other processes ray.shutdown reaps; Ray's workers, reaped by the raylet, too
-    when they end before it)."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def run_engine(tmp: Path, name: str, engine: str, grid: dict, cpus: int | None, threads: int | None,
@@ -82,12 +75,11 @@ def run_engine(tmp: Path, name: str, engine: str, grid: dict, cpus: int | None, 
     """Seconds and the sweep's summary of one engine run in a fresh process (its start-up and imports included)."""
     sw = tmp / f"sweep-{name}.yaml"
     sw.write_text(yaml.safe_dump({"base": "release_check.yaml", "grid": grid, "output": f"{name}.duckdb"}))
-    t0, cpu0 = time.perf_counter(), _children_cpu()
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", ENGINE, str(sw), engine, str(cpus or 0), str(threads or 0)],
                          check=True, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     seconds = time.perf_counter() - t0
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["cpu_s"] = _children_cpu() - cpu0
     if res["failed"]:
         raise SystemExit(f"{name}: {len(res['failed'])} variants failed, first: {res['failed'][0]}")
     return seconds, res
@@ -144,13 +136,13 @@ def main(argv=None) -> int:
     print(f"{n} variants of release_check (budget {budget}, seeds {args.seeds}, {limit} targets each, "
           f"strategies {', '.join(base['attack']['strategies'])}); {os.cpu_count()} CPUs, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min; other sessions share the machine)")
-    print(f"{'engine (each in a fresh process)':<40}{'seconds':>10}{'variants/min':>14}{'load':>7}{'CPU s':>8}")
+    print(f"{'engine (each in a fresh process)':<40}{'seconds':>10}{'variants/min':>14}{'load':>7}")
     for name in names:
-        print(f"{runs[name][3]:<40}{times[name]:>10.1f}{n / times[name] * 60:>14.1f}{loads[name]:>7.1f}"
-              f"{results[name]['cpu_s']:>8.1f}")
+        print(f"{runs[name][3]:<40}{times[name]:>10.1f}{n / times[name] * 60:>14.1f}{loads[name]:>7.1f}")
     for name in names:
         r = results[name]
-        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))
+        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
+              + f"; driver CPU {r['driver_cpu']['own']:.1f} s, its ended children's {r['driver_cpu']['children']:.1f} s")
         for w, st in sorted(r["workers"].items()):
             print(f"    worker {w}: {st['variants']} variants, {st['wall_s']:.0f} s wall, {st['cpu_s']:.0f} s CPU; "
                   f"first one {st.get('first_variant_s', 0):.1f} s "
