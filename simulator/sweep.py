@@ -225,8 +225,7 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     if not isinstance(base_raw, dict):
         raise ScenarioError("the scenario must be a mapping of keys", file=str(base))
     base_raw = _resolve_paths(base_raw, base.parent)
-    out = Path(output) if output is not None else (path.resolve().parent / raw["output"] if raw.get("output")
-                                                   else path.with_suffix(".duckdb"))
+    out = _output_path(path, raw, output)
     variants = []
     for i, ov in enumerate(expand(grid, listed)):
         name = f"v{i:03d}"
@@ -245,6 +244,25 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
         assert listed is not None  # checked above: without a grid, the variants list is given
         axes = list(dict.fromkeys(k for v in listed for k in v))
     return Sweep(path=path, base=base, output=out, variants=variants, axes=axes)
+
+
+def _output_path(path: Path, raw: dict, output: str | Path | None) -> Path:
+    """The sweep file: ``-o``, else the sweep file's ``output`` (relative to it), else the sweep file's name."""
+    if output is not None:
+        return Path(output)
+    return path.resolve().parent / raw["output"] if raw.get("output") else path.with_suffix(".duckdb")
+
+
+def _ran_before(path: str | Path, output: str | Path | None) -> bool:
+    """Whether this sweep has run files from an earlier run (a quick look, before the sweep file is checked); also
+    True when the file cannot even be read (its one-line error comes from :func:`load_sweep`)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        out = _output_path(Path(path), raw, output)
+        runs = out.with_name(out.stem + ".runs")
+        return runs.is_dir() and any(runs.iterdir())
+    except Exception:
+        return True
 
 
 # -- running a variant (in a Ray worker or in this process) ----------------------------------------------------
@@ -503,13 +521,19 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     defaults (one variant at a time may use every core)."""
     check_engine(engine, address)
     timings: dict[str, float] = {}
-    started = False
+    ray_started = [False]
+
+    def ensure_ray(sw: Sweep) -> None:  # Ray starts once the sweep has something to run
+        if not ray_started[0]:
+            ray_started[0] = _start_ray(sw, None, address, num_cpus, timings)[1]
+
     try:
-        if engine == "ray":  # Ray starts while the sweep file is read and checked
-            sweep, started = _start_ray(sweep, output, address, num_cpus, timings)
-        result, merger = _run_sweep(sweep, engine, output, progress, task_threads, timings)
+        if engine == "ray" and not isinstance(sweep, Sweep) and not _ran_before(sweep, output):
+            # a new sweep: every variant will run, so Ray starts while the sweep file is read and checked
+            sweep, ray_started[0] = _start_ray(sweep, output, address, num_cpus, timings)
+        result, merger = _run_sweep(sweep, engine, output, progress, task_threads, timings, ensure_ray)
     finally:
-        if started:  # Ray stops while the merge thread ends the sweep file (its tail)
+        if ray_started[0]:  # Ray stops while the merge thread ends the sweep file (its tail)
             import ray
 
             t1 = time.perf_counter()
@@ -526,7 +550,8 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
 
 
 def _run_sweep(sweep: Sweep | str | Path, engine: str, output: str | Path | None, progress: Progress,
-               task_threads: int | None, timings: dict) -> tuple[SweepResult, _Merger]:
+               task_threads: int | None, timings: dict,
+               ensure_ray: Callable[[Sweep], None]) -> tuple[SweepResult, _Merger]:
     """Run the variants; waiting for the merge thread to end the sweep file, and stopping Ray, are the caller's."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, output=output)
@@ -574,11 +599,13 @@ def _run_sweep(sweep: Sweep | str | Path, engine: str, output: str | Path | None
                 w["first_started"], w["first_variant_s"] = result["started"], result["ended"] - result["started"]
         advance(1)
 
-    t0 = time.perf_counter()
     try:
         if jobs and engine == "ray":
+            ensure_ray(sweep)
+            t0 = time.perf_counter()
             _ray(jobs, on_done, task_threads)
         else:
+            t0 = time.perf_counter()
             _serial(jobs, on_done)
     except BaseException:
         merger.abort()
