@@ -8,7 +8,10 @@ the merged sweep files equal row for row (same seeds; wall-clock columns aside).
 Each engine runs in a fresh process, timed from its start: interpreter, imports, Ray's start-up (``ray.init``),
 its workers' imports and their loading of the Numba kernels are all in the time. The Numba cache is warmed first,
 in a separate process, so that nobody compiles; the table says how many kernels each process compiled (0 expected)
-and loaded from the cache, and each worker's wall and CPU time.
+and loaded from the cache, and each worker's wall and CPU time; per engine, where the time went
+(``SweepResult.timings``: ``ray_start_s`` with ``load_s``, reading the sweep file, overlapped; ``tasks_s``;
+``ray_stop_s`` with the merge's tail ``merge_s`` overlapped; ``merge_busy_s``, the merge thread's time in all, most of
+it while the tasks ran) and the driver's CPU time (its own, and its ended children's: Ray's GCS, raylet, ...).
 
 Measure on free cores: with Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``) a session
 sharing the machine with others gets one share of the CPU however many processes it runs, so there the ratio
