@@ -411,8 +411,11 @@ def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: st
         # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
         # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
         # engine runs at the user's own priority). A local sweep is the user's foreground job: priority 0.
+        # enable_autoscaler_v2: ray.shutdown stops the GCS before the autoscaler's monitor, and the v1 monitor
+        # answers SIGTERM by reporting to the GCS it can no longer reach, so shutdown waited a second for it and
+        # then killed it (1.0 of 1.4 s measured); the v2 monitor just exits. Nothing autoscales a local node.
         kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                  _system_config={"worker_niceness": 0})
+                  _system_config={"worker_niceness": 0, "enable_autoscaler_v2": True})
     started, error = False, None
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fraudsim-sweep-load") as pool:
         loading = None if isinstance(sweep, Sweep) else pool.submit(_timed_load, sweep, output, timings)
@@ -455,9 +458,16 @@ def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], No
     # Ray keeps a worker process per CPU and reuses it for the next task, so a worker pays the imports and
     # loads the Numba kernels from the on-disk cache once, not once per variant. One thread per task (one CPU
     # each): more would oversubscribe the cores the other tasks use.
+    # At most one task per CPU in flight, the next submitted as one ends: no task waits in Ray's queue, where the
+    # v2 autoscaler (see _start_ray) would report it as an infeasible request, in a warning on every sweep.
     task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
-    pending = {task.remote(**kwargs, threads=task_threads): v for v, kwargs in jobs}
-    while pending:
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    queued = list(jobs)
+    pending: dict[Any, Variant] = {}
+    while queued or pending:
+        while queued and len(pending) < slots:
+            v, kwargs = queued.pop(0)
+            pending[task.remote(**kwargs, threads=task_threads)] = v
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             v = pending.pop(ref)
