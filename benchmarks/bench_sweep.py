@@ -8,7 +8,10 @@ the merged sweep files equal row for row (same seeds; wall-clock columns aside).
 Each engine runs in a fresh process, timed from its start: interpreter, imports, Ray's start-up (``ray.init``),
 its workers' imports and their loading of the Numba kernels are all in the time. The Numba cache is warmed first,
 in a separate process, so that nobody compiles; the table says how many kernels each process compiled (0 expected)
-and loaded from the cache, and each worker's wall and CPU time.
+and loaded from the cache, and each worker's wall and CPU time; per engine, where the time went
+(``SweepResult.timings``: ``ray_start_s`` with ``load_s``, reading the sweep file, overlapped; ``tasks_s``;
+``ray_stop_s`` with the merge's tail ``merge_s`` overlapped; ``merge_busy_s``, the merge thread's time in all, most of
+it while the tasks ran) and the driver's CPU time (its own, and its ended children's: Ray's GCS, raylet, ...).
 
 Measure on free cores: with Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``) a session
 sharing the machine with others gets one share of the CPU however many processes it runs, so there the ratio
@@ -59,12 +62,14 @@ v = sw.variants[0]
 print(run_variant(v.scenario, v.source, str(sw.base.parent), sys.argv[2]))
 """
 ENGINE = """
-import json, sys
+import json, resource, sys
 from simulator.sweep import run_sweep
 sweep, engine, cpus, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]) or None, int(sys.argv[4]) or None
 r = run_sweep(sweep, engine=engine, num_cpus=cpus, task_threads=threads)
+cpu = {k: sum(getattr(resource.getrusage(w), f) for f in ("ru_utime", "ru_stime"))
+       for k, w in (("own", resource.RUSAGE_SELF), ("children", resource.RUSAGE_CHILDREN))}
 print(json.dumps({"path": str(r.path), "failed": [x["error"] for x in r.failed], "timings": r.timings,
-                  "workers": r.workers}))
+                  "workers": r.workers, "driver_cpu": cpu}))
 """
 
 
@@ -139,7 +144,8 @@ def main(argv=None) -> int:
         print(f"{runs[name][3]:<40}{times[name]:>10.1f}{n / times[name] * 60:>14.1f}{loads[name]:>7.1f}")
     for name in names:
         r = results[name]
-        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))
+        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
+              + f"; driver CPU {r['driver_cpu']['own']:.1f} s, its ended children's {r['driver_cpu']['children']:.1f} s")
         for w, st in sorted(r["workers"].items()):
             print(f"    worker {w}: {st['variants']} variants, {st['wall_s']:.0f} s wall, {st['cpu_s']:.0f} s CPU; "
                   f"first one {st.get('first_variant_s', 0):.1f} s "

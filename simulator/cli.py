@@ -554,15 +554,14 @@ def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario
     into one DuckDB file with a ``sweep`` table. Reruns skip finished variants.
 
     Exit 0 when every variant finished and passed its gates, 1 otherwise (2 for bad input)."""
-    from .sweep import check_engine, load_sweep, run_sweep
+    from .sweep import check_engine, run_sweep
 
     try:
         check_engine(engine, address)
-        sw = load_sweep(sweep_file, output=output)
         from .progress import progress_for
 
-        with progress_for(err, quiet=quiet) as prog:
-            res = run_sweep(sw, engine=engine, address=address, progress=prog)
+        with progress_for(err, quiet=quiet) as prog:  # run_sweep reads the sweep file while Ray starts
+            res = run_sweep(sweep_file, output=output, engine=engine, address=address, progress=prog)
     except FraudsimError as exc:
         _fail(exc, debug)
         return

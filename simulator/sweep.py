@@ -32,12 +32,15 @@ simulator.errors.ScenarioError: grid.attack.budjet: unknown scenario key 'budjet
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import hashlib
 import itertools
 import json
 import os
+import queue
 import socket
+import threading
 import time
 import types
 import typing
@@ -222,8 +225,7 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     if not isinstance(base_raw, dict):
         raise ScenarioError("the scenario must be a mapping of keys", file=str(base))
     base_raw = _resolve_paths(base_raw, base.parent)
-    out = Path(output) if output is not None else (path.resolve().parent / raw["output"] if raw.get("output")
-                                                   else path.with_suffix(".duckdb"))
+    out = _output_path(path, raw, output)
     variants = []
     for i, ov in enumerate(expand(grid, listed)):
         name = f"v{i:03d}"
@@ -242,6 +244,25 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
         assert listed is not None  # checked above: without a grid, the variants list is given
         axes = list(dict.fromkeys(k for v in listed for k in v))
     return Sweep(path=path, base=base, output=out, variants=variants, axes=axes)
+
+
+def _output_path(path: Path, raw: dict, output: str | Path | None) -> Path:
+    """The sweep file: ``-o``, else the sweep file's ``output`` (relative to it), else the sweep file's name."""
+    if output is not None:
+        return Path(output)
+    return path.resolve().parent / raw["output"] if raw.get("output") else path.with_suffix(".duckdb")
+
+
+def _ran_before(path: str | Path, output: str | Path | None) -> bool:
+    """Whether this sweep has run files from an earlier run (a quick look, before the sweep file is checked); also
+    True when the file cannot even be read (its one-line error comes from :func:`load_sweep`)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        out = _output_path(Path(path), raw, output)
+        runs = out.with_name(out.stem + ".runs")
+        return runs.is_dir() and any(runs.iterdir())
+    except Exception:
+        return True
 
 
 # -- running a variant (in a Ray worker or in this process) ----------------------------------------------------
@@ -375,52 +396,88 @@ def _check_address(address: str) -> None:
         raise SweepError(f"no Ray cluster answers at {hostport} ({exc.strerror or exc})", field="--address") from None
 
 
-def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None], address: str | None,
-         num_cpus: int | None, task_threads: int | None = 1, timings: dict | None = None) -> None:
+def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: str | None, num_cpus: int | None,
+               timings: dict) -> tuple[Sweep, bool]:
+    """Start Ray (or connect to it) while a helper thread reads and checks the sweep file: Ray's processes start
+    while the driver imports the scenario model and validates every variant (half a second and more, of a
+    ray.init that takes seconds). Returns the sweep and whether Ray was started here (then the caller shuts it
+    down). ray.init stays on the calling thread: the processes it starts are bound to the life of that thread."""
+    import ray
+
+    if ray.is_initialized():
+        return (sweep if isinstance(sweep, Sweep) else load_sweep(sweep, output=output)), False
+    kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False, ignore_reinit_error=True)
+    if address is None:
+        # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
+        # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
+        # engine runs at the user's own priority). A local sweep is the user's foreground job: priority 0.
+        # enable_autoscaler_v2: ray.shutdown stops the GCS before the autoscaler's monitor, and the v1 monitor
+        # answers SIGTERM by reporting to the GCS it can no longer reach, so shutdown waited a second for it and
+        # then killed it (1.0 of 1.4 s measured); the v2 monitor just exits. Nothing autoscales a local node.
+        kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                  _system_config={"worker_niceness": 0, "enable_autoscaler_v2": True})
+    started, error = False, None
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fraudsim-sweep-load") as pool:
+        loading = None if isinstance(sweep, Sweep) else pool.submit(_timed_load, sweep, output, timings)
+        t0 = time.perf_counter()
+        try:
+            ray.init(**kw)
+            started = True
+        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
+            error = SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
+                               field="--address" if address else "--engine")
+        timings["ray_start_s"] = time.perf_counter() - t0
+        try:
+            if loading is not None:
+                sweep = loading.result()  # bad input is reported first, and Ray stopped
+        except BaseException:
+            if started:
+                ray.shutdown()
+            raise
+    if error is not None:
+        raise error
+    assert isinstance(sweep, Sweep)
+    return sweep, started
+
+
+def _timed_load(path: str | Path, output: str | Path | None, timings: dict) -> Sweep:
     t0 = time.perf_counter()
+    try:
+        return load_sweep(path, output=output)
+    finally:
+        timings["load_s"] = time.perf_counter() - t0
+
+
+def _ray(jobs: list[tuple[Variant, dict]], on_done: Callable[[Variant, dict], None],
+         task_threads: int | None = 1) -> None:
+    """Run the jobs as Ray tasks (Ray is up: see :func:`_start_ray`)."""
     import ray
     from ray.exceptions import RayError
 
-    timings = {} if timings is None else timings
-    started_here = not ray.is_initialized()
-    if started_here:
-        kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False,
-                                  ignore_reinit_error=True)
-        if address is None:
-            # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
-            # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
-            # engine runs at the user's own priority). A local sweep is the user's foreground job: priority 0.
-            kw.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                      _system_config={"worker_niceness": 0})
-        try:
-            ray.init(**kw)
-        except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
-            raise SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
-                             field="--address" if address else "--engine") from None
-    timings["ray_start_s"] = time.perf_counter() - t0
-    try:
-        # max_retries: a task whose worker process dies is run once more, then ray.get raises (recorded as failed).
-        # Ray keeps a worker process per CPU and reuses it for the next task, so a worker pays the imports and
-        # loads the Numba kernels from the on-disk cache once, not once per variant. One thread per task (one CPU
-        # each): more would oversubscribe the cores the other tasks use.
-        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
-        pending = {task.remote(**kwargs, threads=task_threads): v for v, kwargs in jobs}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                v = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except RayError as exc:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
-                              "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
-                on_done(v, result)
-    finally:
-        t1 = time.perf_counter()
-        if started_here:
-            ray.shutdown()
-        timings["ray_stop_s"] = time.perf_counter() - t1
+    # max_retries: a task whose worker process dies is run once more, then ray.get raises (recorded as failed).
+    # Ray keeps a worker process per CPU and reuses it for the next task, so a worker pays the imports and
+    # loads the Numba kernels from the on-disk cache once, not once per variant. One thread per task (one CPU
+    # each): more would oversubscribe the cores the other tasks use.
+    # At most one task per CPU in flight, the next submitted as one ends: no task waits in Ray's queue, where the
+    # v2 autoscaler (see _start_ray) would report it as an infeasible request, in a warning on every sweep.
+    task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_variant)
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    queued = list(jobs)
+    pending: dict[Any, Variant] = {}
+    while queued or pending:
+        while queued and len(pending) < slots:
+            v, kwargs = queued.pop(0)
+            pending[task.remote(**kwargs, threads=task_threads)] = v
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            v = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayError as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                result = {"status": "failed", "run_id": None, "worker": None, "gates_failed": None, "wall_s": None,
+                          "error": f"worker died (retried once): {type(exc).__name__}: {first}"[:500]}
+            on_done(v, result)
 
 
 def check_engine(engine: str, address: str | None) -> None:
@@ -445,7 +502,9 @@ class SweepResult:
     rows: list[dict]  # one per variant, as in the ``sweep`` table
     skipped: int  # finished variants of an earlier run, not run again
     #: where the time went, in seconds: ``ray_start_s`` (ray.init), ``tasks_s`` (first submit to last result),
-    #: ``ray_stop_s``, ``merge_s``, and per worker ``first_variant_s`` (imports and kernel loading included)
+    #: ``ray_stop_s`` (ray.shutdown), ``merge_s`` (the merge's tail: last result to the file in place, while Ray
+    #: stops), ``merge_busy_s`` (the merge thread's time in all, most of it while tasks still ran), ``end_s`` (last
+    #: result to the end); per worker ``first_variant_s`` (imports and kernel loading included)
     timings: dict = field(default_factory=dict)
     #: worker -> {"variants", "wall_s" and "cpu_s" summed over its variants, "numba_compiled", "numba_cached"}
     workers: dict = field(default_factory=dict)
@@ -471,6 +530,39 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     ``task_threads``: threads per Ray task (None: the libraries' defaults); the serial engine always leaves the
     defaults (one variant at a time may use every core)."""
     check_engine(engine, address)
+    timings: dict[str, float] = {}
+    ray_started = [False]
+
+    def ensure_ray(sw: Sweep) -> None:  # Ray starts once the sweep has something to run
+        if not ray_started[0]:
+            ray_started[0] = _start_ray(sw, None, address, num_cpus, timings)[1]
+
+    try:
+        if engine == "ray" and not isinstance(sweep, Sweep) and not _ran_before(sweep, output):
+            # a new sweep: every variant will run, so Ray starts while the sweep file is read and checked
+            sweep, ray_started[0] = _start_ray(sweep, output, address, num_cpus, timings)
+        result, merger = _run_sweep(sweep, engine, output, progress, task_threads, timings, ensure_ray)
+    finally:
+        if ray_started[0]:  # Ray stops while the merge thread ends the sweep file (its tail)
+            import ray
+
+            t1 = time.perf_counter()
+            ray.shutdown()
+            timings["ray_stop_s"] = time.perf_counter() - t1
+    last = timings.pop("last_result")
+    merger.wait()
+    # merge_s: the merge's tail, from the last result to the file in place (while Ray stops, with the Ray engine);
+    # merge_busy_s: the merge thread's time in all, most of it while the tasks ran; end_s: last result to return
+    timings["merge_s"], timings["merge_busy_s"] = merger.tail_s, merger.busy_s
+    timings["end_s"] = time.perf_counter() - last
+    result.timings = timings
+    return result
+
+
+def _run_sweep(sweep: Sweep | str | Path, engine: str, output: str | Path | None, progress: Progress,
+               task_threads: int | None, timings: dict,
+               ensure_ray: Callable[[Sweep], None]) -> tuple[SweepResult, _Merger]:
+    """Run the variants; waiting for the merge thread to end the sweep file, and stopping Ray, are the caller's."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, output=output)
     elif output is not None:
@@ -497,10 +589,15 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
     advance = progress(f"sweep: {len(jobs)} variants" + (f" ({skipped} done before)" if skipped else ""), len(jobs))
 
     workers: dict[str, dict] = {}
-    timings: dict[str, float] = {}
+    # the sweep file is built while the variants run (see _Merger): finished variants of an earlier run first
+    merger = _Merger(sweep.output, [v.name for v in sweep.variants]).start()
+    for v in sweep.variants:
+        if v.name in rows:
+            merger.add(rows[v.name])
 
     def on_done(v: Variant, result: dict) -> None:
         rows[v.name] = _row(v, sweep.run_file(v), result, engine)
+        merger.add(rows[v.name])
         if result.get("worker"):
             w = workers.setdefault(result["worker"], {"variants": 0, "first_started": result.get("started"),
                                                       "wall_s": 0.0, "cpu_s": 0.0})
@@ -512,18 +609,23 @@ def run_sweep(sweep: Sweep | str | Path, *, engine: str = "ray", address: str | 
                 w["first_started"], w["first_variant_s"] = result["started"], result["ended"] - result["started"]
         advance(1)
 
-    if jobs:
-        t0 = time.perf_counter()
-        if engine == "ray":
-            _ray(jobs, on_done, address, num_cpus, task_threads, timings)
+    try:
+        if jobs and engine == "ray":
+            ensure_ray(sweep)
+            t0 = time.perf_counter()
+            _ray(jobs, on_done, task_threads)
         else:
+            t0 = time.perf_counter()
             _serial(jobs, on_done)
-        timings["tasks_s"] = time.perf_counter() - t0 - timings.get("ray_start_s", 0.0) - timings.get("ray_stop_s", 0.0)
+    except BaseException:
+        merger.abort()
+        raise
+    timings["last_result"] = time.perf_counter()
+    if jobs:
+        timings["tasks_s"] = timings["last_result"] - t0
+    merger.finish([rows[v.name] for v in sweep.variants])
     ordered = [rows[v.name] for v in sweep.variants]
-    t0 = time.perf_counter()
-    merge(sweep.output, ordered)
-    timings["merge_s"] = time.perf_counter() - t0
-    return SweepResult(path=sweep.output, rows=ordered, skipped=skipped, timings=timings, workers=workers)
+    return SweepResult(path=sweep.output, rows=ordered, skipped=skipped, workers=workers), merger
 
 
 def _row(v: Variant, run_file: Path, result: dict, engine: str | None) -> dict:
@@ -553,67 +655,171 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def merge(output: Path, rows: Sequence[dict]) -> Path:
-    """Write the sweep file: the ``sweep`` table and every finished variant's tables, in variant order.
+class _Merger:
+    """Builds the sweep file while the variants run, on a thread of its own.
 
-    Written to ``<output>.partial`` and moved into place, so an interrupted merge never leaves half a file."""
-    import duckdb
+    Each finished variant's tables are appended as soon as every variant before it has ended, so the file holds the
+    variants in variant order (the same file, row for row, whatever the engine and the order its tasks end in) and
+    most of the copying is done before the last task ends: the driver is otherwise idle, waiting on its workers. All
+    of it is one transaction on ``<output>.partial`` (one commit, one checkpoint: committing each append made DuckDB
+    checkpoint again and again, twice the CPU time), moved into place once complete, so an interrupted sweep never
+    leaves half a file. One DuckDB thread: the cores are the workers'.
+    """
 
-    from .store import SCHEMA_VERSION
+    def __init__(self, output: Path, names: Sequence[str]) -> None:
+        self.output = output
+        self.partial = output.with_name(output.name + ".partial")
+        self._names = list(names)
+        self._ready: dict[str, dict] = {}
+        self._next = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="fraudsim-sweep-merge", daemon=True)
+        self._error: BaseException | None = None
+        self._tables: dict[str, list[str]] = {}
+        self._features: list[str] = []
+        self.busy_s = 0.0  # time spent copying and writing, all of it (most of it while tasks still run)
+        self.tail_s = 0.0  # time from finish() to the file in place: what is left when the last task has ended
+        self._finish_called = 0.0
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    for stale in (partial, Path(str(partial) + ".wal")):
-        stale.unlink(missing_ok=True)
-    con = duckdb.connect(str(partial))
-    try:
-        con.execute("CREATE TABLE fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute("""CREATE TABLE sweep (variant VARCHAR, overrides VARCHAR, status VARCHAR, error VARCHAR,
-            run_file VARCHAR, wall_s DOUBLE, engine VARCHAR, worker VARCHAR, run_id VARCHAR, gates_failed VARCHAR)""")
+    def start(self) -> "_Merger":
+        self._thread.start()
+        return self
+
+    def add(self, row: dict) -> None:
+        """A variant has ended (finished or failed; a failed one has no tables to copy)."""
+        self._queue.put(("row", row))
+
+    def finish(self, rows: Sequence[dict]) -> None:
+        """Every variant has ended: write the ``sweep`` table (``rows``, in variant order) and the views, commit."""
+        self._finish_called = time.perf_counter()
+        self._queue.put(("finish", list(rows)))
+
+    def wait(self) -> Path:
+        """Wait for the file to be in place; re-raises what went wrong on the merge thread."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.output
+
+    def abort(self) -> None:
+        """Stop without writing the sweep file (the partial file is removed; an earlier sweep file stays)."""
+        self._queue.put(("abort", None))
+        self._thread.join()
+
+    def _run(self) -> None:
+        import duckdb
+
+        con = None
+        finish_at = None
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            for stale in (self.partial, Path(str(self.partial) + ".wal")):
+                stale.unlink(missing_ok=True)
+            con = duckdb.connect(str(self.partial), config={"threads": 1})
+            con.execute("BEGIN TRANSACTION")
+            con.execute("CREATE TABLE fraudsim_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute("""CREATE TABLE sweep (variant VARCHAR, overrides VARCHAR, status VARCHAR, error VARCHAR,
+                run_file VARCHAR, wall_s DOUBLE, engine VARCHAR, worker VARCHAR, run_id VARCHAR, gates_failed VARCHAR)""")
+            while True:
+                kind, payload = self._queue.get()
+                if kind == "abort":
+                    raise _MergeAborted
+                t0 = time.perf_counter()
+                if kind == "row":
+                    self._ready[payload["variant"]] = payload
+                    while self._next < len(self._names) and self._names[self._next] in self._ready:
+                        row = self._ready.pop(self._names[self._next])
+                        self._next += 1
+                        if row["status"] == "finished":
+                            self._append(con, row["run_file"])
+                    self.busy_s += time.perf_counter() - t0
+                    continue
+                finish_at = t0
+                if self._next < len(self._names):  # not reached: the engines report every variant before finish()
+                    raise RuntimeError(f"sweep merge: variant {self._names[self._next]} never ended")
+                self._close(con, payload)
+                con = None
+                os.replace(self.partial, self.output)
+                break
+        except BaseException as exc:
+            if con is not None:
+                con.close()
+            for f in (self.partial, Path(str(self.partial) + ".wal")):
+                f.unlink(missing_ok=True)
+            if not isinstance(exc, _MergeAborted):
+                self._error = exc
+        finally:
+            if finish_at is not None:
+                self.busy_s += time.perf_counter() - finish_at
+                self.tail_s = time.perf_counter() - self._finish_called
+
+    def _append(self, con: Any, run_file: str) -> None:
+        """Copy one variant's tables (all but its metadata) into the sweep file; a variant with other features
+        (another model) adds its columns."""
+        con.execute(f"ATTACH {_lit(run_file)} AS variant_run (READ_ONLY)")
+        try:
+            meta = dict(con.execute("SELECT key, value FROM variant_run.main.fraudsim_meta").fetchall())
+            self._features += [f for f in _feature_list(meta.get("features")) if f not in self._features]
+            for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'variant_run' "
+                                    "AND schema_name = 'main' ORDER BY table_name").fetchall():
+                if t == "fraudsim_meta":
+                    continue
+                cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                                   "'variant_run' AND table_name = ? ORDER BY column_index", [t]).fetchall()
+                src = f"variant_run.main.{_q(t)}"
+                if t not in self._tables:
+                    con.execute(f"CREATE TABLE main.{_q(t)} AS SELECT * FROM {src}")
+                    self._tables[t] = [c for c, _ in cols]
+                    continue
+                for c, dtype in cols:
+                    if c not in self._tables[t]:
+                        con.execute(f"ALTER TABLE main.{_q(t)} ADD COLUMN {_q(c)} {dtype}")
+                        self._tables[t].append(c)
+                con.execute(f"INSERT INTO main.{_q(t)} BY NAME SELECT * FROM {src}")
+        finally:
+            con.execute("DETACH variant_run")
+
+    def _close(self, con: Any, rows: list[dict]) -> None:
+        from .store import SCHEMA_VERSION
+
         con.executemany(f"INSERT INTO sweep VALUES ({', '.join('?' * len(SWEEP_COLUMNS))})",
                         [[r[c] for c in SWEEP_COLUMNS] for r in rows])
-        tables: dict[str, list[str]] = {}
-        features: list[str] = []
-        for r in rows:
-            if r["status"] != "finished":
-                continue
-            con.execute(f"ATTACH {_lit(r['run_file'])} AS variant_run (READ_ONLY)")
-            try:
-                meta = dict(con.execute("SELECT key, value FROM variant_run.main.fraudsim_meta").fetchall())
-                features += [f for f in (meta.get("features") or "").split(",") if f and f not in features]
-                for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'variant_run' "
-                                        "AND schema_name = 'main' ORDER BY table_name").fetchall():
-                    if t == "fraudsim_meta":
-                        continue
-                    cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
-                                       "'variant_run' AND table_name = ? ORDER BY column_index", [t]).fetchall()
-                    src = f"variant_run.main.{_q(t)}"
-                    if t not in tables:
-                        con.execute(f"CREATE TABLE main.{_q(t)} AS SELECT * FROM {src}")
-                        tables[t] = [c for c, _ in cols]
-                        continue
-                    for c, dtype in cols:  # a variant with other features (another model) adds its columns
-                        if c not in tables[t]:
-                            con.execute(f"ALTER TABLE main.{_q(t)} ADD COLUMN {_q(c)} {dtype}")
-                            tables[t].append(c)
-                    con.execute(f"INSERT INTO main.{_q(t)} BY NAME SELECT * FROM {src}")
-            finally:
-                con.execute("DETACH variant_run")
         con.execute("INSERT INTO fraudsim_meta VALUES ('schema_version', ?), ('features', ?), ('kind', 'sweep')",
-                     [str(SCHEMA_VERSION), ",".join(features)])
-        if "runs" in tables and "targets" in tables:
+                    [str(SCHEMA_VERSION), json.dumps(self._features, ensure_ascii=False)])
+        if "runs" in self._tables and "targets" in self._tables:
             from .report.views import create_views
 
             create_views(con)
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
-    except BaseException:
         con.close()
-        for f in (partial, Path(str(partial) + ".wal")):
-            f.unlink(missing_ok=True)
-        raise
-    con.close()
-    os.replace(partial, output)
-    return output
+
+
+class _MergeAborted(Exception):
+    pass
+
+
+def _feature_list(value: str | None) -> list[str]:
+    """A run file's ``features`` entry: a JSON list of names (a comma-separated list in older files)."""
+    if not value:
+        return []
+    try:
+        names = json.loads(value)
+    except ValueError:
+        return [f for f in value.split(",") if f]
+    return [str(f) for f in names] if isinstance(names, list) else []
+
+
+def merge(output: Path, rows: Sequence[dict]) -> Path:
+    """Write the sweep file: the ``sweep`` table and every finished variant's tables, in variant order.
+
+    Written to ``<output>.partial`` and moved into place, so an interrupted merge never leaves half a file.
+    (:func:`run_sweep` does the same while its variants run.)"""
+    merger = _Merger(output, [r["variant"] for r in rows]).start()
+    for r in rows:
+        merger.add(r)
+    merger.finish(rows)
+    return merger.wait()
 
 
 def _lit(s: str) -> str:

@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.sweep import load_sweep, run_sweep
+from simulator.sweep import _Merger, load_sweep, run_sweep
 from simulator.target.train import save_model, train_model
 from tests._util import one_line_error
 
@@ -111,6 +111,33 @@ def test_grid_runs_every_variant_merges_and_resumes(team, tmp_path):
     assert budget_row.split(",")[2:] == ["10", "10", "20", "20", "10.0"]
     r = runner.invoke(app, ["compare", *(row[5] for row in rows[:3]), "-f", "json"])
     assert r.exit_code == 0 and len(json.loads(r.stdout)[0]) == 3 + 3
+
+
+def test_the_merge_follows_variant_order_whatever_order_the_variants_end_in(team, tmp_path):
+    # the sweep file is built while the variants run: a variant that ends early waits for those before it, so the
+    # file is the same row for row whatever the order (Ray's tasks end in any order)
+    sw = write_sweep(team, {"variants": [{"seed": 1}, {"model.path": "kaputt.json"}, {"seed": 2}, {"seed": 3}],
+                            "output": str(tmp_path / "s.duckdb")})
+    res = run_sweep(sw, engine="serial")
+    assert [r["status"] for r in res.rows] == ["finished", "failed", "finished", "finished"]
+    names = [r["variant"] for r in res.rows]
+    merger = _Merger(tmp_path / "reversed.duckdb", names).start()
+    for r in reversed(res.rows):
+        merger.add(r)
+    merger.finish(res.rows)
+    assert merger.wait() == tmp_path / "reversed.duckdb"
+    tables = [t for (t,) in table(res.path, "SELECT table_name FROM duckdb_tables() ORDER BY 1")]
+    assert {"sweep", "queries", "targets", "runs"} <= set(tables)
+    for t in tables:
+        assert table(res.path, f"SELECT * FROM {t}") == table(tmp_path / "reversed.duckdb", f"SELECT * FROM {t}"), t
+    assert table(res.path, "SELECT count(DISTINCT run_id) FROM queries") == [(3,)]
+    # stopped half-way (Ctrl-C, a worker that takes the driver down): the earlier sweep file stays, no partial file
+    before = table(res.path, "SELECT * FROM queries")
+    merger = _Merger(res.path, names).start()
+    merger.add(res.rows[0])
+    merger.abort()
+    assert table(res.path, "SELECT * FROM queries") == before
+    assert not list(tmp_path.glob("*.partial*"))
 
 
 def test_a_failed_variant_is_recorded_and_the_others_run(team, tmp_path):
