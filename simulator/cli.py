@@ -328,7 +328,7 @@ def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (trai
            debug: bool = typer.Option(False, help="show tracebacks")) -> None:
     """Train hardened candidates of a model (adversarial training, monotone constraints, squeezing, ensembles,
     robustness-aware tuning) and measure each before/after: clean AUC, FPR, attack success, confidence stability."""
-    from .harden import harden as run_harden, table_rows
+    from .harden import harden as run_harden, table_rows, verdict
     from .scenario import Scenario
 
     try:
@@ -346,22 +346,14 @@ def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (trai
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
                   caption="thresholds at the same FPR on the holdout's legitimate rows; cheap≤100: share of targets "
                           "evaded at cost ≤ 1 within 100 queries; cost: median best cost; |Δs|p95, flips: score "
-                          f"moves under small legitimate perturbations; ★ best within max_auc_loss {sc.harden.max_auc_loss:g}", caption_justify="left")
+                          f"moves under small legitimate perturbations; ★ best: most fraud still declined after the attack, within max_auc_loss {sc.harden.max_auc_loss:g}", caption_justify="left")
     for h in head:
         table.add_column(h, justify="left" if h == "candidate" else "right", no_wrap=True)
     for r in body:
         table.add_row(*r)
     Console(width=max(out.width, 200) if not sys.stdout.isatty() else None).print(table)
-    base = res.candidates[0]["strongest_cheap_success_at_100"]
-    if res.best is None:
-        out.print("no candidate cut the strongest strategy's cheap success within the allowed AUC loss", highlight=False)
-    else:
-        b = next(r for r in res.candidates if r["name"] == res.best)
-        rel = 1 - b["strongest_cheap_success_at_100"] / base if base else 0.0
-        out.print(f"best: {res.best}: cheap success at 100 of the strongest strategy {base:.0%} ({res.strongest}) -> "
-                  f"{b['strongest_cheap_success_at_100']:.0%} ({b.get('strongest_against')}; {rel:.0%} relative), "
-                  f"AUC loss {b['auc_loss']:+.4f}",
-                  highlight=False)
+    for line in verdict(res.candidates, res.best, sc.harden.max_auc_loss):
+        out.print(line, highlight=False)
     out.print(f"wrote [bold]{res.out_dir}[/] (candidates.json, harden.html, harden.duckdb, models/, attacks/)",
               highlight=False)
 

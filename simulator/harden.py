@@ -568,14 +568,55 @@ def _write_candidates(sc: Scenario, ctx: HardenContext, measured, work: Path) ->
     return rows
 
 
+def _within(rows: list[dict], max_auc_loss: float) -> list[dict]:
+    """The candidates (baseline excluded) whose clean AUC loss is within the limit and whose attack was measured."""
+    return [r for r in rows[1:] if r["auc_loss"] is not None and r["auc_loss"] <= max_auc_loss + 1e-12
+            and r["strongest_cheap_success_at_100"] is not None]
+
+
 def _pick_best(rows: list[dict], strongest: str, max_auc_loss: float) -> str | None:
-    base = rows[0]["strongest_cheap_success_at_100"]
-    ok = [r for r in rows[1:] if r["auc_loss"] is not None and r["auc_loss"] <= max_auc_loss + 1e-12
-          and r["strongest_cheap_success_at_100"] is not None]
+    """The candidate that still declines the most fraud once the strongest cheap attacker has adapted (highest
+    ``recall_after_attack``; ties: lower cheap success, then lower AUC loss), within ``max_auc_loss``, and only if
+    it beats the baseline on that measure. Ranking by cheap success alone would reward a model that stops being
+    evaded by declining (almost) nothing."""
+    ok = [r for r in _within(rows, max_auc_loss) if r.get("recall_after_attack") is not None]
     if not ok:
         return None
-    best = min(ok, key=lambda r: (r["strongest_cheap_success_at_100"], r["auc_loss"]))
-    return best["name"] if base is None or best["strongest_cheap_success_at_100"] <= base else None
+    best = max(ok, key=lambda r: (r["recall_after_attack"], -r["strongest_cheap_success_at_100"], -r["auc_loss"]))
+    base = rows[0].get("recall_after_attack")
+    return best["name"] if base is None or best["recall_after_attack"] > base + 1e-12 else None
+
+
+def verdict(rows: list[dict], best: str | None, max_auc_loss: float) -> list[str]:
+    """What the terminal and the HTML section say under the table, in plain text: the pick and why, and the
+    largest relative cut of the strongest strategy's cheap success within the AUC limit (the issue's target: >= 50%)
+    with the recall it keeps, so a cut bought by declining less fraud is visible next to the pick."""
+    base = rows[0] if rows else None
+    b_cs = base["strongest_cheap_success_at_100"] if base else None
+    lines = []
+    if best is None:
+        lines.append(f"No candidate within the clean AUC loss of {max_auc_loss:g} still declines more fraud after the "
+                     "strongest attack than the baseline.")
+    else:
+        b = next(r for r in rows if r["name"] == best)
+        lines.append(f"Best: {best}: recall after attack {_pct(base.get('recall_after_attack'))} -> "
+                     f"{_pct(b['recall_after_attack'])} (recall {_pct(base.get('recall'))} -> {_pct(b.get('recall'))}; "
+                     f"cheap success within 100 queries of the strongest strategy against each model "
+                     f"{_pct(b_cs)} -> {_pct(b['strongest_cheap_success_at_100'])}, {b.get('strongest_against')}), "
+                     f"clean AUC loss {b['auc_loss']:+.4f}, FPR {_pct(b.get('fpr'), 2)}.")
+    ok = _within(rows, max_auc_loss)
+    if ok and b_cs:
+        c = min(ok, key=lambda r: (r["strongest_cheap_success_at_100"], r["auc_loss"]))
+        rel = 1 - c["strongest_cheap_success_at_100"] / b_cs
+        lines.append(f"Largest cut of cheap success within {max_auc_loss:g} AUC loss: {c['name']}, {_pct(b_cs)} -> "
+                     f"{_pct(c['strongest_cheap_success_at_100'])} ({rel:.0%} relative; target >= 50%: "
+                     f"{'reached' if rel >= 0.5 else 'not reached'}), at recall {_pct(c.get('recall'))} "
+                     f"(baseline {_pct(base.get('recall') if base else None)}).")
+    return lines
+
+
+def _pct(v, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{digits}%}"
 
 
 def _write_duckdb(sc: Scenario, ctx: HardenContext, measured, rows: list[dict], path: Path) -> None:
@@ -650,19 +691,7 @@ def html_section(rows: list[dict], strongest: str, best: str | None, max_auc_los
     head, body = table_rows(rows)
     th = "".join(f"<th>{_h.escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{_h.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-    base = rows[0]["strongest_cheap_success_at_100"] if rows else None
-    if best is None:
-        verdict = (f"No candidate lowered the strongest strategy's ({_h.escape(strongest)}) cheap success within 100 "
-                   f"queries within the allowed clean AUC loss of {max_auc_loss:g}.")
-    else:
-        b = next(r for r in rows if r["name"] == best)
-        rel = (1 - b["strongest_cheap_success_at_100"] / base) if base else 0.0
-        verdict = (f"Best: <b>{_h.escape(best)}</b>: cheap success within 100 queries of the strongest strategy "
-                   f"against each model ({_h.escape(strongest)} against the baseline, "
-                   f"{_h.escape(str(b.get('strongest_against')))} against {_h.escape(best)}) "
-                   f"{base:.0%} → {b['strongest_cheap_success_at_100']:.0%} ({rel:.0%} relative cut), clean AUC "
-                   f"{b['clean_auc']:.4f} (loss {b['auc_loss']:+.4f}), FPR {b['fpr']:.2%}. "
-                   f"Target (≥ 50% cut at ≤ {max_auc_loss:g} AUC loss): {'reached' if rel >= 0.5 else 'not reached'}.")
+    said = "".join(f"<p>{_h.escape(line)}</p>" for line in verdict(rows, best, max_auc_loss))
     pareto = [p for ps in paretos for p in ps]
     ptable = ""
     if pareto:
@@ -676,4 +705,4 @@ def html_section(rows: list[dict], strongest: str, best: str | None, max_auc_los
             "padding:2px 6px;text-align:right}</style>"
             f"<section id='hardening'><h2>Hardening: before/after</h2><p>Every candidate tried is listed; thresholds are "
             f"set at the same FPR on the holdout's legitimate rows. * cheap≤100: the strongest strategy against each "
-            f"model (the highest cheap success within 100 queries; {_h.escape(strongest)} against the baseline).</p><table><tr>{th}</tr>{trs}</table><p>{verdict}</p>{ptable}</section>\n")
+            f"model (the highest cheap success within 100 queries; {_h.escape(strongest)} against the baseline).</p><table><tr>{th}</tr>{trs}</table>{said}{ptable}</section>\n")

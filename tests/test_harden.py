@@ -355,3 +355,24 @@ def test_robust_gate_declines_the_same_rows_whatever_the_cheap_moves(team, tmp_p
         if r["strongest_cheap_success_at_100"] is not None:
             assert r["recall_after_attack"] == pytest.approx(r["recall"] * (1 - r["strongest_cheap_success_at_100"]))
     assert c["strongest_cheap_success_at_100"] in (0.0, None)
+
+
+def test_the_pick_is_the_most_fraud_still_declined_and_the_largest_cut_is_said_next_to_it():
+    """The numbers of the default world's run: a gate that is never evaded cheaply but declines a third of the fraud
+    is not ranked above a model that keeps more fraud declined after the attack; the verdict names both."""
+    from simulator.harden import _pick_best, verdict
+
+    def row(name, recall, cs, loss, fpr=0.01):
+        return {"name": name, "recall": recall, "strongest_cheap_success_at_100": cs, "auc_loss": loss, "fpr": fpr,
+                "recall_after_attack": recall * (1 - cs), "strongest_against": "greedy"}
+
+    rows = [row("baseline", 0.695, 1.0, 0.0), row("robust_gate", 0.209, 0.0, 0.0063),
+            row("cheap_ball", 0.675, 0.65, 0.0085), row("too_costly", 0.69, 0.1, 0.02)]
+    assert _pick_best(rows, "greedy", 0.01) == "cheap_ball"
+    best_line, cut_line = verdict(rows, "cheap_ball", 0.01)
+    assert best_line.startswith("Best: cheap_ball") and "0.0% -> 23.6%" in best_line
+    assert "robust_gate" in cut_line and "100% relative" in cut_line and "reached" in cut_line
+    assert "at recall 20.9% (baseline 69.5%)" in cut_line
+    # nothing within the limit beats the baseline after the attack: no pick, and the verdict says so
+    assert _pick_best(rows[:1] + [row("worse", 0.2, 1.0, 0.001)], "greedy", 0.01) is None
+    assert verdict(rows[:1] + [row("worse", 0.2, 1.0, 0.001)], None, 0.01)[0].startswith("No candidate")
