@@ -591,8 +591,8 @@ def verdict(rows: list[dict], best: str | None, max_auc_loss: float) -> list[str
     """What the terminal and the HTML section say under the table, in plain text: the pick and why, and the
     largest relative cut of the strongest strategy's cheap success within the AUC limit (the issue's target: >= 50%)
     with the recall it keeps, so a cut bought by declining less fraud is visible next to the pick."""
-    base = rows[0] if rows else None
-    b_cs = base["strongest_cheap_success_at_100"] if base else None
+    base: dict = rows[0] if rows else {}
+    b_cs = base.get("strongest_cheap_success_at_100")
     lines = []
     if best is None:
         lines.append(f"No candidate within the clean AUC loss of {max_auc_loss:g} still declines more fraud after the "
@@ -611,7 +611,7 @@ def verdict(rows: list[dict], best: str | None, max_auc_loss: float) -> list[str
         lines.append(f"Largest cut of cheap success within {max_auc_loss:g} AUC loss: {c['name']}, {_pct(b_cs)} -> "
                      f"{_pct(c['strongest_cheap_success_at_100'])} ({rel:.0%} relative; target >= 50%: "
                      f"{'reached' if rel >= 0.5 else 'not reached'}), at recall {_pct(c.get('recall'))} "
-                     f"(baseline {_pct(base.get('recall') if base else None)}).")
+                     f"(baseline {_pct(base.get('recall'))}).")
     return lines
 
 
