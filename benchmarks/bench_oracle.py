@@ -133,8 +133,17 @@ def library_predict(model: TargetModel) -> Callable[[np.ndarray], np.ndarray]:
     if model.kind == "lightgbm":
         return lambda X: model.booster.predict(X.astype(np.float32), num_threads=0)
     if model.kind == "onnx":
-        sess, name = model.session, model.input_names[0]
-        return lambda X: sess.run([model.output_name], {name: X.astype(np.float32)})[0]
+        # its own session, as a user would make it, with the threads the adapter takes (OMP_NUM_THREADS when set)
+        import onnxruntime as ort
+
+        from simulator.target.onnx import MAX_THREADS
+        from simulator.threads import model_threads
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = model_threads(MAX_THREADS)
+        sess = ort.InferenceSession(model.to_bytes(), so, providers=["CPUExecutionProvider"])
+        name, out = model.input_names[0], model.output_name
+        return lambda X: sess.run([out], {name: X.astype(np.float32)})[0]
     raise ValueError(model.kind)
 
 
