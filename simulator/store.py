@@ -621,9 +621,9 @@ class QueryLog:
             score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
             opening: np.ndarray | None = None) -> None:
         m = len(target_id)
-        chunk = {"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
-                 "query_index": query_index, "score": score, "decision": decision, "evaded": evaded, "cost": cost,
-                 "X": X, "opening": opening, "n": m}
+        chunk: dict[str, Any] = {"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
+                                 "query_index": query_index, "score": score, "decision": decision, "evaded": evaded,
+                                 "cost": cost, "X": X, "opening": opening, "n": m}
         self.total_rows += m
         while self._rows + chunk["n"] >= self.flush_rows:  # batches of exactly flush_rows rows: whole row groups
             head, chunk = _split_chunk(chunk, self.flush_rows - self._rows)
