@@ -53,7 +53,9 @@ ONNX: ONNX Runtime used to keep its own intra-op pool whatever ``OMP_NUM_THREADS
 "baseline" used both cores and the query log's writer thread competed with it ('loop cpu' 1.6). The adapter now
 sizes the pool from ``OMP_NUM_THREADS`` (:func:`simulator.threads.model_threads`), the baseline's own session gets
 the same count, and :func:`simulator.store.spare_core` follows the same rule. XGBoost and LightGBM are unchanged
-(same code; the differences are the machine's noise).
+(same code; the differences are the machine's noise). A second pair of runs at 06:55 UTC, load 3.4-3.7 (main / now):
+XGBoost 0.56 / 0.53 (loop cpu 0.85 / 0.84), LightGBM 0.75 / 0.77 (0.94 / 0.97), ONNX 0.63 / 0.67 (loop cpu 1.38 /
+0.90; under that load the writer thread and the other processes share the second core either way).
 
 Where XGBoost's loop time goes (thread CPU per 400-row call, ``time.thread_time_ns`` around each part of
 ``Oracle.query`` over 400 calls, best of 3-5, load 2.5-5): raw ``inplace_predict`` 730-760 us; the oracle without a
