@@ -3,7 +3,8 @@ constraint checks, scoring through the adapter, feedback, logging into a real Du
 library's own batched predict on the very same rows, and the ratio.
 
 Rows: XGBoost (``inplace_predict``), LightGBM (``Booster.predict``), ONNX (``InferenceSession.run`` on an
-onnxmltools export of the same XGBoost model; goal for all three >= 0.8), and HTTP: the oracle against a model
+onnxmltools export of the same XGBoost model, in a session of its own with the adapter's intra-op threads; goal for
+all three >= 0.8), and HTTP: the oracle against a model
 served by ``python -m simulator.serve`` (MLflow protocol, its own process) versus a plain httpx loop posting the
 same batches to the same server (goal >= 0.9).
 
@@ -36,6 +37,41 @@ checkpoint merges the small row groups again and again). The oracle's checks, qu
 pass (``Kernels.admit``, about 30 us per call of 400 rows against about 75 us for the separate calls).
 ``--log spill,background`` prints one row per mode; ``auto`` (the default) is what a run picks on this machine.
 
+Measured 2026-12-02 06:47 UTC, 2 cores, ``--threads 1 --log background``, load average 2.8 falling to 2.6 (another
+session's two busy loops and tests running: not a quiet machine; the lead re-measures), main (4f996a5) and this
+change one after the other, best of 3:
+
+    adapter   version  baseline q/s  oracle q/s  flush s  ratio  w/o flush  cpu ratio  loop cpu  flush cpu s
+    xgboost   main          535,562     292,627    0.034   0.55       0.58       0.53      0.82        0.027
+    xgboost   now           524,132     278,034    0.035   0.53       0.56       0.53      0.83        0.027
+    lightgbm  main          185,733     172,804    0.033   0.93       0.97       0.78      0.97        0.028
+    lightgbm  now           188,044     170,196    0.032   0.91       0.94       0.77      0.95        0.029
+    onnx      main          335,714     214,479    0.063   0.64       0.70       0.68      1.59        0.026
+    onnx      now           322,027     278,886    0.036   0.87       0.92       0.67      0.95        0.028
+
+ONNX: ONNX Runtime used to keep its own intra-op pool whatever ``OMP_NUM_THREADS`` said (2 threads here), so its
+"baseline" used both cores and the query log's writer thread competed with it ('loop cpu' 1.6). The adapter now
+sizes the pool from ``OMP_NUM_THREADS`` (:func:`simulator.threads.model_threads`), the baseline's own session gets
+the same count, and :func:`simulator.store.spare_core` follows the same rule. XGBoost and LightGBM are unchanged
+(same code; the differences are the machine's noise). A second pair of runs at 06:55 UTC, load 3.4-3.7 (main / now):
+XGBoost 0.56 / 0.53 (loop cpu 0.85 / 0.84), LightGBM 0.75 / 0.77 (0.94 / 0.97), ONNX 0.63 / 0.67 (loop cpu 1.38 /
+0.90; under that load the writer thread and the other processes share the second core either way).
+
+Where XGBoost's loop time goes (thread CPU per 400-row call, ``time.thread_time_ns`` around each part of
+``Oracle.query`` over 400 calls, best of 3-5, load 2.5-5): raw ``inplace_predict`` 730-760 us; the oracle without a
+log 55-85 us more, of which the admit kernel is 40-66 us in the loop against 16-18 us warm in isolation (its inputs
+are cold after the model call: 35-40 us right after a ``predict``), the Python around it about 8 us (the whole
+``query`` with a constant model: 26 us warm); ``log.add`` 2-12 us; and the writer thread's DuckDB appends raise the
+caller's loop CPU by another 50-60 us per call (a writer that builds the tables but does not append: +10 us), as the
+two vCPUs share one core's resources. Tried and dropped, each measured in one run against the code above:
+preallocated column buffers filled in place by ``add`` (one copy per call, decisions as codes, no per-call Python
+objects): ``add`` grew from 12 to 40 us per call in the loop (the copies write into buffers the writer thread just
+read) while the writer's table build only fell from 1.2 to 1.0 ms per batch (its cost is the features' transpose);
+a branch-free admit kernel (27 us warm against 16: it computes every cost term); a pass that skips frozen features
+equal to their original (no change after a model call: the kernel is bound by cold memory, not by work);
+8,192-row row groups (the final flush's CPU 0.026 -> 0.017 s, but more appends: process CPU ratio 0.56 -> 0.48,
+'loop cpu' 0.87 -> 0.82 at load 4.9).
+
 Measured 2026-12-02 06:08 UTC, 2 cores, ``--threads 1``, load average 2.7 rising to 3.6 (other sessions busy, so
 not a quiet machine; the lead re-measures), best of 3, all rows from one run:
 
@@ -59,8 +95,8 @@ machine swamp the comparison, so that choice (spill there) rests on the barrier 
 On a quiet machine before these changes (05:25 UTC, load 0.6, spill): XGBoost 0.55, LightGBM 0.80, ONNX 0.61 (0.78,
 0.93, 0.85 without the flush).
 
-``--threads N`` sets ``OMP_NUM_THREADS`` for both sides (XGBoost and LightGBM size their OpenMP pools from it;
-ONNX Runtime keeps its own pool). On a machine shared with other busy processes, OpenMP barriers across threads
+``--threads N`` sets ``OMP_NUM_THREADS`` for both sides (XGBoost and LightGBM size their OpenMP pools from it,
+fraudsim's ONNX adapter and the ONNX baseline's session ONNX Runtime's intra-op pool). On a machine shared with other busy processes, OpenMP barriers across threads
 that the scheduler does not run together make the library's predict itself vary many times over between calls,
 which swamps the ratio; ``--threads 1`` measures the door's own cost there.
 
@@ -133,8 +169,17 @@ def library_predict(model: TargetModel) -> Callable[[np.ndarray], np.ndarray]:
     if model.kind == "lightgbm":
         return lambda X: model.booster.predict(X.astype(np.float32), num_threads=0)
     if model.kind == "onnx":
-        sess, name = model.session, model.input_names[0]
-        return lambda X: sess.run([model.output_name], {name: X.astype(np.float32)})[0]
+        # its own session, as a user would make it, with the threads the adapter takes (OMP_NUM_THREADS when set)
+        import onnxruntime as ort
+
+        from simulator.target.onnx import MAX_THREADS
+        from simulator.threads import model_threads
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = model_threads(MAX_THREADS)
+        sess = ort.InferenceSession(model.to_bytes(), so, providers=["CPUExecutionProvider"])
+        name, out = model.input_names[0], model.output_name
+        return lambda X: sess.run([out], {name: X.astype(np.float32)})[0]
     raise ValueError(model.kind)
 
 

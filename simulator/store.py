@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, ContextManager, Protocol, Sequence
 import duckdb
 
 from .errors import StoreError
+from .threads import model_threads, omp_threads, usable_cores  # noqa: F401  (usable_cores: re-exported)
 
 if TYPE_CHECKING:  # imported where rows are written, so reading a run (fraudsim gate) does not load them
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -538,26 +539,13 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
 BACKGROUND_MIN_CPUS = 4  # with this many usable cores the query log always writes on its own thread (see QueryLog)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is not known)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def spare_core() -> bool:
     """Whether a core stays free for the query log's writer thread while the model scores: at least
-    ``BACKGROUND_MIN_CPUS`` usable cores, or the model libraries' OpenMP pools held below the usable cores by
-    ``OMP_NUM_THREADS`` (XGBoost and LightGBM size their pools from it; their default takes every core)."""
+    ``BACKGROUND_MIN_CPUS`` usable cores, or the model libraries' threads held below the usable cores by
+    ``OMP_NUM_THREADS`` (:func:`simulator.threads.model_threads`: XGBoost and LightGBM size their OpenMP pools from it,
+    the ONNX adapter ONNX Runtime's intra-op pool; without it they take every core)."""
     cores = usable_cores()
-    if cores >= BACKGROUND_MIN_CPUS:
-        return True
-    try:
-        omp = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
-    except ValueError:
-        return False
-    return 0 < omp < cores
+    return cores >= BACKGROUND_MIN_CPUS or (omp_threads() is not None and model_threads() < cores)
 
 
 SPILL_ROWS = 122_880  # rows per spilled batch (a multiple of ROW_GROUP_ROWS)
@@ -633,9 +621,9 @@ class QueryLog:
             score: np.ndarray, decision: np.ndarray, evaded: np.ndarray, cost: np.ndarray, X: np.ndarray,
             opening: np.ndarray | None = None) -> None:
         m = len(target_id)
-        chunk = {"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
-                 "query_index": query_index, "score": score, "decision": decision, "evaded": evaded, "cost": cost,
-                 "X": X, "opening": opening, "n": m}
+        chunk: dict[str, Any] = {"round": round_, "agent_id": agent_id, "strategy": strategy, "target_id": target_id,
+                                 "query_index": query_index, "score": score, "decision": decision, "evaded": evaded,
+                                 "cost": cost, "X": X, "opening": opening, "n": m}
         self.total_rows += m
         while self._rows + chunk["n"] >= self.flush_rows:  # batches of exactly flush_rows rows: whole row groups
             head, chunk = _split_chunk(chunk, self.flush_rows - self._rows)

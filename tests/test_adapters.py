@@ -228,6 +228,40 @@ def test_onnx_xgboost_and_lightgbm_via_onnxmltools(data, tmp_path):
     _close(live.predict_score(Xq), m.predict_score(Xq))
 
 
+def test_onnx_threads_follow_omp_num_threads(data, tmp_path, monkeypatch):
+    """ONNX Runtime keeps its own thread pool: OMP_NUM_THREADS bounds it as it bounds XGBoost's and LightGBM's
+    OpenMP pools, and the query log's writer thread counts on the core that leaves free (spare_core)."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from simulator.store import BACKGROUND_MIN_CPUS, spare_core
+    from simulator.target.onnx import MAX_THREADS
+    from simulator.threads import usable_cores
+
+    X, y, _ = data
+    p = _onnx_file(tmp_path, "lr.onnx", to_onnx(LogisticRegression(max_iter=500).fit(X, y),
+                                                  X[:1].astype(np.float32), options={"zipmap": False}))
+    cores = usable_cores()
+
+    def threads():
+        m = load_model(p, features=NAMES)
+        _close(m.predict_score(X[:50]), _ort_proba(p, X[:50]))
+        return m.session.get_session_options().intra_op_num_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads() == 1
+    assert spare_core() == (cores > 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # a nested list: its first level
+    assert threads() == min(2, cores)
+    monkeypatch.setenv("OMP_NUM_THREADS", "512")  # never more than the cores
+    assert threads() == cores
+    assert spare_core() == (cores >= BACKGROUND_MIN_CPUS)
+    for unset in ("", "0", "many"):  # unset or not a positive number: ONNX Runtime's own default, bounded
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert threads() == min(cores, MAX_THREADS)
+        assert spare_core() == (cores >= BACKGROUND_MIN_CPUS)
+
+
 def test_onnx_non_float_input_is_refused(data, tmp_path):
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import Int64TensorType

@@ -11,7 +11,6 @@ P(fraud) itself) or of a ZipMap output (a list of ``{class: probability}`` dicts
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,8 +21,10 @@ from .base import TargetModel, bytes_sha256, file_sha256, first_line, read_card,
 from .registry import register_adapter
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
-#: ONNX Runtime intra-op threads: the cores this process may use, at most this many (tree ensembles and small
-#: batches gain little beyond it, and idle spinning threads slow every other process on shared machines)
+#: ONNX Runtime intra-op threads when ``OMP_NUM_THREADS`` is not set: the cores this process may use, at most this
+#: many (tree ensembles and small batches gain little beyond it, and idle spinning threads slow every other process
+#: on shared machines). When it is set, it bounds ONNX Runtime's pool as it bounds XGBoost's and LightGBM's OpenMP
+#: pools (:func:`simulator.threads.model_threads`), so ``OMP_NUM_THREADS=1`` scores on one core.
 MAX_THREADS = 4
 
 
@@ -37,13 +38,13 @@ def _ort(source: str | None = None):
 
 
 def session_options():
+    """ONNX Runtime's options for fraudsim's sessions: ``intra_op_num_threads`` from ``OMP_NUM_THREADS`` when set
+    (at most the usable cores), else the usable cores up to :data:`MAX_THREADS`; one inter-op thread; no spinning."""
+    from ..threads import model_threads
+
     ort = _ort()
     so = ort.SessionOptions()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    so.intra_op_num_threads = max(1, min(cores, MAX_THREADS))
+    so.intra_op_num_threads = model_threads(MAX_THREADS)
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3  # errors only: ONNX Runtime warns about harmless graph details
