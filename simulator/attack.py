@@ -15,6 +15,7 @@ from typing import Callable, Generic, Hashable, Sequence, TypeVar, cast
 
 import numpy as np
 
+from .errors import raise_if_signalled
 from .oracle import Oracle
 from .protocol import Feedback, Problem
 from .strategies.base import BaseStrategy, Strategy
@@ -146,6 +147,7 @@ def run_strategy(strategy_cls: type[Strategy], params: dict, *, oracle: Oracle, 
         step = driver.ask(active, ks)
         targets = np.repeat(np.asarray(step.keys, dtype=np.int64), step.counts)
         driver.tell(step, oracle.query(targets, step.X, opening=step.opening))
+        raise_if_signalled()  # a cancellation point: a Ctrl-C whose exception got lost stops the run at this step
         if on_step is not None:
             on_step(int(step.counts.sum()))
         active = active[(oracle.remaining(active) > 0) & ~driver.finished(active)]

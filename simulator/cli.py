@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import unicodedata
 import warnings
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.markup import escape
 from rich.text import Text
 
-from .errors import FraudsimError, Terminated, install_sigterm
+from .errors import FraudsimError, Terminated, install_sigterm, signal_received
 
 if TYPE_CHECKING:  # imported in the command bodies that need them, so `fraudsim --help` starts fast
     import polars as pl
@@ -102,6 +103,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             _internal_error(exc, debug)
         except Exception as exc:  # anything else is fraudsim's bug, not the user's: exit 3, never 1
             code = _interrupt_code(exc)  # a signal wrapped by DuckDB, Numba or a writer thread
+            if code is None and signal_received() is not None:  # whatever a signal's exception became on its way
+                code = EXIT_SIGTERM if signal_received() == signal.SIGTERM else EXIT_SIGINT
             if code is not None:
                 _interrupted(code)
             _internal_error(exc, debug)

@@ -54,20 +54,61 @@ class Terminated(BaseException):
     removed, previous finished file kept) and the CLI exits 143. Not an ``Exception``: nothing swallows it."""
 
 
+_RECEIVED: list[int] = []  # the signals (SIGINT, SIGTERM) the CLI's handlers received, oldest first
+
+
 def install_sigterm():
-    """Turn SIGTERM into :class:`Terminated` in the main thread; returns a function that restores the old handler
-    (a no-op outside the main thread, where Python cannot set signal handlers)."""
+    """Turn SIGTERM into :class:`Terminated` and SIGINT into ``KeyboardInterrupt`` in the main thread, and remember
+    that they came (:func:`signal_received`); returns a function that restores the old handlers (a no-op outside
+    the main thread, where Python cannot set signal handlers).
+
+    Remembering matters because the exception a handler raises can be lost on its way out: raised inside a
+    finalizer it is printed and ignored, raised while DuckDB calls back into Python (an Arrow scan) it comes back as
+    a DuckDB error naming it. :func:`raise_if_signalled` at the engine's steps turns a lost one into the right
+    exception again, and the CLI maps any error after a signal to the signal's exit code."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    _RECEIVED.clear()
 
-    def _raise(signum, frame):
+    def _term(signum, frame):
+        _RECEIVED.append(signum)
         raise Terminated()
 
+    def _int(signum, frame):
+        _RECEIVED.append(signum)
+        raise KeyboardInterrupt()
+
     try:
-        old = signal.signal(signal.SIGTERM, _raise)
+        old_term = signal.signal(signal.SIGTERM, _term)
     except (ValueError, OSError):
         return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, old)
+    old_int = None
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup, `cmd &`) stays so
+        try:
+            old_int = signal.signal(signal.SIGINT, _int)
+        except (ValueError, OSError):
+            pass
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
+
+    return restore
+
+
+def signal_received() -> int | None:
+    """The first SIGINT/SIGTERM the CLI's handlers received since they were installed, or None."""
+    return _RECEIVED[0] if _RECEIVED else None
+
+
+def raise_if_signalled() -> None:
+    """A cancellation point: raise :class:`Terminated` or ``KeyboardInterrupt`` if a signal came and its exception
+    was lost (see :func:`install_sigterm`); nothing otherwise. Cheap enough for every step of a loop."""
+    if _RECEIVED:
+        import signal
+
+        raise Terminated() if _RECEIVED[0] == signal.SIGTERM else KeyboardInterrupt()

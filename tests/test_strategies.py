@@ -209,3 +209,32 @@ def test_tree_search_reads_lightgbm_and_xgboost_alike(world):
     X1 = s.ask(5)
     s.tell(X1, oracle.query(np.zeros(5, np.int64), X1))
     assert s.best_x is not None and model.predict_score(s.best_x[None, :])[0] < threshold
+
+
+def test_a_ctrl_c_whose_exception_was_lost_stops_the_run_at_the_next_step(world):
+    """A signal's exception can be lost on its way out (raised in a finalizer it is printed and ignored; raised while
+    DuckDB calls back into Python it comes back as a DuckDB error): the CLI's handlers remember the signal, and the
+    driver's loop raises it again at its next step instead of attacking on for minutes."""
+    import os
+    import signal
+    import time
+
+    from simulator import errors
+
+    restore = errors.install_sigterm()
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            pytest.skip("SIGINT is ignored in this process (started in the background)")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the handler runs here and raises
+        except KeyboardInterrupt:
+            pass  # lost, as in a finalizer
+        assert errors.signal_received() == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            _run(world, "random")
+    finally:
+        restore()
+        errors._RECEIVED.clear()
+    done, _, log = _run(world, "random", budget=5)  # with the handlers gone and nothing recorded, runs go on
+    assert all(s is not None for s in done)

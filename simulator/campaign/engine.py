@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..errors import raise_if_signalled
 from ..recorder import derive, now, recording
 from ..result import CampaignResult
 from . import phases
@@ -23,11 +24,13 @@ def play_round(st: CampaignState, col: Collector, r: int) -> None:
     st.oracle.new_day()
     phases.plan(st, d)
     phases.probe(st, d)
+    raise_if_signalled()  # a cancellation point: a Ctrl-C whose exception got lost stops the round here
     phases.decide(st, d)
     phases.feedback(st, d)
     phases.label(st, d)
     col.record_day(d)
     clock = st.tick("store", d.clock)
+    raise_if_signalled()
     phases.evolve(st, d)
     col.record_evolution(d)
     clock = st.tick("evolution", clock)
