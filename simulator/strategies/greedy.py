@@ -6,7 +6,7 @@ import numpy as np
 from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
-from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
+from .moves import (APPROVED_POOL, CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
                     value_grids)
 
 _EPS = 1e-7
@@ -69,7 +69,8 @@ class Greedy(Strategy):
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
         grids = value_grids(problem, self.prior, self.mutable_idx, points=self.grid)  # one projection for all
-        self.opening = self.set_opening(opening_moves(problem, self.prior, grids) if self.check_opening(opening)
+        self.opening = self.set_opening(opening_moves(problem, self.prior, grids, approved_pool=APPROVED_POOL)
+                                        if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
@@ -360,7 +361,8 @@ class Greedy(Strategy):
         n = len(base)
         U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
         step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
-        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
+        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.array(p, np.float64)
+        p.flags.writeable = False  # as random's (a read-only view): the same compiled kernel, none compiled mid-run
         return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
                                            self.problem.schema)
 
