@@ -177,7 +177,7 @@ class Greedy(Strategy):
                 for i in range(start, len(grid)):
                     if q <= 0:
                         break
-                    v, key = grid[i]
+                    v, key, _ = grid[i]
                     if v in singles or key in seen:
                         if i == start:  # measured or asked stays so: later searches start after it
                             start = self._grid_start[j] = i + 1
@@ -200,11 +200,11 @@ class Greedy(Strategy):
 
     def _take_line_search(self, k: int, limit: int, out: list[bytes]) -> None:
         """``take(self._line_search(k), limit)`` from the original, without building the rows it does not take:
-        the same rows in the same order, each projected through the memory (one look-up once projected). Rows this
+        the same rows in the same order, each projected once with its feature's grid (:meth:`_grid_keys`). Rows this
         scan takes are told apart from the ones seen before it, so the scan skips exactly what the list did."""
         if limit <= 0:
             return
-        seen, proj, x0 = self.seen, self._project_rows, self.x0
+        seen = self.seen
         mine: set[bytes] = set()  # projected rows taken by this scan (seen now, not when the list was built)
         for j, q in self._line_plan(k):
             singles, grid = self.singles[j], self._grid_keys(j)
@@ -212,27 +212,26 @@ class Greedy(Strategy):
             for i in range(start, len(grid)):
                 if q <= 0:
                     break
-                v, key = grid[i]
+                v, key, p = grid[i]
                 if v in singles or (key in seen and key not in mine):
                     if i == start:  # measured or asked stays so: later searches start after it
                         start = self._grid_start[j] = i + 1
                     continue
                 q -= 1
-                x = x0.copy()
-                x[j] = v
-                p = proj.key(key, x)
                 if seen.claim(p, out):
                     mine.add(p)
                     if len(mine) >= limit:
                         return
 
-    def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
-        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
+    def _grid_keys(self, j: int) -> list[tuple[float, bytes, bytes]]:
+        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps) and
+        the bytes of that row projected (all of the feature's rows in one kernel call, when first needed)."""
         hit = self._grid_key_cache.get(j)
         if hit is None:
             X = np.repeat(self._X0, len(self.grids[j]), axis=0)
             X[:, j] = self.grids[j]
-            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X)))
+            P = row_keys(self._project_rows(X, remember=False)) if len(X) else []
+            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X), P))
         return hit
 
     def _options(self, j: int):
