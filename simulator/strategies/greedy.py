@@ -225,13 +225,23 @@ class Greedy(Strategy):
 
     def _grid_keys(self, j: int) -> list[tuple[float, bytes, bytes]]:
         """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps) and
-        the bytes of that row projected (all of the feature's rows in one kernel call, when first needed)."""
+        the bytes of that row projected (every feature's rows in one kernel call, when first needed)."""
         hit = self._grid_key_cache.get(j)
-        if hit is None:
-            X = np.repeat(self._X0, len(self.grids[j]), axis=0)
-            X[:, j] = self.grids[j]
+        if hit is None:  # every feature's at once: one kernel call
+            feats = [f for f in self.grids if f not in self._grid_key_cache]
+            sizes = [len(self.grids[f]) for f in feats]
+            X = np.repeat(self._X0, sum(sizes), axis=0)
+            at = 0
+            for f, m in zip(feats, sizes):
+                X[at : at + m, f] = self.grids[f]
+                at += m
+            raw = row_keys(X)
             P = row_keys(self._project_rows(X, remember=False)) if len(X) else []
-            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X), P))
+            at = 0
+            for f, m in zip(feats, sizes):
+                self._grid_key_cache[f] = list(zip(self.grids[f], raw[at : at + m], P[at : at + m]))
+                at += m
+            hit = self._grid_key_cache[j]
         return hit
 
     def _options(self, j: int):
