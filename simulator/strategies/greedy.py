@@ -6,8 +6,8 @@ import numpy as np
 from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
-from .moves import (APPROVED_POOL, CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
-                    value_grids)
+from .moves import (APPROVED_POOL, CostReducer, Prior, Projector, Seen, cost_rows, feature_cost, opening_moves, row_keys,
+                    rows_of, value_grids)
 
 _EPS = 1e-7
 
@@ -85,6 +85,7 @@ class Greedy(Strategy):
         self._segment_end: np.ndarray | None = None
         self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
         self._segment_ts = np.empty(0)
+        self._segment_keys: list[bytes] = []  # the segment's points projected (as bytes), last asked
         self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
@@ -257,9 +258,7 @@ class Greedy(Strategy):
             opt = None
         else:
             v, g = v[lower], g[lower]
-            X = np.repeat(self._X0, len(v), axis=0)
-            X[:, j] = v
-            costs = feature_costs(self.problem, X)[:, j]  # of moving feature j alone to each value
+            costs = feature_cost(self.problem, j, v)  # of moving feature j alone to each value
             order = np.lexsort((g, costs))
             go = g[order]
             keep = order[go < np.minimum.accumulate(np.concatenate(([np.inf], go[:-1])))]
@@ -434,7 +433,8 @@ class Greedy(Strategy):
             self.reducer.set_incumbent(self.best_x)
             if self._segment_rounds < self.segment_rounds:  # first, bisect from the original to the first evasion
                 m = min(n, self.segment_points)
-                take(self._segment(m), m)
+                self._segment_keys = self._project_rows.keys(np.array(self._segment(m)))  # kept for the tell
+                seen.take(self._segment_keys, m, out)
             take_projected(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
@@ -484,11 +484,12 @@ class Greedy(Strategy):
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)
         if self._segment_end is not None and len(self._segment_ts):  # narrow the segment's bracket
-            P = self._project_rows(self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
-            for t, p in zip(self._segment_ts, P):
-                hit = np.flatnonzero((X == p).all(axis=1))
-                if len(hit):
-                    if fb.evaded[hit[0]]:
+            P = rows_of(self._segment_keys, self.d)  # the points projected, as asked
+            eq = (P[:, None, :] == X[None, :, :]).all(axis=2)  # (points, rows): equal as numbers
+            first = eq.argmax(axis=1).tolist()
+            for t, found, i in zip(self._segment_ts.tolist(), eq.any(axis=1).tolist(), first):
+                if found:
+                    if fb.evaded[i]:
                         self._segment_hi = min(self._segment_hi, float(t))
                     elif t < self._segment_hi:
                         self._segment_lo = max(self._segment_lo, float(t))

@@ -134,6 +134,21 @@ def feature_costs(problem, X: np.ndarray) -> np.ndarray:
     return np.where(nan_x != nan_0, sa.cost, out)  # a missing value given one costs the full weight
 
 
+def feature_cost(problem, j: int, v: np.ndarray) -> np.ndarray:
+    """``feature_costs`` of the original with feature ``j`` moved to each value of ``v``, column ``j`` only: the same
+    arithmetic on one column (what moving that feature alone costs)."""
+    sa, x0 = problem.schema, problem.x0
+    v = np.asarray(v, np.float64)
+    nan_x, nan_0 = np.isnan(v), bool(np.isnan(x0[j]))
+    diff = np.where(nan_x | nan_0, 0.0, np.abs(v - x0[j]))
+    span = sa.hi[j] - sa.lo[j]
+    if sa.kind[j] in (CONTINUOUS, INTEGER) and span > 0:
+        out = diff * (sa.cost[j] / span)
+    else:
+        out = np.where(diff != 0, sa.cost[j], 0.0)
+    return np.where(nan_x != nan_0, sa.cost[j], out)
+
+
 @dataclass(frozen=True)
 class Prior:
     """What approved traffic looks like, feature by feature (medians, modes, quantiles), and how unusual the
