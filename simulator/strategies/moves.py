@@ -458,8 +458,7 @@ class Seen:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
         A = np.atleast_2d(np.ascontiguousarray(X, np.float64))
         seen, keys, out = self._keys, set(), []
-        for i, x in enumerate(A):
-            key = x.tobytes()
+        for i, key in enumerate(row_keys(A)):
             if key in seen or key in keys:
                 continue
             keys.add(key)
@@ -531,27 +530,24 @@ class CostReducer:
         if not feats:
             return np.empty((0, len(self.x0)))
         numeric = [(sa.kind[j] in (CONTINUOUS, INTEGER)) for j in feats]
-        rows = []
-        # full reverts first, then bisection fractions spread over the numeric features
-        for j in feats:
-            if self.fail[j] < 0:
-                x = inc.copy()
-                x[j] = self.x0[j]
-                rows.append(x)
-        slots = max(k - len(rows), 0)
+        # full reverts first, then bisection fractions spread over the numeric features (one matrix, filled by column)
+        revert = [j for j in feats if self.fail[j] < 0]
+        slots = max(k - len(revert), 0)
         num_feats = [j for j, isnum in zip(feats, numeric) if isnum and (self.eager or self.fail[j] >= 0)]
-        if num_feats and slots:
-            m = max(1, int(np.ceil(slots / len(num_feats))))
-            for j in num_feats:
-                lo = max(self.fail[j], 0.0)
-                for i in range(1, m + 1):
-                    f = lo + (1.0 - lo) * i / (m + 1)
-                    x = inc.copy()
-                    x[j] = self.x0[j] + f * (inc[j] - self.x0[j])
-                    rows.append(x)
-        if not rows:
+        m = max(1, int(np.ceil(slots / len(num_feats)))) if num_feats and slots else 0
+        n = len(revert) + m * len(num_feats)
+        if not n:
             return np.empty((0, len(self.x0)))
-        X = self._project(np.array(rows))
+        rows = np.repeat(inc[None, :], n, axis=0)
+        rows[np.arange(len(revert)), revert] = self.x0[revert]
+        steps = np.arange(1, m + 1)
+        at = len(revert)
+        for j in num_feats if m else []:
+            lo = max(self.fail[j], 0.0)
+            f = lo + (1.0 - lo) * steps / (m + 1)  # the same arithmetic as one fraction at a time
+            rows[at : at + m, j] = self.x0[j] + f * (inc[j] - self.x0[j])
+            at += m
+        X = self._project(rows)
         return X[cost_rows(self.problem, X) < inc_cost]
 
     def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
