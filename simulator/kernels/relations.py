@@ -613,6 +613,14 @@ def _nb_repair(X, X0, origin, E, d, fixable, kind, lo, hi, direction, cats, ncat
         for c in range(e):
             v[d + c] = E[o, c]
             v0[d + c] = E[o, c]
+        if not _nb_violated(v, w, der_target, prog_op, prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval,
+                            lin_coef, lin_const, stack):
+            # a row that breaks nothing: the core would only recompute its derived features (their values equal
+            # what it holds, so every check reads the same), then find it unbroken. The same result, directly.
+            _nb_derive(v, der_target, prog_op, prog_arg, prog_len, stack)
+            for c in range(d):
+                out[i, c] = v[c]
+            continue
         _nb_core(v, v0, d, fixable, kind, lo, hi, direction, cats, ncats, der_target, prog_op, prog_arg, prog_len,
                  imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack, prev)
         if _nb_violated(v, w, der_target, prog_op, prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef,
