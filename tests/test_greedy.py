@@ -295,3 +295,52 @@ def test_lazy_line_search_takes_what_the_list_would(world):
         s = world["model"].predict_score(X)
         g.tell(X, Feedback(declined=s >= world["threshold"], score=s))
     assert checked > 0
+
+
+def test_cheapest_approved_matches_the_full_form(world):
+    """The opening's approved rows: ``pool=None`` is exactly the form first written (every approved example
+    projected and repaired, distinct rows, cheapest first, ties in order), missing values and -0.0 included;
+    greedy's pool repairs only the rows cheapest on the bounds: rows of the full form, nearly as cheap."""
+    from simulator.strategies.moves import cheapest_approved, cost_rows, project_rows, unique_rows
+
+    k = get_kernels("cpu")
+    rng = np.random.default_rng(4)
+    for i, x in enumerate(world["targets"]):
+        A = world["approved"].copy()
+        A[rng.random(A.shape) < 0.05] = np.nan
+        A[rng.random(A.shape) < 0.05] = -0.0
+        A = np.vstack([A, A[:40]])  # repeated rows
+        for ra in (world["ra"], None):
+            p = Problem(x0=x, schema=world["sa"], kernels=k, budget=10, feedback="score", approved_examples=A,
+                        relations=ra, extras=world["extras"][i])
+            P = unique_rows(project_rows(p, A))
+            want = P[np.argsort(cost_rows(p, P), kind="stable")[:20]]
+            assert cheapest_approved(p, A, 20, pool=None).tobytes() == want.tobytes()
+            got = cheapest_approved(p, A, 20, pool=64)  # repairs 64 of 340 rows
+            full = {r.tobytes() for r in unique_rows(project_rows(p, A)) + 0.0}
+            assert len(got) == 20 and all(r.tobytes() in full for r in got + 0.0)  # rows of the full form
+            c = cost_rows(p, got)
+            assert np.all(np.diff(c) >= 0) and len(unique_rows(got)) == 20  # distinct, cheapest first
+            assert c.sum() <= 1.5 * cost_rows(p, want).sum()  # near the exact choice (pool: 64 of 340 rows)
+
+
+def test_feature_cost_is_the_column_of_feature_costs(world):
+    """moves.feature_cost (one feature moved alone) is bit for bit the column of moves.feature_costs."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from simulator.strategies.moves import feature_cost, feature_costs
+
+    sa = world["sa"]
+    val = st.one_of(st.floats(-50, 1500), st.just(float("nan")), st.just(-0.0), st.integers(0, 3).map(float))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(val, min_size=len(NAMES), max_size=len(NAMES)), st.lists(val, min_size=1, max_size=8))
+    def check(x0, v):
+        p = Problem(x0=np.array(x0), schema=sa, kernels=get_kernels("cpu"), budget=1, feedback="score")
+        for j in range(len(NAMES)):
+            X = np.repeat(p.x0[None, :], len(v), axis=0)
+            X[:, j] = v
+            assert feature_cost(p, j, np.array(v)).tobytes() == feature_costs(p, X)[:, j].tobytes()
+
+    check()

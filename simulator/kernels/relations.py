@@ -485,8 +485,19 @@ def _nb_lin(v, lin_coef, lin_const, r):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _nb_core(v, v0, d, fixable, kind, lo, hi, direction, cats, ncats, der_target, prog_op, prog_arg, prog_len,
-             imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack):
-    for _ in range(PASSES):
+             imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack, prev):
+    bits = v.view(np.int64)
+    for p in range(PASSES):
+        if p > 0:  # a pass that changed no bit of v leaves every later pass nothing to change: stop (same result)
+            same = True
+            for c in range(v.shape[0]):
+                if bits[c] != prev[c]:
+                    same = False
+                    break
+            if same:
+                break
+        for c in range(v.shape[0]):
+            prev[c] = bits[c]
         _nb_derive(v, der_target, prog_op, prog_arg, prog_len, stack)
         for r in range(imp_col.shape[0]):
             if not _nb_imp_violated(v, imp_col, imp_op, imp_val, imp_nval, r):
@@ -593,6 +604,7 @@ def _nb_repair(X, X0, origin, E, d, fixable, kind, lo, hi, direction, cats, ncat
     v0 = np.empty(d + e)
     w = np.empty(d + e)
     stack = np.empty(max(prog_op.shape[1], 1))
+    prev = np.empty(d + e, np.int64)
     for i in range(n):
         o = origin[i]
         for c in range(d):
@@ -601,14 +613,22 @@ def _nb_repair(X, X0, origin, E, d, fixable, kind, lo, hi, direction, cats, ncat
         for c in range(e):
             v[d + c] = E[o, c]
             v0[d + c] = E[o, c]
+        if not _nb_violated(v, w, der_target, prog_op, prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval,
+                            lin_coef, lin_const, stack):
+            # a row that breaks nothing: the core would only recompute its derived features (their values equal
+            # what it holds, so every check reads the same), then find it unbroken. The same result, directly.
+            _nb_derive(v, der_target, prog_op, prog_arg, prog_len, stack)
+            for c in range(d):
+                out[i, c] = v[c]
+            continue
         _nb_core(v, v0, d, fixable, kind, lo, hi, direction, cats, ncats, der_target, prog_op, prog_arg, prog_len,
-                 imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack)
+                 imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack, prev)
         if _nb_violated(v, w, der_target, prog_op, prog_arg, prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef,
                         lin_const, stack):
             for c in range(d + e):
                 v[c] = v0[c]
             _nb_core(v, v0, d, fixable, kind, lo, hi, direction, cats, ncats, der_target, prog_op, prog_arg,
-                     prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack)
+                     prog_len, imp_col, imp_op, imp_val, imp_nval, lin_coef, lin_const, stack, prev)
         for c in range(d):
             out[i, c] = v[c]
     return out

@@ -6,8 +6,8 @@ import numpy as np
 from ..kernels import MODE_LOCAL
 from ..protocol import Feedback
 from .base import Opening, Strategy, register
-from .moves import (CostReducer, Prior, Projector, Seen, cost_rows, feature_costs, opening_moves, row_keys,
-                    value_grids)
+from .moves import (APPROVED_POOL, CostReducer, Prior, Projector, Seen, cost_rows, feature_cost, opening_moves, row_keys,
+                    rows_of, value_grids)
 
 _EPS = 1e-7
 
@@ -69,7 +69,8 @@ class Greedy(Strategy):
         self.grid, self.stack_share = int(grid), float(stack_share)
         self.prior = Prior.from_problem(problem)
         grids = value_grids(problem, self.prior, self.mutable_idx, points=self.grid)  # one projection for all
-        self.opening = self.set_opening(opening_moves(problem, self.prior, grids) if self.check_opening(opening)
+        self.opening = self.set_opening(opening_moves(problem, self.prior, grids, approved_pool=APPROVED_POOL)
+                                        if self.check_opening(opening)
                                         else np.empty((0, self.d)))
         self.seen = Seen()
         self._project_rows = Projector(problem)  # project_rows with a memory: many candidates recur step to step
@@ -84,6 +85,7 @@ class Greedy(Strategy):
         self._segment_end: np.ndarray | None = None
         self._segment_lo, self._segment_hi, self._segment_rounds = 0.0, 1.0, 0
         self._segment_ts = np.empty(0)
+        self._segment_keys: list[bytes] = []  # the segment's points projected (as bytes), last asked
         self._measured = 0  # single moves measured so far (the knapsack's front changes only with them)
         self._front_cache: tuple | None = None
         self._gains_cache: dict[int, tuple] = {}
@@ -176,7 +178,7 @@ class Greedy(Strategy):
                 for i in range(start, len(grid)):
                     if q <= 0:
                         break
-                    v, key = grid[i]
+                    v, key, _ = grid[i]
                     if v in singles or key in seen:
                         if i == start:  # measured or asked stays so: later searches start after it
                             start = self._grid_start[j] = i + 1
@@ -199,11 +201,11 @@ class Greedy(Strategy):
 
     def _take_line_search(self, k: int, limit: int, out: list[bytes]) -> None:
         """``take(self._line_search(k), limit)`` from the original, without building the rows it does not take:
-        the same rows in the same order, each projected through the memory (one look-up once projected). Rows this
+        the same rows in the same order, each projected once with its feature's grid (:meth:`_grid_keys`). Rows this
         scan takes are told apart from the ones seen before it, so the scan skips exactly what the list did."""
         if limit <= 0:
             return
-        seen, proj, x0 = self.seen, self._project_rows, self.x0
+        seen = self.seen
         mine: set[bytes] = set()  # projected rows taken by this scan (seen now, not when the list was built)
         for j, q in self._line_plan(k):
             singles, grid = self.singles[j], self._grid_keys(j)
@@ -211,27 +213,36 @@ class Greedy(Strategy):
             for i in range(start, len(grid)):
                 if q <= 0:
                     break
-                v, key = grid[i]
+                v, key, p = grid[i]
                 if v in singles or (key in seen and key not in mine):
                     if i == start:  # measured or asked stays so: later searches start after it
                         start = self._grid_start[j] = i + 1
                     continue
                 q -= 1
-                x = x0.copy()
-                x[j] = v
-                p = proj.key(key, x)
                 if seen.claim(p, out):
                     mine.add(p)
                     if len(mine) >= limit:
                         return
 
-    def _grid_keys(self, j: int) -> list[tuple[float, bytes]]:
-        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps)."""
+    def _grid_keys(self, j: int) -> list[tuple[float, bytes, bytes]]:
+        """Feature ``j``'s grid values with the bytes of the original moved to each (as :class:`Seen` keeps) and
+        the bytes of that row projected (every feature's rows in one kernel call, when first needed)."""
         hit = self._grid_key_cache.get(j)
-        if hit is None:
-            X = np.repeat(self._X0, len(self.grids[j]), axis=0)
-            X[:, j] = self.grids[j]
-            hit = self._grid_key_cache[j] = list(zip(self.grids[j], row_keys(X)))
+        if hit is None:  # every feature's at once: one kernel call
+            feats = [f for f in self.grids if f not in self._grid_key_cache]
+            sizes = [len(self.grids[f]) for f in feats]
+            X = np.repeat(self._X0, sum(sizes), axis=0)
+            at = 0
+            for f, m in zip(feats, sizes):
+                X[at : at + m, f] = self.grids[f]
+                at += m
+            raw = row_keys(X)
+            P = row_keys(self._project_rows(X, remember=False)) if len(X) else []
+            at = 0
+            for f, m in zip(feats, sizes):
+                self._grid_key_cache[f] = list(zip(self.grids[f], raw[at : at + m], P[at : at + m]))
+                at += m
+            hit = self._grid_key_cache[j]
         return hit
 
     def _options(self, j: int):
@@ -247,9 +258,7 @@ class Greedy(Strategy):
             opt = None
         else:
             v, g = v[lower], g[lower]
-            X = np.repeat(self._X0, len(v), axis=0)
-            X[:, j] = v
-            costs = feature_costs(self.problem, X)[:, j]  # of moving feature j alone to each value
+            costs = feature_cost(self.problem, j, v)  # of moving feature j alone to each value
             order = np.lexsort((g, costs))
             go = g[order]
             keep = order[go < np.minimum.accumulate(np.concatenate(([np.inf], go[:-1])))]
@@ -360,7 +369,8 @@ class Greedy(Strategy):
         n = len(base)
         U, Z, V = self.rng.random((n, self.d)), self.rng.standard_normal((n, self.d)), self.rng.random(n)
         step = np.full(n, step, np.float64) if np.ndim(step) == 0 else np.asarray(step, np.float64)
-        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.asarray(p, np.float64)
+        p = np.full(n, p, np.float64) if np.ndim(p) == 0 else np.array(p, np.float64)
+        p.flags.writeable = False  # as random's (a read-only view): the same compiled kernel, none compiled mid-run
         return self.problem.kernels.mutate(base, self._X0, np.zeros(n, np.int64), U, Z, V, step, p, mode,
                                            self.problem.schema)
 
@@ -423,7 +433,8 @@ class Greedy(Strategy):
             self.reducer.set_incumbent(self.best_x)
             if self._segment_rounds < self.segment_rounds:  # first, bisect from the original to the first evasion
                 m = min(n, self.segment_points)
-                take(self._segment(m), m)
+                self._segment_keys = self._project_rows.keys(np.array(self._segment(m)))  # kept for the tell
+                seen.take(self._segment_keys, m, out)
             take_projected(self.reducer.propose(n // 2, seen), n // 2)
             self._take_knapsack(n, max(1, n // 5), out)
             if len(self.opening):  # opening moves not asked yet that would be cheaper, cheapest first
@@ -473,11 +484,12 @@ class Greedy(Strategy):
             self.max_evaded_margin = max(self.max_evaded_margin, float(margin[fb.evaded].max()))
         self.reducer.update(X, fb.evaded)
         if self._segment_end is not None and len(self._segment_ts):  # narrow the segment's bracket
-            P = self._project_rows(self.x0[None, :] + self._segment_ts[:, None] * (self._segment_end - self.x0)[None, :])
-            for t, p in zip(self._segment_ts, P):
-                hit = np.flatnonzero((X == p).all(axis=1))
-                if len(hit):
-                    if fb.evaded[hit[0]]:
+            P = rows_of(self._segment_keys, self.d)  # the points projected, as asked
+            eq = (P[:, None, :] == X[None, :, :]).all(axis=2)  # (points, rows): equal as numbers
+            first = eq.argmax(axis=1).tolist()
+            for t, found, i in zip(self._segment_ts.tolist(), eq.any(axis=1).tolist(), first):
+                if found:
+                    if fb.evaded[i]:
                         self._segment_hi = min(self._segment_hi, float(t))
                     elif t < self._segment_hi:
                         self._segment_lo = max(self._segment_lo, float(t))

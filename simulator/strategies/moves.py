@@ -134,6 +134,21 @@ def feature_costs(problem, X: np.ndarray) -> np.ndarray:
     return np.where(nan_x != nan_0, sa.cost, out)  # a missing value given one costs the full weight
 
 
+def feature_cost(problem, j: int, v: np.ndarray) -> np.ndarray:
+    """``feature_costs`` of the original with feature ``j`` moved to each value of ``v``, column ``j`` only: the same
+    arithmetic on one column (what moving that feature alone costs)."""
+    sa, x0 = problem.schema, problem.x0
+    v = np.asarray(v, np.float64)
+    nan_x, nan_0 = np.isnan(v), bool(np.isnan(x0[j]))
+    diff = np.where(nan_x | nan_0, 0.0, np.abs(v - x0[j]))
+    span = sa.hi[j] - sa.lo[j]
+    if sa.kind[j] in (CONTINUOUS, INTEGER) and span > 0:
+        out = diff * (sa.cost[j] / span)
+    else:
+        out = np.where(diff != 0, sa.cost[j], 0.0)
+    return np.where(nan_x != nan_0, sa.cost[j], out)
+
+
 @dataclass(frozen=True)
 class Prior:
     """What approved traffic looks like, feature by feature (medians, modes, quantiles), and how unusual the
@@ -278,20 +293,20 @@ def value_grids(problem, prior: Prior, features, *, points: int = 8) -> dict[int
     return out
 
 
-def opening_moves(problem, prior: Prior, grids: dict | None = None) -> np.ndarray:
+def opening_moves(problem, prior: Prior, grids: dict | None = None, *, approved_pool: int | None = None) -> np.ndarray:
     """The informed first batch, most promising first: every mutable feature at once to its approved-looking
     value, then each feature alone to that value (most unusual features first), then each feature alone to the
     extremes its direction allows and to other categories, then the cheapest approved examples projected onto
     this target's rules. Duplicates and the original itself are dropped. ``grids``: :func:`value_grids` of this
-    problem when already computed (any ``points``: the categorical moves are the same)."""
+    problem when already computed (any ``points``: the categorical moves are the same). ``approved_pool``: repair
+    only that many approved examples, the cheapest on the bounds (:func:`cheapest_approved`; None: all of them)."""
     sa, x0 = problem.schema, np.asarray(problem.x0, np.float64)
     mut = np.flatnonzero(sa.mutable)
     order = mut[np.argsort(-prior.atypicality[mut], kind="stable")]
     rows = [prior.typical.copy()]
     approved = np.empty((0, len(x0)))
     if problem.approved_examples is not None and len(problem.approved_examples):
-        P = unique_rows(project_rows(problem, problem.approved_examples[:1000]))
-        approved = P[np.argsort(cost_rows(problem, P), kind="stable")[:20]]
+        approved = cheapest_approved(problem, problem.approved_examples[:1000], 20, pool=approved_pool)
     for j in order:
         x = x0.copy()
         x[j] = prior.typical[j]
@@ -318,6 +333,51 @@ def opening_moves(problem, prior: Prior, grids: dict | None = None) -> np.ndarra
     rows.extend(approved)
     X = project_rows(problem, np.array(rows))
     return unique_rows(X[(X != x0[None, :]).any(axis=1)])
+
+
+APPROVED_POOL = 64  # approved examples repaired per target: the cheapest on the bounds alone (see cheapest_approved)
+
+
+def cheapest_approved(problem, A: np.ndarray, k: int, *, pool: int | None = APPROVED_POOL) -> np.ndarray:
+    """The ``k`` cheapest distinct approved examples ``A`` projected onto this target's rules (bounds, then
+    relations), cheapest first, ties in the order of ``A``.
+
+    The bounds projection is cheap and exact for all of ``A``; repairing the relations costs about a microsecond a
+    row, and every target of a run would repair the same ~1,000 rows. So only the ``pool`` rows cheapest after the
+    bounds are repaired (the relations move a few features, so the cheapest rows stay near the front: on
+    ``release_check`` the same 20 rows as repairing all 1,000, for every target). Without relations nothing is
+    repaired and the result is exactly the cheapest ``k`` of all of ``A``; ``pool=None`` repairs every row (exact)."""
+    A = np.atleast_2d(np.asarray(A, np.float64))
+    X0 = np.ascontiguousarray(problem.x0, dtype=np.float64)[None, :]
+    P = problem.kernels.project(A, X0, np.zeros(len(A), np.int64), problem.schema)
+    ra = problem.relations
+    if pool is not None and ra is not None and not ra.empty and len(P) > pool:
+        P = P[np.argsort(cost_rows(problem, P), kind="stable")[:pool]]
+    P = problem.repair(P)
+    order = np.argsort(cost_rows(problem, P), kind="stable")
+    return _first_distinct(P, order, k)
+
+
+def _first_distinct(X: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
+    """``unique_rows(X)`` sorted stably by a key whose stable order is ``order``, first ``k``: rows of ``X`` in
+    ``order``, skipping a row equal to one before it in ``X`` (equal rows share their key, so the first of them in
+    ``order`` is the first in ``X``), stopping at ``k``. Same equality as :func:`unique_rows`."""
+    K = np.ascontiguousarray(X, np.float64) + 0.0  # -0.0 becomes 0.0
+    w = K.shape[1] * 8
+    b = K.tobytes()
+    nan = np.isnan(K).any(axis=1)
+    seen: set[bytes] = set()
+    keep: list[int] = []
+    for i in order.tolist():
+        if len(keep) >= k:
+            break
+        if not nan[i]:
+            key = b[i * w : (i + 1) * w]
+            if key in seen:
+                continue
+            seen.add(key)
+        keep.append(i)
+    return X[keep]
 
 
 def unique_rows(X: np.ndarray) -> np.ndarray:
@@ -398,8 +458,7 @@ class Seen:
         """Rows of ``X`` not seen before (and distinct), in order, at most ``limit``."""
         A = np.atleast_2d(np.ascontiguousarray(X, np.float64))
         seen, keys, out = self._keys, set(), []
-        for i, x in enumerate(A):
-            key = x.tobytes()
+        for i, key in enumerate(row_keys(A)):
             if key in seen or key in keys:
                 continue
             keys.add(key)
@@ -471,27 +530,24 @@ class CostReducer:
         if not feats:
             return np.empty((0, len(self.x0)))
         numeric = [(sa.kind[j] in (CONTINUOUS, INTEGER)) for j in feats]
-        rows = []
-        # full reverts first, then bisection fractions spread over the numeric features
-        for j in feats:
-            if self.fail[j] < 0:
-                x = inc.copy()
-                x[j] = self.x0[j]
-                rows.append(x)
-        slots = max(k - len(rows), 0)
+        # full reverts first, then bisection fractions spread over the numeric features (one matrix, filled by column)
+        revert = [j for j in feats if self.fail[j] < 0]
+        slots = max(k - len(revert), 0)
         num_feats = [j for j, isnum in zip(feats, numeric) if isnum and (self.eager or self.fail[j] >= 0)]
-        if num_feats and slots:
-            m = max(1, int(np.ceil(slots / len(num_feats))))
-            for j in num_feats:
-                lo = max(self.fail[j], 0.0)
-                for i in range(1, m + 1):
-                    f = lo + (1.0 - lo) * i / (m + 1)
-                    x = inc.copy()
-                    x[j] = self.x0[j] + f * (inc[j] - self.x0[j])
-                    rows.append(x)
-        if not rows:
+        m = max(1, int(np.ceil(slots / len(num_feats)))) if num_feats and slots else 0
+        n = len(revert) + m * len(num_feats)
+        if not n:
             return np.empty((0, len(self.x0)))
-        X = self._project(np.array(rows))
+        rows = np.repeat(inc[None, :], n, axis=0)
+        rows[np.arange(len(revert)), revert] = self.x0[revert]
+        steps = np.arange(1, m + 1)
+        at = len(revert)
+        for j in num_feats if m else []:
+            lo = max(self.fail[j], 0.0)
+            f = lo + (1.0 - lo) * steps / (m + 1)  # the same arithmetic as one fraction at a time
+            rows[at : at + m, j] = self.x0[j] + f * (inc[j] - self.x0[j])
+            at += m
+        X = self._project(rows)
         return X[cost_rows(self.problem, X) < inc_cost]
 
     def update(self, X: np.ndarray, evaded: np.ndarray) -> None:
