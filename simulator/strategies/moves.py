@@ -185,6 +185,7 @@ class Prior:
                     typical[j] = cats[0] if cats[0] != x0[j] else cats[min(1, len(cats) - 1)]
                 atyp[j] = 0.5
                 continue
+            assert stats is not None  # A is not None here
             st = stats[j]
             if st is None:  # no approved example has a value here
                 atyp[j] = 0.5
@@ -365,7 +366,7 @@ def _first_distinct(X: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
     K = np.ascontiguousarray(X, np.float64) + 0.0  # -0.0 becomes 0.0
     w = K.shape[1] * 8
     b = K.tobytes()
-    nan = np.isnan(K).any(axis=1)
+    nan = np.asarray(np.isnan(K).any(axis=1), dtype=bool)
     seen: set[bytes] = set()
     keep: list[int] = []
     for i in order.tolist():
@@ -389,7 +390,7 @@ def unique_rows(X: np.ndarray) -> np.ndarray:
         _, first = np.unique(X, axis=0, return_index=True)
         return X[np.sort(first)]
     K = np.ascontiguousarray(X) + 0.0  # -0.0 becomes 0.0
-    nan = np.isnan(K).any(axis=1).tolist()
+    nan = np.asarray(np.isnan(K).any(axis=1), dtype=bool).tolist()
     seen: set[bytes] = set()
     keep = []
     for i, k in enumerate(row_keys(K)):
