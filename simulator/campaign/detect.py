@@ -94,6 +94,21 @@ def _block(c, s, until, card_blocked_until, dev_blocked_until):
         dev_blocked_until[s] = max(dev_blocked_until[s], until)
 
 
+@njit(cache=True, nogil=True)
+def _arrive(c, device, t, mask, dev_tag, dev_mem, dev_pos, card_blocked_until, dev_blocked_until):
+    """A transaction of card ``c`` arrives at time ``t``: its device's slot (-1 without a device; a slot taken over
+    starts unblocked), and whether the card or that device is blocked at ``t``."""
+    s = np.int64(-1)
+    if device >= 0:
+        s, fresh = _claim(np.int64(device), mask, dev_tag, dev_mem, dev_pos)
+        if fresh:
+            dev_blocked_until[s] = np.iinfo(np.int64).min
+    blocked = card_blocked_until[c] > t
+    if s >= 0 and dev_blocked_until[s] > t:
+        blocked = True
+    return s, blocked
+
+
 _TS, _CODE, _FLAG, _X = 0, 1, 2, 3  # fields of a memory record: time, code, declined, coordinates
 _RECORD = _X + N_COORDS
 
@@ -137,14 +152,7 @@ def detect_kernel(customer, device, timestamp, coords, code, declined,
         c = customer[i]
         t = timestamp[i]
         x = coords[i]
-        s = np.int64(-1)
-        if device[i] >= 0:
-            s, fresh = _claim(np.int64(device[i]), mask, dev_tag, dev_mem, dev_pos)
-            if fresh:
-                dev_blocked_until[s] = np.iinfo(np.int64).min
-        blocked = card_blocked_until[c] > t
-        if s >= 0 and dev_blocked_until[s] > t:
-            blocked = True
+        s, blocked = _arrive(c, device[i], t, mask, dev_tag, dev_mem, dev_pos, card_blocked_until, dev_blocked_until)
         m = _count(card_mem, c, t, code[i], x, window, radius, declined_only)
         if s >= 0:
             m = max(m, _count(dev_mem, s, t, code[i], x, window, radius, declined_only))
@@ -235,14 +243,7 @@ def linked_kernel(customer, device, timestamp, coords, declined, merchant, eleva
         t = timestamp[i]
         a = coords[i, N_COORDS]
         x = coords[i, N_COORDS + 1]
-        s = np.int64(-1)
-        if device[i] >= 0:
-            s, fresh = _claim(np.int64(device[i]), mask, dev_tag, dev_mem, dev_pos)
-            if fresh:
-                dev_blocked_until[s] = np.iinfo(np.int64).min
-        blocked = card_blocked_until[c] > t
-        if s >= 0 and dev_blocked_until[s] > t:
-            blocked = True
+        s, blocked = _arrive(c, device[i], t, mask, dev_tag, dev_mem, dev_pos, card_blocked_until, dev_blocked_until)
         mer = np.float64(merchant[i])
         m, anyeq, _, rep, moved = _linked_scan(card_mem, c, t, a, x, -1, mer, window, declined_only)
         repeat = merchant[i] >= 0 and ((elevated[i] and rep > 0) or (a >= repeat_amount and moved > 0))
