@@ -245,6 +245,9 @@ def test_cli_prints_the_before_after_table(team, tmp_path):
     assert r.exit_code == 0, r.output
     assert "baseline" in r.output and "squeeze" in r.output and "AUC" in r.output
     assert (tmp_path / "o/candidates.json").is_file()
+    said = ("Best: squeeze", "No candidate within the clean AUC loss")  # the verdict, in the terminal and the HTML
+    assert any(v in r.output for v in said), r.output
+    assert any(v in (tmp_path / "o/harden.html").read_text() for v in said)
 
 
 def test_without_a_model_file_the_baseline_is_trained_on_train(team, tmp_path):
