@@ -67,6 +67,7 @@ def install_sigterm():
     a DuckDB error naming it. :func:`raise_if_signalled` at the engine's steps turns a lost one into the right
     exception again, and the CLI maps any error after a signal to the signal's exit code."""
     import signal
+    import sys
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -92,10 +93,23 @@ def install_sigterm():
         except (ValueError, OSError):
             pass
 
+    old_hook = sys.unraisablehook
+
+    def _unraisable(u) -> None:
+        # a signal's exception raised where Python cannot propagate it (a finalizer, a ctypes callback such as
+        # llvmlite's object cache while Numba compiles) is printed as "Exception ignored ..." and dropped; it is
+        # recorded above and raised again at the next cancellation point, so it is not printed
+        if u.exc_type is not None and issubclass(u.exc_type, (KeyboardInterrupt, Terminated)) and _RECEIVED:
+            return
+        old_hook(u)
+
+    sys.unraisablehook = _unraisable
+
     def restore() -> None:
         signal.signal(signal.SIGTERM, old_term)
         if old_int is not None:
             signal.signal(signal.SIGINT, old_int)
+        sys.unraisablehook = old_hook
 
     return restore
 

@@ -238,3 +238,51 @@ def test_a_ctrl_c_whose_exception_was_lost_stops_the_run_at_the_next_step(world)
         errors._RECEIVED.clear()
     done, _, log = _run(world, "random", budget=5)  # with the handlers gone and nothing recorded, runs go on
     assert all(s is not None for s in done)
+
+
+def test_a_ctrl_c_raised_where_python_cannot_propagate_it_is_not_printed():
+    """A signal that lands in a finalizer or a ctypes callback (llvmlite's object cache while Numba compiles, in a
+    fresh install) is an "unraisable" exception: Python hands it to ``sys.unraisablehook``, which prints "Exception
+    ignored ..." with a traceback, and drops it. Under the CLI's handlers it is recorded and raised again at the next
+    step instead, and not handed on; any other unraisable error still is."""
+    import gc
+    import os
+    import signal
+    import sys
+    import time
+
+    from simulator import errors
+
+    class Finalized:
+        def __init__(self, kill):
+            self.kill = kill
+
+        def __del__(self):
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here, inside the finalizer
+            else:
+                raise ValueError("a real error in a finalizer")
+
+    handed_on = []
+    before = sys.unraisablehook
+    sys.unraisablehook = handed_on.append  # what would print "Exception ignored ..."
+    restore = errors.install_sigterm()
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            pytest.skip("SIGINT is ignored in this process (started in the background)")
+        obj = Finalized(kill=True)
+        del obj
+        gc.collect()
+        assert errors.signal_received() == signal.SIGINT
+        assert handed_on == []
+        with pytest.raises(KeyboardInterrupt):
+            errors.raise_if_signalled()
+        obj = Finalized(kill=False)
+        del obj
+        gc.collect()
+        assert [u.exc_type for u in handed_on] == [ValueError]
+    finally:
+        restore()
+        errors._RECEIVED.clear()
+        sys.unraisablehook = before
