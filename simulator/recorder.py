@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
+from .errors import raise_if_signalled
 from .store import CHEAP_COST, QueryLog, Store, _ident
 
 
@@ -116,6 +117,7 @@ class Recorder:
     def finish(self) -> Path:
         """Wait for every write, mark the run finished and move the file into place; returns its path."""
         self.flush()
+        raise_if_signalled()  # a Ctrl-C whose exception was lost never lets an interrupted run replace the old file
         self.store.execute("UPDATE runs SET status = 'finished', finished_at = ? WHERE run_id = ?", [now(), self.run_id])
         path = self.store.finish()
         self.finished = True

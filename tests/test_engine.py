@@ -157,6 +157,24 @@ def test_the_run_lifecycle_drops_the_partial_file_of_a_failed_run(tmp_path):
     rec.fail(RuntimeError("stop"))
 
 
+def test_a_run_interrupted_by_a_lost_signal_never_finishes(tmp_path):
+    """A Ctrl-C whose exception was lost after the last step (see simulator.errors.install_sigterm) still keeps the
+    interrupted run from replacing the earlier finished file: finish raises it and the partial file goes."""
+    import signal
+
+    from simulator import errors
+
+    out = tmp_path / "r.duckdb"
+    errors._RECEIVED.append(signal.SIGINT)  # what the CLI's handler records before its exception gets lost
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with recording(out, ["x"], "rid") as rec:
+                rec.finish()
+    finally:
+        errors._RECEIVED.clear()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no partial, no lock, no result
+
+
 # -- one oracle --------------------------------------------------------------------------------------------------------
 def test_the_campaign_door_is_the_oracle_with_daily_budgets_per_agent():
     sa = FeatureSchema.from_mapping(["a", "b"], {"a": {"min": 0, "max": 10}, "b": {"min": 0, "max": 10,
