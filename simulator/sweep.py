@@ -82,13 +82,39 @@ class Variant:
         return json.dumps(self.overrides, sort_keys=True, default=str)
 
 
+def override_label(key: str, value: Any) -> str:
+    """A short label for an override's value (tables, the report's axes): a file path by its file name, a whole
+    section such as ``model: {path: ..., threshold: ...}`` by its file name and its other single values, a list by
+    its items (or their number, when long). The ``sweep`` table keeps the full JSON."""
+    def one(k: str, v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        if isinstance(v, str) and (k == "path" or k.endswith(".path")):
+            return Path(v).name
+        return str(v)
+
+    if isinstance(value, dict):
+        parts = [Path(value["path"]).name] if isinstance(value.get("path"), str) else []
+        parts += [f"{k}={one(k, v)}" for k, v in value.items() if k != "path" and not isinstance(v, (dict, list))]
+        parts += [f"{k}=[{len(v)} items]" for k, v in value.items() if isinstance(v, list)]
+        return ", ".join(parts) or "{}"
+    if isinstance(value, list):
+        return ", ".join(one(key, v) for v in value) if len(value) <= 4 else f"[{len(value)} items]"
+    return one(key, value)
+
+
+def overrides_label(overrides: dict[str, Any]) -> str:
+    """``key=label`` for every override of a variant (see :func:`override_label`)."""
+    return "; ".join(f"{k}={override_label(k, v)}" for k, v in overrides.items()) or "(base)"
+
+
 @dataclass
 class Sweep:
     path: Path
     base: Path
     output: Path
     variants: list[Variant]
-    axes: list[str] = field(default_factory=list)  # the grid's keys, in file order (for the report's heatmap)
+    axes: list[str] = field(default_factory=list)  # the override keys, variants' first, then the grid's (the report's heatmap)
 
     @property
     def runs_dir(self) -> Path:
@@ -146,11 +172,16 @@ def check_path(path: str, *, field: str, file: str | None = None) -> None:
 
 
 def expand(grid: dict[str, list] | None, variants: list[dict] | None) -> list[dict[str, Any]]:
-    """The override maps: the cartesian product of ``grid`` (last key varying fastest) or the ``variants`` list."""
+    """The override maps: the cartesian product of ``grid`` (last key varying fastest), the ``variants`` list, or,
+    with both, every variant combined with every point of the grid (the variant's keys first: e.g. candidate models,
+    each with its own threshold, times budgets and seeds)."""
+    points: list[dict[str, Any]] = [{}]
     if grid is not None:
         keys = list(grid)
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    return [dict(v) for v in variants or []]
+        points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    if variants is None:
+        return points
+    return [{**dict(v), **g} for v in variants for g in points]
 
 
 def _set(raw: dict, path: str, value: Any) -> None:
@@ -199,9 +230,9 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     if not base.is_file():
         raise SweepError(f"base scenario {raw['base']!r} not found (looked at {base})", file=src, field="base")
     grid, listed = raw.get("grid"), raw.get("variants")
-    if (grid is None) == (listed is None):
-        raise SweepError("give either 'grid' (lists of values per key) or 'variants' (a list of override maps)",
-                         file=src, field="grid")
+    if grid is None and listed is None:
+        raise SweepError("give 'grid' (lists of values per key), 'variants' (a list of override maps), or both (each "
+                         "variant times the grid)", file=src, field="grid")
     if grid is not None:
         if not isinstance(grid, dict) or not grid:
             raise SweepError("the grid is empty: give at least one key with a list of values", file=src, field="grid")
@@ -209,7 +240,7 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
             check_path(k, field="grid", file=src)
             if not isinstance(vals, list) or not vals:
                 raise SweepError("give a non-empty list of values", file=src, field=f"grid.{k}")
-    else:
+    if listed is not None:
         if not isinstance(listed, list) or not listed:
             raise SweepError("the variants list is empty: give at least one map of overrides", file=src, field="variants")
         for i, v in enumerate(listed):
@@ -218,6 +249,9 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
                                  field=f"variants.{i}")
             for k in v:
                 check_path(k, field=f"variants.{i}", file=src)
+                if isinstance(grid, dict) and k in grid:
+                    raise SweepError(f"{k!r} is in both the grid and this variant: give it in one of them", file=src,
+                                     field=f"variants.{i}.{k}")
     try:
         base_raw = yaml.safe_load(base.read_text())
     except yaml.YAMLError as exc:
@@ -231,19 +265,26 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
         name = f"v{i:03d}"
         scen = copy.deepcopy(base_raw)
         for k, value in ov.items():
-            if k in PATH_KEYS and isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                value = str((path.resolve().parent / value).resolve())
-            _set(scen, k, value)
+            _set(scen, k, _resolve_override(k, value, path.resolve().parent))
         where = f"{src} (variant {name}: {json.dumps(ov, default=str)})"
         sc = Scenario.from_dict(scen, base_dir=base.parent, source=where)  # bad values: one line, nothing run
         key = hashlib.sha256(sc.to_yaml().encode()).hexdigest()[:10]
         variants.append(Variant(name, ov, scen, where, key))
-    if grid:
-        axes = list(grid)
-    else:
-        assert listed is not None  # checked above: without a grid, the variants list is given
-        axes = list(dict.fromkeys(k for v in listed for k in v))
+    axes = list(dict.fromkeys([*(k for v in listed or [] for k in v), *(grid or {})]))
     return Sweep(path=path, base=base, output=out, variants=variants, axes=axes)
+
+
+def _resolve_override(key: str, value: Any, sweep_dir: Path) -> Any:
+    """An override's file paths made absolute, relative to the sweep file: ``model.path``/``data.path``, or the
+    ``path`` inside a whole ``model``/``data`` section given as one override."""
+    def absolute(p: Any) -> Any:
+        return str((sweep_dir / p).resolve()) if isinstance(p, str) and not Path(p).expanduser().is_absolute() else p
+
+    if key in PATH_KEYS:
+        return absolute(value)
+    if key in ("model", "data") and isinstance(value, dict) and "path" in value:
+        return {**value, "path": absolute(value["path"])}
+    return value
 
 
 def _output_path(path: Path, raw: dict, output: str | Path | None) -> Path:

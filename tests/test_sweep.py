@@ -158,8 +158,11 @@ def test_a_failed_variant_is_recorded_and_the_others_run(team, tmp_path):
     ({"grid": {"seed": []}}, ["grid.seed", "non-empty list"]),
     ({"variants": []}, ["variants", "empty"]),
     ({"variants": [{"attack.budget": -1}]}, ["variant v000", "attack.budget", "greater than 0"]),
-    ({"grid": {"seed": [1]}, "variants": [{}]}, ["either 'grid'"]),
-], ids=["unknown path", "below a value", "empty grid", "empty values", "empty variants", "bad value", "both"])
+    ({}, ["give 'grid'", "'variants'"]),
+    ({"grid": {"seed": [1, 2]}, "variants": [{"attack.limit": 2}, {"seed": 4}]},
+     ["variants.1.seed", "in both the grid and this variant"]),
+], ids=["unknown path", "below a value", "empty grid", "empty values", "empty variants", "bad value", "neither",
+        "key in both"])
 def test_bad_sweep_files_are_one_line_exit_2_and_write_nothing(team, tmp_path, body, fragments):
     out = tmp_path / "bad.duckdb"
     sw = write_sweep(team, {**body, "output": str(out)}, name="bad sweep.yaml")
@@ -248,3 +251,56 @@ def test_ray_sweep_equals_serial_and_a_killed_worker_is_retried_then_failed(team
     assert all(w["numba_compiled"] == 0 for w in res.workers.values()), res.workers
     for tbl in ("runs", "queries", "targets", "transactions", "model_versions"):
         assert _comparable(res.path, tbl) == _comparable(serial.path, tbl), tbl
+
+
+def test_variants_times_grid_with_whole_sections_and_short_labels(team, tmp_path):
+    """Each variant (here a whole ``model`` section with a path relative to the sweep file, as candidate models with
+    their own thresholds come) combined with every point of the grid, variant by variant; the CLI's table and the
+    report label a section by its file name, the sweep table keeps the full overrides."""
+    (team / "Kandidaten").mkdir(exist_ok=True)
+    sw = team / "Kandidaten" / "kandidaten.yaml"
+    out = tmp_path / "k.duckdb"
+    sw.write_text(yaml.safe_dump({"base": "../base scenario.yaml", "variants": [
+        {"model": {"path": "../Modell v1.json", "threshold": 0.2}}, {"model.threshold": 0.6, "attack.limit": 2}],
+        "grid": {"seed": [1, 2]}, "output": str(out)}, allow_unicode=True, sort_keys=False))
+    loaded = load_sweep(sw)
+    assert [v.overrides for v in loaded.variants] == [
+        {"model": {"path": "../Modell v1.json", "threshold": 0.2}, "seed": 1},
+        {"model": {"path": "../Modell v1.json", "threshold": 0.2}, "seed": 2},
+        {"model.threshold": 0.6, "attack.limit": 2, "seed": 1}, {"model.threshold": 0.6, "attack.limit": 2, "seed": 2}]
+    assert loaded.variants[0].scenario["model"]["path"] == str((team / "Modell v1.json").resolve())
+    assert loaded.axes == ["model", "model.threshold", "attack.limit", "seed"]
+    res = runner.invoke(app, ["sweep", str(sw), "--engine", "serial"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "model=Modell v1.json, threshold=0.2; seed=1" in res.output
+    thresholds = table(out, "SELECT r.threshold FROM sweep s JOIN runs r USING (run_id) ORDER BY s.variant")
+    assert [t for (t,) in thresholds] == [0.2, 0.2, 0.6, 0.6]
+    html = tmp_path / "k.html"
+    res = runner.invoke(app, ["report", str(out), "--x", "seed", "--y", "model", "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    assert "model = Modell v1.json, threshold=0.2" in html.read_text()
+
+
+def test_the_shipped_candidates_sweep_checks_and_runs(tmp_path):
+    """scenarios/sweeps/candidates.yaml: every variant valid as shipped; its three candidate models (XGBoost,
+    LightGBM, ONNX) run small, serially, into one file whose runs have the models' own kinds and thresholds."""
+    pytest.importorskip("onnxruntime")
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "scenarios" / "sweeps" / "candidates.yaml"
+    assert len(load_sweep(shipped).variants) == 12
+    raw = yaml.safe_load(shipped.read_text())
+    base = yaml.safe_load((shipped.parent / raw["base"]).read_text())
+    for section in ("data", "model"):
+        base[section]["path"] = str((root / "scenarios" / base[section]["path"]).resolve())
+    base["attack"].update(limit=2, budget=20)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    for v in raw["variants"]:
+        v["model"]["path"] = str((shipped.parent / v["model"]["path"]).resolve())
+    sw = tmp_path / "candidates.yaml"
+    sw.write_text(yaml.safe_dump({"base": "small.yaml", "variants": raw["variants"], "grid": {"seed": [1]},
+                                  "output": "candidates.duckdb"}, sort_keys=False))
+    res = run_sweep(sw, engine="serial")
+    assert not res.failed, res.failed
+    kinds = table(res.path, "SELECT r.model_kind, r.threshold FROM sweep s JOIN runs r USING (run_id) ORDER BY s.variant")
+    assert kinds == [("xgboost", 0.04482202976942063), ("lightgbm", 0.04302820647379779),
+                     ("onnx", 0.04482202976942063)]

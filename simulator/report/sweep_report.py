@@ -44,8 +44,10 @@ def sweep_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return rows
 
 
-def _label(v: object) -> str:
-    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+def _label(key: str | None, v: object) -> str:
+    from ..sweep import override_label
+
+    return override_label(key or "", v)
 
 
 def build_sweep_report(path: str | Path, *, x: str | None = None, y: str | None = None,
@@ -95,12 +97,12 @@ def _heatmap_section(rows: list[dict], x: str | None, y: str | None) -> str:
             "(other overrides averaged); grey: no finished variant.")
     if x is None:
         return _section("heatmap", "Success", "", "<p>This sweep has no overrides to chart.</p>")
-    xs = list(dict.fromkeys(_label(r["overrides_map"].get(x)) for r in rows))
-    ys = list(dict.fromkeys(_label(r["overrides_map"].get(y)) for r in rows)) if y else ["all"]
+    xs = list(dict.fromkeys(_label(x, r["overrides_map"].get(x)) for r in rows))
+    ys = list(dict.fromkeys(_label(y, r["overrides_map"].get(y)) for r in rows)) if y else ["all"]
     cells: dict[tuple[str, str], list[float]] = defaultdict(list)
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for r in rows:
-        key = (_label(r["overrides_map"].get(y)) if y else "all", _label(r["overrides_map"].get(x)))
+        key = (_label(y, r["overrides_map"].get(y)) if y else "all", _label(x, r["overrides_map"].get(x)))
         counts[key] += 1
         if r["success"] is not None:
             cells[key].append(r["success"])
@@ -113,6 +115,8 @@ def _heatmap_section(rows: list[dict], x: str | None, y: str | None) -> str:
 
 
 def _variants_section(rows: list[dict], verdicts: dict[str, list]) -> str:
+    from ..sweep import overrides_label
+
     head = [("variant", False), ("overrides", False), ("status", False), ("cheap success", True), ("any success", True),
             ("gates", False), ("wall s", True), ("worker", False), ("error", False)]
     body = []
@@ -120,7 +124,8 @@ def _variants_section(rows: list[dict], verdicts: dict[str, list]) -> str:
         v = verdicts.get(r["variant"], [])
         gate_txt = "–" if not v else ("pass" if all(g.passed for g in v) else
                                       "FAIL: " + "; ".join(g.name for g in v if not g.passed))
-        body.append([esc(r["variant"]), f"<code>{esc(r['overrides'])}</code>", esc(r["status"]),
+        label = f'<code title="{esc(r["overrides"])}">{esc(overrides_label(r["overrides_map"]))}</code>'
+        body.append([esc(r["variant"]), label, esc(r["status"]),
                      _heat(r["success"], (185, 28, 28)), _heat(r["any_success"], (185, 28, 28)), esc(gate_txt),
                      "–" if r["wall_s"] is None else f"{r['wall_s']:.1f}", esc(r["worker"] or "–"), esc(r["error"] or "")])
     classes = ["bad" if r["status"] != "finished" else "" for r in rows]
