@@ -33,6 +33,7 @@ simulator.errors.ScenarioError: grid.attack.budjet: unknown scenario key 'budjet
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -462,10 +463,11 @@ def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: st
         loading = None if isinstance(sweep, Sweep) else pool.submit(_timed_load, sweep, output, timings)
         t0 = time.perf_counter()
         try:
-            ray.init(**kw)
+            with _stderr_held(address is not None):
+                ray.init(**kw)
             started = True
         except Exception as exc:  # Ray raises plain Exception too, e.g. when its node times out starting
-            error = SweepError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:200]})",
+            error = SweepError(f"cannot start or reach Ray ({_ray_failure(exc)})",
                                field="--address" if address else "--engine")
         timings["ray_start_s"] = time.perf_counter() - t0
         try:
@@ -479,6 +481,46 @@ def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: st
         raise error
     assert isinstance(sweep, Sweep)
     return sweep, started
+
+
+@contextlib.contextmanager
+def _stderr_held(hold: bool) -> typing.Iterator[None]:
+    """Hold back what is written to this process's stderr (fd 2) while connecting to a cluster by address: when the
+    cluster refuses the driver (a missing token), Ray's C++ client logs a warning line per retry there, for about
+    20 s, before ``ray.init`` gives up; the error is then fraudsim's one line. Ray's Python logging is at ERROR
+    already. fd 2 is restored before anything is raised or printed."""
+    if not hold:
+        yield
+        return
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _ray_failure(exc: BaseException) -> str:
+    """Why ``ray.init`` failed, in a few words: its own first line, or, when the cluster refused the driver for want
+    of its token (Ray's token authentication, on by default in recent Ray, needs the driver's ``RAY_AUTH_MODE``
+    when it connects by address; ``ray.init`` says only "Failed to connect"), what to set."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(e):
+            return ("the cluster asks for its token: set RAY_AUTH_MODE=token, with the token in ~/.ray/auth_token "
+                    "or RAY_AUTH_TOKEN")
+        e = e.__cause__ or e.__context__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _timed_load(path: str | Path, output: str | Path | None, timings: dict) -> Sweep:

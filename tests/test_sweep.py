@@ -304,3 +304,50 @@ def test_the_shipped_candidates_sweep_checks_and_runs(tmp_path):
     kinds = table(res.path, "SELECT r.model_kind, r.threshold FROM sweep s JOIN runs r USING (run_id) ORDER BY s.variant")
     assert kinds == [("xgboost", 0.04482202976942063), ("lightgbm", 0.04302820647379779),
                      ("onnx", 0.04482202976942063)]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_cluster_kept_up_by_ray_start_runs_the_sweep_and_a_missing_token_is_one_line(team, tmp_path):
+    """``fraudsim sweep --address`` on a head node started as a team would (``ray start --head``). Recent Ray turns
+    token authentication on by default, and a driver connecting by address then needs ``RAY_AUTH_MODE=token``:
+    without it the error says so in one line (Ray's own says only "Failed to connect")."""
+    import os
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
+                             "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        ip, token = "127.0.0.1", False
+        assert head.stdout is not None
+        for line in head.stdout:
+            ip = line.split("Local node IP:", 1)[1].strip() if "Local node IP:" in line else ip
+            token = token or "Token authentication is enabled" in line
+            if "Ray runtime started" in line:
+                break
+        threading.Thread(target=head.stdout.read, daemon=True).start()
+        out = tmp_path / "kept up.duckdb"
+        sw = write_sweep(team, {"grid": {"seed": [1, 2]}, "output": str(out)}, name="kept up.yaml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        cmd = [sys.executable, "-m", "simulator.cli", "sweep", str(sw), "--address", f"{ip}:{port}"]
+        if token:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+            assert p.returncode == 2, p.stdout + p.stderr
+            lines = [x for x in p.stderr.splitlines() if x.strip()]
+            assert len(lines) == 1 and "RAY_AUTH_MODE=token" in lines[0] and "--address" in lines[0], p.stderr
+            assert not out.exists()
+            env["RAY_AUTH_MODE"] = "token"
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert table(out, "SELECT status, engine FROM sweep ORDER BY variant") == [("finished", "ray")] * 2
+    finally:
+        head.terminate()  # --block: the head node stops its processes on SIGTERM
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
