@@ -5,7 +5,7 @@ so it also upgrades an older finished file opened read-write). Readers use :func
 read-only and, when the file's views are missing or older than this code, creates the same views as temporary
 ones on that connection, so old files read the same as new ones and the file is never touched.
 
-The views (documented with examples in ``README_SECTION.md``):
+The views (documented with SQL examples in the README, "Reports and SQL over the run file"):
 
 ``run_summary``            one row per run and strategy: targets, evasions, success rates at the full budget, medians,
                            and (files with an ``exact_bounds`` table) best cost ÷ exact minimum, median and p90
