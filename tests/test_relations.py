@@ -160,23 +160,22 @@ def test_bad_relations_exit_2_with_one_line(tmp_path, relation, field, reason):
 
 
 def _gpu_case(seed):
-    """50 originals of ``_setup``'s schema, their extra columns and 2,000 noisy candidates (not projected)."""
+    """Skips without a GPU; else ``_setup()``, 50 originals, their extra columns and 2,000 noisy candidates."""
+    from simulator.kernels import gpu
+
+    if not gpu.available():
+        pytest.skip("needs CuPy and a CUDA GPU")
     rng = np.random.default_rng(seed)
     X0 = np.c_[rng.uniform(0, 100, 50), rng.integers(0, 11, 50), rng.integers(0, 2, 50),
                rng.choice([0, 1, 2, 5], 50), np.zeros(50), rng.uniform(-5, 5, 50)]
     E = np.c_[rng.uniform(0.5, 50, 50), np.zeros(50)]
     origin = rng.integers(0, 50, 2000)
-    return X0, E, origin, X0[origin] + rng.normal(scale=30, size=(2000, 6))
+    return (*_setup(), X0, E, origin, X0[origin] + rng.normal(scale=30, size=(2000, 6)))
 
 
 @pytest.mark.gpu
 def test_cupy_twin_agrees_with_numba():
-    from simulator.kernels import gpu
-
-    if not gpu.available():
-        pytest.skip("needs CuPy and a CUDA GPU")
-    sa, ra = _setup()
-    X0, E, origin, X = _gpu_case(0)
+    sa, ra, X0, E, origin, X = _gpu_case(0)
     X = get_kernels("cpu").project(X, X0, origin, sa)
     np.testing.assert_array_equal(rk.gpu_repair(X, X0, origin, E, sa, ra), rk.repair(X, X0, origin, E, sa, ra))
     np.testing.assert_array_equal(rk.gpu_violations(X, X0, origin, E, ra), rk.violations(X, X0, origin, E, ra))
@@ -260,12 +259,7 @@ def test_project_repair_is_project_then_repair(X, X0, means, with_relations, dat
 
 @pytest.mark.gpu
 def test_project_repair_cupy_twin_agrees():
-    from simulator.kernels import gpu
-
-    if not gpu.available():
-        pytest.skip("needs CuPy and a CUDA GPU")
-    sa, ra = _setup()
-    X0, E, origin, X = _gpu_case(1)
+    sa, ra, X0, E, origin, X = _gpu_case(1)
     for r in (ra, None):
         np.testing.assert_array_equal(rk.gpu_project_repair(X, X0, origin, E, sa, r),
                                       rk.project_repair(X, X0, origin, E, sa, r))
