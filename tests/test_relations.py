@@ -78,8 +78,14 @@ def test_unknown_names_and_missing_inputs():
     assert ra.extra_names == ("mean",) and ra.derived.tolist() == [False, True]
 
 
-def _rows(draw_vals, sa):
-    return np.array(draw_vals, dtype=np.float64)
+def _originals(X0, means, n, data):
+    """Drawn originals moved into ``_setup``'s bounds, their extra columns, and the original of each of ``n`` rows."""
+    X0 = np.array(X0)
+    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
+    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
+    m = len(X0)
+    E = np.c_[np.array(means[:m]), np.zeros(m)]
+    return X0, E, np.array([data.draw(st.integers(0, m - 1)) for _ in range(n)], np.int64)
 
 
 row = st.tuples(st.floats(-20, 120), st.integers(-2, 12).map(float), st.sampled_from([0.0, 1.0]),
@@ -92,12 +98,7 @@ row = st.tuples(st.floats(-20, 120), st.integers(-2, 12).map(float), st.sampled_
 def test_repair_numba_matches_reference_and_satisfies(X, X0, means, data):
     sa, ra = _setup()
     k = get_kernels("cpu")
-    X0 = np.array(X0)
-    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
-    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
-    m = len(X0)
-    E = np.c_[np.array(means[:m]), np.zeros(m)]
-    origin = np.array([data.draw(st.integers(0, m - 1)) for _ in X], np.int64)
+    X0, E, origin = _originals(X0, means, len(X), data)
     X = np.array(X)
     if data.draw(st.booleans()):  # NaN is data
         X[0, 0] = np.nan
@@ -108,8 +109,9 @@ def test_repair_numba_matches_reference_and_satisfies(X, X0, means, data):
     bad = rk.violations(got, X0, origin, E, ra)
     np.testing.assert_array_equal(bad, rk.reference_violations(got, X0, origin, E, ra))
     # a row still breaking a relation is its target's anchor, and the anchor itself is infeasible
-    anchors = rk.repair(k.project(X0, X0, np.arange(m), sa), X0, np.arange(m), E, sa, ra)
-    anchor_bad = rk.violations(anchors, X0, np.arange(m), E, ra)
+    own = np.arange(len(X0))
+    anchors = rk.repair(k.project(X0, X0, own, sa), X0, own, E, sa, ra)
+    anchor_bad = rk.violations(anchors, X0, own, E, ra)
     assert not (bad & ~anchor_bad[origin]).any()
     # moves respect bounds, kinds and directions (derived column excepted: it follows its inputs)
     chk = got.copy()
@@ -237,12 +239,7 @@ def test_project_repair_is_project_then_repair(X, X0, means, with_relations, dat
     sa, ra = _setup()
     ra = ra if with_relations else None
     k = get_kernels("cpu")
-    X0 = np.array(X0)
-    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
-    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
-    m = len(X0)
-    E = np.c_[np.array(means[:m]), np.zeros(m)]
-    origin = np.array([data.draw(st.integers(0, m - 1)) for _ in X], np.int64)
+    X0, E, origin = _originals(X0, means, len(X), data)
     X = np.array(X, dtype=np.float64).reshape(len(X), 6)
     if len(X) and data.draw(st.booleans()):  # NaN and infinities are data
         X[0, data.draw(st.integers(0, 5))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
