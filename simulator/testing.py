@@ -110,6 +110,30 @@ def _pick(world_args: dict, X: np.ndarray, model, threshold: float) -> World:
                  **world_args)
 
 
+HOME_SPECS = {
+    "amount": {"type": "continuous", "min": 0.0, "max": 1000.0, "cost": 1.0},
+    "hour": {"type": "integer", "min": 0, "max": 23, "cost": 0.5},
+    "cat": {"type": "categorical", "categories": [0, 1, 2, 3], "cost": 0.5},
+    "new_device": {"type": "binary", "direction": "decrease", "cost": 1.0},
+    "card_present": {"type": "binary", "direction": "increase", "cost": 2.0},
+    "distance": {"type": "continuous", "min": 0.0, "max": 500.0, "direction": "decrease"},
+}
+HOME_NAMES = tuple(HOME_SPECS) + ("velocity",)  # velocity is not listed: frozen
+HOME_RELATIONS = ("if card_present == 1 then cat in [0, 1, 2]",)
+
+
+def home_data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of the home world's traffic (columns ``HOME_NAMES``, the relation holds) and their fraud labels."""
+    X = np.column_stack([rng.uniform(0, 1000, n), rng.integers(0, 24, n), rng.integers(0, 4, n),
+                         rng.integers(0, 2, n), rng.integers(0, 2, n), rng.uniform(0, 500, n),
+                         rng.poisson(2, n)]).astype(np.float64)
+    X[:, 4] = np.where(X[:, 2] == 3, 0.0, X[:, 4])  # the relation holds in the data
+    logit = (X[:, 0] / 250 - 2 + 1.5 * X[:, 3] - 1.5 * X[:, 4] + (X[:, 1] < 6) + 0.8 * (X[:, 2] == 3)
+             + X[:, 5] / 250 + 0.3 * X[:, 6] - 2.5)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
 @functools.lru_cache(maxsize=None)
 def home_world() -> World:
     """Mixed feature types, one frozen column and one relation between features."""
@@ -118,26 +142,10 @@ def home_world() -> World:
     from .relations import compile_relations, parse_relations
     from .schema import FeatureSchema
 
-    specs = {
-        "amount": {"type": "continuous", "min": 0.0, "max": 1000.0, "cost": 1.0},
-        "hour": {"type": "integer", "min": 0, "max": 23, "cost": 0.5},
-        "cat": {"type": "categorical", "categories": [0, 1, 2, 3], "cost": 0.5},
-        "new_device": {"type": "binary", "direction": "decrease", "cost": 1.0},
-        "card_present": {"type": "binary", "direction": "increase", "cost": 2.0},
-        "distance": {"type": "continuous", "min": 0.0, "max": 500.0, "direction": "decrease"},
-    }
-    names = tuple(specs) + ("velocity",)  # velocity is not listed: frozen
-    rng = np.random.default_rng(0)
-    n = 4000
-    X = np.column_stack([rng.uniform(0, 1000, n), rng.integers(0, 24, n), rng.integers(0, 4, n),
-                         rng.integers(0, 2, n), rng.integers(0, 2, n), rng.uniform(0, 500, n),
-                         rng.poisson(2, n)]).astype(np.float64)
-    X[:, 4] = np.where(X[:, 2] == 3, 0.0, X[:, 4])  # the relation below holds in the data
-    logit = (X[:, 0] / 250 - 2 + 1.5 * X[:, 3] - 1.5 * X[:, 4] + (X[:, 1] < 6) + 0.8 * (X[:, 2] == 3)
-             + X[:, 5] / 250 + 0.3 * X[:, 6] - 2.5)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    sa = FeatureSchema.from_mapping(list(names), specs).with_bounds_from(pl.DataFrame({"velocity": [0.0, 20.0]})).arrays()
-    ra = compile_relations(parse_relations(["if card_present == 1 then cat in [0, 1, 2]"]), list(names))
+    names = HOME_NAMES
+    X, y = home_data(np.random.default_rng(0), 4000)
+    sa = FeatureSchema.from_mapping(list(names), HOME_SPECS).with_bounds_from(pl.DataFrame({"velocity": [0.0, 20.0]})).arrays()
+    ra = compile_relations(parse_relations(list(HOME_RELATIONS)), list(names))
     return _pick(dict(names=names, sa=sa, relations=ra), X, _train(X, y, names), 0.3)
 
 

@@ -36,22 +36,27 @@ SPECS = {
 }
 
 
+def team_holdout(d, *, seed: int, n: int = 500):
+    """A team's labelled holdout in its own column names (``NAMES``), written to ``d/holdout.parquet``."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.lognormal(3, 1, n).clip(0.5, 5000), rng.integers(0, 3, n), rng.integers(0, 8, n),
+                         rng.integers(0, 24, n), rng.integers(0, 5, n), rng.integers(0, 10, n)]).astype(np.float64)
+    logit = np.log(X[:, 0]) - 3.2 + 1.5 * (X[:, 1] == 2) - 0.3 * X[:, 4] + (X[:, 3] < 6)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pl.DataFrame({name: X[:, j] for j, name in enumerate(NAMES)}).with_columns(pl.Series("is_fraud", y))
+    frame.write_parquet(d / "holdout.parquet")
+    return X, y, frame
+
+
 @pytest.fixture(scope="module")
 def team(tmp_path_factory):
     """A team's holdout with its own column names and an XGBoost model trained on a bare NumPy array."""
     import xgboost as xgb
 
     d = tmp_path_factory.mktemp("endpoint")
-    rng = np.random.default_rng(5)
-    n = 500
-    X = np.column_stack([rng.lognormal(3, 1, n).clip(0.5, 5000), rng.integers(0, 3, n), rng.integers(0, 8, n),
-                         rng.integers(0, 24, n), rng.integers(0, 5, n), rng.integers(0, 10, n)]).astype(np.float64)
-    logit = np.log(X[:, 0]) - 3.2 + 1.5 * (X[:, 1] == 2) - 0.3 * X[:, 4] + (X[:, 3] < 6)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    X, y, frame = team_holdout(d, seed=5)
     clf = xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
     clf.save_model(str(d / "model.json"))
-    frame = pl.DataFrame({name: X[:, j] for j, name in enumerate(NAMES)}).with_columns(pl.Series("is_fraud", y))
-    frame.write_parquet(d / "holdout.parquet")
     model = load_model(d / "model.json", features=NAMES)
     scores = model.predict_score(X)
     threshold = round(float(np.quantile(scores[y == 1], 0.4)), 4)

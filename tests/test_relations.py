@@ -78,8 +78,14 @@ def test_unknown_names_and_missing_inputs():
     assert ra.extra_names == ("mean",) and ra.derived.tolist() == [False, True]
 
 
-def _rows(draw_vals, sa):
-    return np.array(draw_vals, dtype=np.float64)
+def _originals(X0, means, n, data):
+    """Drawn originals moved into ``_setup``'s bounds, their extra columns, and the original of each of ``n`` rows."""
+    X0 = np.array(X0)
+    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
+    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
+    m = len(X0)
+    E = np.c_[np.array(means[:m]), np.zeros(m)]
+    return X0, E, np.array([data.draw(st.integers(0, m - 1)) for _ in range(n)], np.int64)
 
 
 row = st.tuples(st.floats(-20, 120), st.integers(-2, 12).map(float), st.sampled_from([0.0, 1.0]),
@@ -92,12 +98,7 @@ row = st.tuples(st.floats(-20, 120), st.integers(-2, 12).map(float), st.sampled_
 def test_repair_numba_matches_reference_and_satisfies(X, X0, means, data):
     sa, ra = _setup()
     k = get_kernels("cpu")
-    X0 = np.array(X0)
-    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
-    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
-    m = len(X0)
-    E = np.c_[np.array(means[:m]), np.zeros(m)]
-    origin = np.array([data.draw(st.integers(0, m - 1)) for _ in X], np.int64)
+    X0, E, origin = _originals(X0, means, len(X), data)
     X = np.array(X)
     if data.draw(st.booleans()):  # NaN is data
         X[0, 0] = np.nan
@@ -108,8 +109,9 @@ def test_repair_numba_matches_reference_and_satisfies(X, X0, means, data):
     bad = rk.violations(got, X0, origin, E, ra)
     np.testing.assert_array_equal(bad, rk.reference_violations(got, X0, origin, E, ra))
     # a row still breaking a relation is its target's anchor, and the anchor itself is infeasible
-    anchors = rk.repair(k.project(X0, X0, np.arange(m), sa), X0, np.arange(m), E, sa, ra)
-    anchor_bad = rk.violations(anchors, X0, np.arange(m), E, ra)
+    own = np.arange(len(X0))
+    anchors = rk.repair(k.project(X0, X0, own, sa), X0, own, E, sa, ra)
+    anchor_bad = rk.violations(anchors, X0, own, E, ra)
     assert not (bad & ~anchor_bad[origin]).any()
     # moves respect bounds, kinds and directions (derived column excepted: it follows its inputs)
     chk = got.copy()
@@ -159,20 +161,24 @@ def test_bad_relations_exit_2_with_one_line(tmp_path, relation, field, reason):
     assert not (tmp_path / "out.duckdb").exists()
 
 
-@pytest.mark.gpu
-def test_cupy_twin_agrees_with_numba():
+def _gpu_case(seed):
+    """Skips without a GPU; else ``_setup()``, 50 originals, their extra columns and 2,000 noisy candidates."""
     from simulator.kernels import gpu
 
     if not gpu.available():
         pytest.skip("needs CuPy and a CUDA GPU")
-    sa, ra = _setup()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     X0 = np.c_[rng.uniform(0, 100, 50), rng.integers(0, 11, 50), rng.integers(0, 2, 50),
                rng.choice([0, 1, 2, 5], 50), np.zeros(50), rng.uniform(-5, 5, 50)]
     E = np.c_[rng.uniform(0.5, 50, 50), np.zeros(50)]
     origin = rng.integers(0, 50, 2000)
-    k = get_kernels("cpu")
-    X = k.project(X0[origin] + rng.normal(scale=30, size=(2000, 6)), X0, origin, sa)
+    return (*_setup(), X0, E, origin, X0[origin] + rng.normal(scale=30, size=(2000, 6)))
+
+
+@pytest.mark.gpu
+def test_cupy_twin_agrees_with_numba():
+    sa, ra, X0, E, origin, X = _gpu_case(0)
+    X = get_kernels("cpu").project(X, X0, origin, sa)
     np.testing.assert_array_equal(rk.gpu_repair(X, X0, origin, E, sa, ra), rk.repair(X, X0, origin, E, sa, ra))
     np.testing.assert_array_equal(rk.gpu_violations(X, X0, origin, E, ra), rk.violations(X, X0, origin, E, ra))
 
@@ -233,12 +239,7 @@ def test_project_repair_is_project_then_repair(X, X0, means, with_relations, dat
     sa, ra = _setup()
     ra = ra if with_relations else None
     k = get_kernels("cpu")
-    X0 = np.array(X0)
-    X0[:, 1] = np.clip(X0[:, 1], 0, 10)
-    X0[:, 0] = np.clip(X0[:, 0], 0, 100)
-    m = len(X0)
-    E = np.c_[np.array(means[:m]), np.zeros(m)]
-    origin = np.array([data.draw(st.integers(0, m - 1)) for _ in X], np.int64)
+    X0, E, origin = _originals(X0, means, len(X), data)
     X = np.array(X, dtype=np.float64).reshape(len(X), 6)
     if len(X) and data.draw(st.booleans()):  # NaN and infinities are data
         X[0, data.draw(st.integers(0, 5))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -255,17 +256,7 @@ def test_project_repair_is_project_then_repair(X, X0, means, with_relations, dat
 
 @pytest.mark.gpu
 def test_project_repair_cupy_twin_agrees():
-    from simulator.kernels import gpu
-
-    if not gpu.available():
-        pytest.skip("needs CuPy and a CUDA GPU")
-    sa, ra = _setup()
-    rng = np.random.default_rng(1)
-    X0 = np.c_[rng.uniform(0, 100, 50), rng.integers(0, 11, 50), rng.integers(0, 2, 50),
-               rng.choice([0, 1, 2, 5], 50), np.zeros(50), rng.uniform(-5, 5, 50)]
-    E = np.c_[rng.uniform(0.5, 50, 50), np.zeros(50)]
-    origin = rng.integers(0, 50, 2000)
-    X = X0[origin] + rng.normal(scale=30, size=(2000, 6))
+    sa, ra, X0, E, origin, X = _gpu_case(1)
     for r in (ra, None):
         np.testing.assert_array_equal(rk.gpu_project_repair(X, X0, origin, E, sa, r),
                                       rk.project_repair(X, X0, origin, E, sa, r))

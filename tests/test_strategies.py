@@ -9,63 +9,31 @@ from simulator.attack import run_strategy, target_rng
 from simulator.errors import ScenarioError
 from simulator.kernels import get_kernels
 from simulator.oracle import Oracle
-from simulator.schema import FeatureSchema
 from simulator.strategies import REGISTRY, Problem, Strategy, register
 from simulator.strategies.base import NEEDS
 from simulator.target import load_model
+from simulator.testing import HOME_NAMES, home_data, home_world
 
-SPECS = {
-    "amount": {"type": "continuous", "min": 0.0, "max": 1000.0, "cost": 1.0},
-    "hour": {"type": "integer", "min": 0, "max": 23, "cost": 0.5},
-    "cat": {"type": "categorical", "categories": [0, 1, 2, 3], "cost": 0.5},
-    "new_device": {"type": "binary", "direction": "decrease", "cost": 1.0},
-    "card_present": {"type": "binary", "direction": "increase", "cost": 2.0},
-    "distance": {"type": "continuous", "min": 0.0, "max": 500.0, "direction": "decrease"},
-}
-NAMES = list(SPECS) + ["velocity"]  # velocity: not listed, so frozen
 STRATEGIES = sorted(REGISTRY)
 WITH_OPENING = [n for n in STRATEGIES if "opening" in inspect.signature(REGISTRY[n].__init__).parameters]
 # every strategy as configured by default, and every one that has an opening move once more without it
 CASES = [pytest.param(n, {}, id=n) for n in STRATEGIES] + \
         [pytest.param(n, {"opening": "none"}, id=f"{n}-opening-none") for n in WITH_OPENING]
 BUDGET = 60
-N_TARGETS = 3
-
-
-def _synthetic(rng, n):
-    X = np.column_stack([rng.uniform(0, 1000, n), rng.integers(0, 24, n), rng.integers(0, 4, n), rng.integers(0, 2, n),
-                         rng.integers(0, 2, n), rng.uniform(0, 500, n), rng.poisson(2, n)]).astype(np.float64)
-    logit = (X[:, 0] / 250 - 2 + 1.5 * X[:, 3] - 1.5 * X[:, 4] + (X[:, 1] < 6) + 0.8 * (X[:, 2] == 3)
-             + X[:, 5] / 250 + 0.3 * X[:, 6] - 2.5)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return X, y
 
 
 @pytest.fixture(scope="session")
 def world():
-    import xgboost as xgb
-
-    rng = np.random.default_rng(0)
-    X, y = _synthetic(rng, 4000)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1, "seed": 0},
-                        xgb.DMatrix(X, label=y, feature_names=NAMES), 30)
-    model = load_model(booster)
-    import polars as pl
-
-    sa = FeatureSchema.from_mapping(NAMES, SPECS).with_bounds_from(pl.DataFrame({"velocity": [0.0, 20.0]})).arrays()
-    scores = model.predict_score(X)
-    threshold = 0.3
-    targets = X[scores >= 0.8][:N_TARGETS]
-    approved = X[scores < threshold][:300]
-    assert len(targets) == N_TARGETS and len(approved) > 50
-    return dict(model=model, sa=sa, threshold=threshold, targets=np.ascontiguousarray(targets), approved=approved)
+    """The contract suite's home world (shared with tests/test_testing.py, trained once): mixed feature types, a
+    frozen column, a relation between features, declined targets and approved traffic."""
+    return home_world()
 
 
 class Log:
     """In-memory stand-in for the store's query log: keeps every paid row."""
 
-    def __init__(self):
-        self.rows, self.targets = [], []
+    def __init__(self, d):
+        self.d, self.rows, self.targets = d, [], []
 
     def add(self, *, target_id, X, **_):
         self.rows.append(np.array(X))
@@ -73,7 +41,7 @@ class Log:
 
     @property
     def X(self):
-        return np.vstack(self.rows) if self.rows else np.empty((0, len(NAMES)))
+        return np.vstack(self.rows) if self.rows else np.empty((0, self.d))
 
 
 def _feedback(cls) -> str:
@@ -82,18 +50,23 @@ def _feedback(cls) -> str:
 
 def _problems(world, cls, budget=BUDGET):
     k = get_kernels("cpu")
-    return [Problem(x0=x, schema=world["sa"], kernels=k, budget=budget, feedback=_feedback(cls),
-                    approved_examples=world["approved"], model=world["model"] if "model" in cls.needs else None)
-            for x in world["targets"]]
+    return [Problem(x0=x, schema=world.sa, kernels=k, budget=budget, feedback=_feedback(cls),
+                    approved_examples=world.approved, model=world.model if "model" in cls.needs else None,
+                    relations=world.relations)
+            for x in world.targets]
+
+
+def _oracle(world, name, budget=BUDGET, log=None):
+    return Oracle(world.model, threshold=world.threshold, feedback=_feedback(REGISTRY[name]), budget=budget,
+                  originals=world.targets, schema_arrays=world.sa, kernels=get_kernels("cpu"), strategy=name, log=log,
+                  relations=world.relations)
 
 
 def _run(world, name, seed=0, budget=BUDGET, batch_size=None, params=None):
     cls = REGISTRY[name]
-    log = Log()
-    oracle = Oracle(world["model"], threshold=world["threshold"], feedback=_feedback(cls), budget=budget,
-                    originals=world["targets"], schema_arrays=world["sa"], kernels=get_kernels("cpu"), strategy=name,
-                    log=log)
-    rngs = [target_rng(seed, 0, i) for i in range(N_TARGETS)]
+    log = Log(len(world.names))
+    oracle = _oracle(world, name, budget, log)
+    rngs = [target_rng(seed, 0, i) for i in range(len(world.targets))]
     done = run_strategy(cls, dict(params or {}), oracle=oracle, problems=_problems(world, cls, budget), rngs=rngs, batch_size=batch_size)
     return done, oracle, log
 
@@ -110,16 +83,15 @@ def test_the_engine_respects_budget_and_constraints_with_odd_batches(world):
         done, oracle, log = _run(world, name, batch_size=7)
         assert (oracle.used <= BUDGET).all()
         t = np.concatenate(log.targets)
-        assert np.bincount(t, minlength=N_TARGETS).max() <= BUDGET
-        assert not get_kernels("cpu").violations(log.X, world["targets"], t, world["sa"]).any()
+        assert np.bincount(t, minlength=len(world.targets)).max() <= BUDGET
+        assert not get_kernels("cpu").invalid(log.X, world.targets, t, world.sa, None, world.relations).any()
 
 
 @pytest.mark.parametrize("name, params", CASES)
 def test_best_cost_never_increases_and_an_evasion_is_found(world, name, params):
     cls = REGISTRY[name]
     k = get_kernels("cpu")
-    oracle = Oracle(world["model"], threshold=world["threshold"], feedback=_feedback(cls), budget=BUDGET,
-                    originals=world["targets"], schema_arrays=world["sa"], kernels=k, strategy=name)
+    oracle = _oracle(world, name)
     strategies = [cls(p, target_rng(5, 0, i), **params) for i, p in enumerate(_problems(world, cls))]
     history = [[] for _ in strategies]
     for i, s in enumerate(strategies):
@@ -130,13 +102,13 @@ def test_best_cost_never_increases_and_an_evasion_is_found(world, name, params):
             s.tell(X, fb)
             history[i].append(s.best_cost)
             if fb.evaded.any():  # the best is never worse than what was just seen to evade
-                assert s.best_cost <= k.cost(X[fb.evaded], world["targets"], np.full(int(fb.evaded.sum()), i), world["sa"]).min()
+                assert s.best_cost <= k.cost(X[fb.evaded], world.targets, np.full(int(fb.evaded.sum()), i), world.sa).min()
     for h in history:
         assert all(b <= a for a, b in zip(h, h[1:]))
     assert all(s.best_x is not None for s in strategies), "no evasion on an easy problem"
     for i, s in enumerate(strategies):  # the recorded best really evades and costs what it says
-        assert world["model"].predict_score(s.best_x[None, :])[0] < world["threshold"]
-        assert k.cost(s.best_x[None, :], world["targets"], np.array([i]), world["sa"])[0] == pytest.approx(s.best_cost)
+        assert world.model.predict_score(s.best_x[None, :])[0] < world.threshold
+        assert k.cost(s.best_x[None, :], world.targets, np.array([i]), world.sa)[0] == pytest.approx(s.best_cost)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -190,22 +162,22 @@ def test_tree_search_reads_lightgbm_and_xgboost_alike(world):
 
     from simulator.strategies.tree import TreeSearch, reachable_splits
 
-    X, y = _synthetic(np.random.default_rng(1), 3000)
+    X, y = home_data(np.random.default_rng(1), 3000)
     booster = lgb.train({"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1, "seed": 0},
-                        lgb.Dataset(X, y, feature_name=NAMES), 20)
+                        lgb.Dataset(X, y, feature_name=list(HOME_NAMES)), 20)
     model = load_model(booster)
-    x0 = world["targets"][0]
-    splits = reachable_splits(model, x0, world["sa"].mutable)
-    assert splits and all(world["sa"].mutable[s.feature] for s in splits)
+    x0 = world.targets[0]
+    splits = reachable_splits(model, x0, world.sa.mutable)
+    assert splits and all(world.sa.mutable[s.feature] for s in splits)
     threshold = 0.3
     approved = X[model.predict_score(X) < threshold][:200]
     s0 = model.predict_score(x0[None, :])[0]
     assert s0 >= threshold
-    problem = Problem(x0=x0, schema=world["sa"], kernels=get_kernels("cpu"), budget=30, feedback="decision",
-                      approved_examples=approved, model=model)
+    problem = Problem(x0=x0, schema=world.sa, kernels=get_kernels("cpu"), budget=30, feedback="decision",
+                      approved_examples=approved, model=model, relations=world.relations)
     s = TreeSearch(problem, np.random.default_rng(0))
     oracle = Oracle(model, threshold=threshold, feedback="decision", budget=30, originals=x0[None, :],
-                    schema_arrays=world["sa"], kernels=get_kernels("cpu"), strategy="tree")
+                    schema_arrays=world.sa, kernels=get_kernels("cpu"), strategy="tree", relations=world.relations)
     X1 = s.ask(5)
     s.tell(X1, oracle.query(np.zeros(5, np.int64), X1))
     assert s.best_x is not None and model.predict_score(s.best_x[None, :])[0] < threshold

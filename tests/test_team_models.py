@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import polars as pl
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 import simulator as fs
 from simulator.cli import app
 
-from .test_endpoint import NAMES, SPECS
+from .test_endpoint import NAMES, SPECS, team_holdout
 
 CHECK_RUN = Path(__file__).resolve().parents[2] / "shared" / "tools" / "check-run.py"
 if not CHECK_RUN.is_file():
@@ -31,14 +30,7 @@ def team(tmp_path_factory):
     from sklearn.ensemble import RandomForestClassifier
 
     d = tmp_path_factory.mktemp("team_models")
-    rng = np.random.default_rng(8)
-    n = 500
-    X = np.column_stack([rng.lognormal(3, 1, n).clip(0.5, 5000), rng.integers(0, 3, n), rng.integers(0, 8, n),
-                         rng.integers(0, 24, n), rng.integers(0, 5, n), rng.integers(0, 10, n)]).astype(np.float64)
-    logit = np.log(X[:, 0]) - 3.2 + 1.5 * (X[:, 1] == 2) - 0.3 * X[:, 4] + (X[:, 3] < 6)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pl.DataFrame({name: X[:, j] for j, name in enumerate(NAMES)}).with_columns(pl.Series("is_fraud", y))
-    frame.write_parquet(d / "holdout.parquet")
+    X, y, frame = team_holdout(d, seed=8)
     xclf = xgb.XGBClassifier(n_estimators=15, max_depth=3, random_state=0).fit(X, y)
     xclf.save_model(str(d / "xgb_numpy.json"))
     lclf = lgb.LGBMClassifier(n_estimators=15, num_leaves=7, verbose=-1).fit(X, y)

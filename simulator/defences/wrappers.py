@@ -38,17 +38,21 @@ def squeeze_matrix(X: np.ndarray, names: Sequence[str], spec: dict) -> np.ndarra
 
 
 class _Wraps:
-    """A model around one ``inner`` model: the same features and kind."""
+    """A model around other models: the features and kind of ``_features_of`` (its ``inner`` model by default)."""
 
     inner: Any
 
     @property
+    def _features_of(self) -> Any:
+        return self.inner
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.inner.feature_names)
+        return tuple(self._features_of.feature_names)
 
     @property
     def kind(self) -> str:
-        return self.inner.kind
+        return self._features_of.kind
 
 
 @dataclass
@@ -69,7 +73,7 @@ class SqueezedModel(_Wraps):
 
 
 @dataclass
-class EnsembleModel:
+class EnsembleModel(_Wraps):
     """The mean score of several models over the same features."""
 
     members: list
@@ -77,12 +81,8 @@ class EnsembleModel:
     path: Path | None = None
 
     @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.members[0].feature_names)
-
-    @property
-    def kind(self) -> str:
-        return self.members[0].kind
+    def _features_of(self) -> Any:
+        return self.members[0]
 
     @property
     def sha256(self) -> str | None:
@@ -117,7 +117,7 @@ class BandModel(_Wraps):
 
 
 @dataclass
-class GatedModel:
+class GatedModel(_Wraps):
     """A decision gate: rows the ``gate`` model (trained without the attacker-cheap features) scores at or above
     ``cut`` score ``0.5 + 0.5 * gate``; every other row scores ``0.5 * rank``, the ``rank`` model's score (all
     features) squeezed below 0.5. With a decline threshold above 0.5 only the gate declines, and the rank model
@@ -130,12 +130,8 @@ class GatedModel:
     path: Path | None = None
 
     @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(self.rank.feature_names)
-
-    @property
-    def kind(self) -> str:
-        return self.rank.kind
+    def _features_of(self) -> Any:
+        return self.rank
 
     @property
     def sha256(self) -> str | None:
