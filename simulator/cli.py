@@ -551,7 +551,8 @@ def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario
     Exit 0 when every variant finished and passed its gates, 1 otherwise (2 for bad input)."""
     import json
 
-    from .sweep import check_engine, overrides_label, run_sweep
+    from .report.sweep_report import overrides_label
+    from .sweep import check_engine, run_sweep
 
     try:
         check_engine(engine, address)
@@ -567,7 +568,8 @@ def sweep(sweep_file: Path = typer.Argument(..., help="sweep YAML: base scenario
         table.add_column(c, overflow="fold")
     for r in res.rows:
         note = r["error"] or (f"failed: {r['gates_failed']}" if r["gates_failed"] else "")
-        table.add_row(r["variant"], overrides_label(json.loads(r["overrides"] or "{}")), r["status"], "–" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
+        table.add_row(r["variant"], overrides_label(json.loads(r["overrides"] or "{}")), r["status"],
+                      "–" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
                       r["worker"] or "–", note)
     out.print(table)
     done = len(res.rows) - len(res.failed)

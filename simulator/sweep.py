@@ -83,32 +83,6 @@ class Variant:
         return json.dumps(self.overrides, sort_keys=True, default=str)
 
 
-def override_label(key: str, value: Any) -> str:
-    """A short label for an override's value (tables, the report's axes): a file path by its file name, a whole
-    section such as ``model: {path: ..., threshold: ...}`` by its file name and its other single values, a list by
-    its items (or their number, when long). The ``sweep`` table keeps the full JSON."""
-    def one(k: str, v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.6g}"
-        if isinstance(v, str) and (k == "path" or k.endswith(".path")):
-            return Path(v).name
-        return str(v)
-
-    if isinstance(value, dict):
-        parts = [Path(value["path"]).name] if isinstance(value.get("path"), str) else []
-        parts += [f"{k}={one(k, v)}" for k, v in value.items() if k != "path" and not isinstance(v, (dict, list))]
-        parts += [f"{k}=[{len(v)} items]" for k, v in value.items() if isinstance(v, list)]
-        return ", ".join(parts) or "{}"
-    if isinstance(value, list):
-        return ", ".join(one(key, v) for v in value) if len(value) <= 4 else f"[{len(value)} items]"
-    return one(key, value)
-
-
-def overrides_label(overrides: dict[str, Any]) -> str:
-    """``key=label`` for every override of a variant (see :func:`override_label`)."""
-    return "; ".join(f"{k}={override_label(k, v)}" for k, v in overrides.items()) or "(base)"
-
-
 @dataclass
 class Sweep:
     path: Path
