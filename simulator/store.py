@@ -614,6 +614,7 @@ class QueryLog:
         self._spill: tuple[IO[bytes], Any] | None = None  # (file, IPC writer) while spilled batches wait for flush
         self._spill_schema: pa.Schema | None = None
         self._spill_rows = 0
+        self._positional: bool | None = None  # whether _insert may append by position (checked at the first write)
         if isinstance(store, Store):
             store.logs.append(self)
 
@@ -716,7 +717,7 @@ class QueryLog:
 
         import pyarrow as pa
 
-        assert self._spill is not None and self.store is not None  # called only while spilled
+        assert self._spill is not None and self._own is not None  # called only while spilled (a Store's log)
         f, writer = self._spill
         try:
             writer.close()
@@ -728,7 +729,7 @@ class QueryLog:
                     tables.append(self._table(chunks).cast(tables[0].schema))
                 tbl = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
                 del tables
-                self.store.append("queries", tbl)
+                self._insert(tbl, self._own.con)
                 del tbl
             finally:
                 try:
@@ -758,12 +759,24 @@ class QueryLog:
                     raise
 
     def _write(self, chunks: list[dict], con: duckdb.DuckDBPyConnection | None) -> None:
-        if con is None:
-            assert self.store is not None  # _submit returns early without a store
+        assert self.store is not None  # _submit returns early without a store
+        if self._own is None:
             self.store.append("queries", self._table(chunks))
         else:
-            assert self._own is not None  # a cursor exists only for a Store's background writes
-            self._own.append("queries", self._table(chunks), con=con)
+            self._insert(self._table(chunks), self._own.con if con is None else con)
+
+    def _insert(self, tbl: pa.Table, con: duckdb.DuckDBPyConnection) -> None:
+        """Append ``tbl`` to the store's ``queries``: as a relation inserted by position when its columns are the
+        table's, in order (as the store creates it: no view registered and dropped around the statement, about
+        0.8 ms of CPU less per append), else by name (:meth:`Store.append`)."""
+        assert self._own is not None  # only a Store's log inserts itself
+        if self._positional is None:
+            self._positional = [d[0] for d in con.execute("SELECT * FROM queries LIMIT 0").description] == \
+                tbl.column_names
+        if self._positional:
+            con.from_arrow(tbl).insert_into("queries")
+        else:
+            self._own.append("queries", tbl, con=con)
 
     def _table(self, ch: list[dict]) -> pa.Table:
         import numpy as np
