@@ -831,11 +831,15 @@ def _checkpoint_at_commit(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     less CPU for that write and the checkpoint; ``benchmarks/bench_oracle.py``). A commit that cannot checkpoint
     (another transaction open) writes the log as usual. The setting is the database's: restored after."""
     old = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+    restore = f"SET checkpoint_threshold = {_literal(old)}"
     con.execute("SET checkpoint_threshold = '0b'")
     try:
         yield
-    finally:
-        con.execute(f"SET checkpoint_threshold = {_literal(old)}")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # the write's own error is the one to raise
+            con.execute(restore)
+        raise
+    con.execute(restore)
 
 
 _ROW_FIELDS = ("target_id", "query_index", "score", "decision", "evaded", "cost", "X", "opening")

@@ -136,3 +136,17 @@ def test_a_queries_table_in_another_column_order_gets_its_rows_by_name(tmp_path)
     np.testing.assert_array_equal([r[2] for r in got[:97]], X[:, 0])
     np.testing.assert_array_equal([r[3] for r in got[:97]], X[:, 2])
     store.abandon()
+
+
+def test_a_failed_last_write_is_raised_and_the_setting_restored(tmp_path):
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    log = QueryLog(store, "run-1", flush_rows=1000, background=True)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    before = store.con.execute(setting).fetchall()
+    add_rows(log, np.random.default_rng(6), 3, 97)  # only a partial batch: written at flush
+    store.con.execute("DROP TABLE queries")
+    with pytest.raises(duckdb.Error):
+        log.flush()
+    assert store.con.execute(setting).fetchall() == before
+    store.abandon()
+    assert not store.partial.exists()
