@@ -48,7 +48,8 @@ class Oracle:
         n = len(self.originals)
         self.target_ids = np.arange(n, dtype=np.int64) if target_ids is None else np.asarray(target_ids, np.int64)
         self.used = np.zeros(n, dtype=np.int64)
-        self._budget_of_arrays, self._budget_array = None, np.zeros(0, np.int64)  # see _budgets
+        self._budget_of_arrays: int | np.ndarray | None = None  # the budget that _budget_array was made from
+        self._budget_array = np.zeros(0, np.int64)
         self.log, self.round, self.agent_id = log, round_, agent_id
         # relations between features (simulator/relations.py) and the extra data columns they read, per original
         self.relations = None if relations is None or relations.empty else relations

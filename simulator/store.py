@@ -827,9 +827,9 @@ def _checkpoint_at_commit(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Commits in this block checkpoint the database. A DuckDB commit whose write-ahead log would pass
     ``checkpoint_threshold`` checkpoints instead of writing its rows to the log; with the threshold at 0 for the
     query log's last write, its partial row group is compressed into the file once (a ``CHECKPOINT`` right after
-    finds nothing left) instead of being serialized into the log and compressed at the next checkpoint (about 15%
-    less CPU for that write and the checkpoint; ``benchmarks/bench_oracle.py``). A commit that cannot checkpoint
-    (another transaction open) writes the log as usual. The setting is the database's: restored after."""
+    finds nothing left) instead of being serialized into the log and compressed at the next checkpoint (7-14% less
+    CPU for that write and the checkpoint; ``benchmarks/bench_oracle.py``). A commit that cannot checkpoint (another
+    transaction open) writes the log as usual. The setting is the database's: restored after."""
     old = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
     restore = f"SET checkpoint_threshold = {_literal(old)}"
     con.execute("SET checkpoint_threshold = '0b'")

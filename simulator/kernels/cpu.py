@@ -178,9 +178,10 @@ def _admit(X, X0, origin, used, budget, kind, lo, hi, mutable, direction, cats, 
     """``violations``, ``cost`` and the per-original query numbers in one pass over the rows (serial: the numbers
     follow row order). With a ``budget`` per original (an empty one: none), a batch with no invalid row and within
     every budget is charged (``used += asked``) and -1 returned, any other batch -2 (nothing charged); -1 without a
-    budget; ``i >= 0``: row ``i`` names an original that does not exist. The per-value rules repeat ``_cost``'s and ``_violations``'s on purpose: the same rules as
-    shared ``inline="always"`` helpers measured 0.56x instead of 0.79x in ``bench_oracle --threads 1 --only xgboost``
-    (and ``cost`` 48 instead of 56 Mrows/s); ``tests/test_admit_kernel.py`` holds the three to one reference."""
+    budget; ``i >= 0``: row ``i`` names an original that does not exist. The per-value rules repeat ``_cost``'s and
+    ``_violations``'s on purpose: the same rules as shared ``inline="always"`` helpers measured 0.56x instead of 0.79x
+    in ``bench_oracle --threads 1 --only xgboost`` (and ``cost`` 48 instead of 56 Mrows/s);
+    ``tests/test_admit_kernel.py`` holds the three to one reference."""
     n, d = X.shape
     m = asked.shape[0]
     any_bad = False
