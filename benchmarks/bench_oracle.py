@@ -88,18 +88,18 @@ with the code before (d4cbc4a), ``--threads 1 --only xgboost --log background``,
 At load 3.4 (08:54 UTC; wall ratios 0.46-0.53 on both sides) the CPU columns moved the same way: cpu ratio 0.52-0.53
 -> 0.53-0.56, loop cpu 0.80-0.83 -> 0.82-0.86, flush cpu 0.021-0.022 -> 0.019-0.021 s. LightGBM and ONNX at load 3.3
 (before / now): ratio 0.77 / 0.81 and 0.67 / 0.71, cpu ratio 0.78 / 0.80 and 0.68 / 0.70, flush s 0.045 / 0.038 and
-0.032 / 0.021. In one process with both versions alternating (load 1.5-2.6): the flush and checkpoint 56 -> 51 us
-of CPU and 62-65 -> 52-57 us of wall per call in equivalent (8 runs); the oracle without a log minus raw predict,
-paired per run, median 70 -> 56 us, min 24 -> 5 us (30 runs). Alone: the last 12,544 rows' append and checkpoint took 20.5-21.7 ms of CPU,
-18.7-19.0 ms with the checkpoint at commit; a one-row append 2.3-2.5 ms with a view registered and dropped, 1.6 ms as a
-relation (of which about 1 ms is DuckDB's Arrow scan of a one-row table and 1.3 ms an INSERT ... VALUES: the floor). Per
-full batch the writer spends 1.3 ms building the table and 10-12.7 ms in DuckDB's append (about 500 minor page faults
-there). Tried and dropped: sub-batches appended into one open transaction per row group (the flush would find most of
-its tail already scanned: 19 -> 13.5-15 ms of CPU, but 4 x 4,096 rows cost 24-25 ms of CPU per row group against 15-16
-for one append); an Arrow C stream capsule or a ``RecordBatchReader`` instead of the table (the same); DuckDB's
-``block_allocator_memory`` and ``allocator_flush_threshold`` (the same page faults and CPU); the tail split into record
-batches for a parallel scan, and ``_admit`` compiled without ``nogil`` (so the writer thread could take the GIL only
-while the model predicts): no change measurable under load (3-4).
+0.032 / 0.021. In one process with both versions alternating (load 1.5-2.6): the flush and checkpoint 56 -> 51 us of CPU
+and 62-65 -> 52-57 us of wall per call in equivalent (8 runs); the oracle without a log minus raw predict, paired per
+run, median 70 -> 56 us, min 24 -> 5 us (30 runs). Alone: the last 12,544 rows' append and checkpoint took 20.5-21.7 ms
+of CPU, 18.7-19.0 ms with the checkpoint at commit; a one-row append 2.3-2.5 ms with a view registered and dropped, 1.6
+ms as a relation (a one-row Arrow scan alone takes about 1 ms of CPU and a one-row INSERT ... VALUES 1.3-1.5 ms: near
+DuckDB's floor). Per full batch the writer spends 1.3 ms building the table and 10-12.7 ms in DuckDB's append (about 500
+minor page faults there). Tried and dropped: sub-batches appended into one open transaction per row group (the flush
+would find most of its tail already scanned: 19 -> 13.5-15 ms of CPU, but 4 x 4,096 rows cost 24-25 ms of CPU per row
+group against 15-16 for one append); an Arrow C stream capsule or a ``RecordBatchReader`` instead of the table (the
+same); DuckDB's ``block_allocator_memory`` and ``allocator_flush_threshold`` (the same page faults and CPU); the tail
+split into record batches for a parallel scan, and ``_admit`` compiled without ``nogil`` (so the writer thread could
+take the GIL only while the model predicts): no change measurable under load (3-4).
 
 Measured 2026-12-02 06:08 UTC, 2 cores, ``--threads 1``, load average 2.7 rising to 3.6 (other sessions busy, so
 not a quiet machine; the lead re-measures), best of 3, all rows from one run:
