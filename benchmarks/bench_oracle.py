@@ -33,8 +33,12 @@ appends batches of exactly one row group, and run files are attached with 16,384
 (``simulator.store.ROW_GROUP_ROWS``), so each append is compressed into the file as it runs and the final flush has
 only the last, partial batch (12,544 rows here: 160,000 = 9 x 16,384 + 12,544). With DuckDB's default 122,880-row
 groups the tail would be 37,120 rows, and small appends checkpointed as they come cost 2-3x the CPU (DuckDB's
-checkpoint merges the small row groups again and again). The oracle's checks, query numbers and cost are one kernel
-pass (``Kernels.admit``, about 30 us per call of 400 rows against about 75 us for the separate calls).
+checkpoint merges the small row groups again and again). The last, partial batch is committed with DuckDB's
+``checkpoint_threshold`` at 0 (:func:`simulator.store._checkpoint_at_commit`): its commit checkpoints instead of
+writing the rows to the write-ahead log first, so the ``CHECKPOINT`` after it finds nothing left ("ckpt s" 0.000).
+The log appends each batch as a relation inserted by position (no view registered and dropped per append). The
+oracle's checks, query numbers, cost, budget check and charge are one kernel pass (``Kernels.charge``, about 30 us
+per call of 400 rows against about 75 us for the separate calls).
 ``--log spill,background`` prints one row per mode; ``auto`` (the default) is what a run picks on this machine.
 
 Measured 2026-12-02 06:47 UTC, 2 cores, ``--threads 1 --log background``, load average 2.8 falling to 2.6 (another
@@ -71,6 +75,31 @@ a branch-free admit kernel (27 us warm against 16: it computes every cost term);
 equal to their original (no change after a model call: the kernel is bound by cold memory, not by work);
 8,192-row row groups (the final flush's CPU 0.026 -> 0.017 s, but more appends: process CPU ratio 0.56 -> 0.48,
 'loop cpu' 0.87 -> 0.82 at load 4.9).
+
+Then (08:15-08:55 UTC, 2 cores shared by 5 sessions, load 1.5-9; the lead re-measures), three changes: the budget
+check and charge moved into the admit kernel (``Kernels.charge``: no NumPy calls on the per-target arrays in
+``Oracle.query``), the last write's commit checkpoints (above), and appends as a relation by position. Back to back
+with the code before (d4cbc4a), ``--threads 1 --only xgboost --log background``, load 1.7, three runs each:
+
+    version  ratio             w/o flush         flush s        ckpt s  cpu ratio         loop cpu          flush cpu s
+    before   0.73  0.76  0.77  0.79  0.82  0.84  0.025-0.028    0.010   0.51  0.54  0.55  0.80  0.84  0.85  0.022-0.024
+    now      0.76  0.82  0.74  0.81  0.88  0.79  0.020-0.022    0.000   0.54  0.58  0.52  0.84  0.90  0.80  0.020-0.021
+
+At load 3.4 (08:54 UTC; wall ratios 0.46-0.53 on both sides) the CPU columns moved the same way: cpu ratio 0.52-0.53
+-> 0.53-0.56, loop cpu 0.80-0.83 -> 0.82-0.86, flush cpu 0.021-0.022 -> 0.019-0.021 s. LightGBM and ONNX at load 3.3
+(before / now): ratio 0.77 / 0.81 and 0.67 / 0.71, cpu ratio 0.78 / 0.80 and 0.68 / 0.70, flush s 0.045 / 0.038 and
+0.032 / 0.021. In one process with both versions alternating (load 1.5-2.6): the flush and checkpoint 56 -> 51 us of CPU
+and 62-65 -> 52-57 us of wall per call in equivalent (8 runs); the oracle without a log minus raw predict, paired per
+run, median 70 -> 56 us, min 24 -> 5 us (30 runs). Alone: the last 12,544 rows' append and checkpoint took 20.5-21.7 ms
+of CPU, 18.7-19.0 ms with the checkpoint at commit; a one-row append 2.3-2.5 ms with a view registered and dropped, 1.6
+ms as a relation (a one-row Arrow scan alone takes about 1 ms of CPU and a one-row INSERT ... VALUES 1.3-1.5 ms: near
+DuckDB's floor). Per full batch the writer spends 1.3 ms building the table and 10-12.7 ms in DuckDB's append (about 500
+minor page faults there). Tried and dropped: sub-batches appended into one open transaction per row group (the flush
+would find most of its tail already scanned: 19 -> 13.5-15 ms of CPU, but 4 x 4,096 rows cost 24-25 ms of CPU per row
+group against 15-16 for one append); an Arrow C stream capsule or a ``RecordBatchReader`` instead of the table (the
+same); DuckDB's ``block_allocator_memory`` and ``allocator_flush_threshold`` (the same page faults and CPU); the tail
+split into record batches for a parallel scan, and ``_admit`` compiled without ``nogil`` (so the writer thread could
+take the GIL only while the model predicts): no change measurable under load (3-4).
 
 Measured 2026-12-02 06:08 UTC, 2 cores, ``--threads 1``, load average 2.7 rising to 3.6 (other sessions busy, so
 not a quiet machine; the lead re-measures), best of 3, all rows from one run:

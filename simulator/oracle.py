@@ -28,6 +28,7 @@ from .schema import SchemaArrays
 from .store import QueryLog
 
 FEEDBACK_MODES = ("score", "decision")
+_INT64 = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
 
 
 class Oracle:
@@ -47,6 +48,8 @@ class Oracle:
         n = len(self.originals)
         self.target_ids = np.arange(n, dtype=np.int64) if target_ids is None else np.asarray(target_ids, np.int64)
         self.used = np.zeros(n, dtype=np.int64)
+        self._budget_of_arrays: int | np.ndarray | None = None  # the budget that _budget_array was made from
+        self._budget_array = np.zeros(0, np.int64)
         self.log, self.round, self.agent_id = log, round_, agent_id
         # relations between features (simulator/relations.py) and the extra data columns they read, per original
         self.relations = None if relations is None or relations.empty else relations
@@ -109,12 +112,21 @@ class Oracle:
 
     def _admit_with_cost(self, targets: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`admit` for the targets' own originals without relations, and each row's cost, from one kernel
-        pass (:meth:`Kernels.admit`); a batch it would refuse goes through :meth:`admit`, which raises the error."""
-        query_index, invalid, cost, asked = self.kernels.admit(X, self.originals, targets, self.used, self.sa)
-        if bool((self.used + asked > self.budget).any()) or invalid.any():
-            return self.admit(targets, X), cost  # raises (BudgetExceeded or ValueError), charging nothing
-        self.used += asked
-        return query_index, cost
+        pass that also checks the budget and charges it (:meth:`Kernels.charge`); a batch it refuses goes through
+        :meth:`admit`, which raises the error."""
+        got = self.kernels.charge(X, self.originals, targets, self.used, self._budgets(), self.sa)
+        if got is None:  # admit raises (BudgetExceeded or ValueError), charging nothing
+            return self.admit(targets, X), self.kernels.cost(X, self.originals, targets, self.sa)
+        return got
+
+    def _budgets(self) -> np.ndarray:
+        """The budget per target as the kernels take it (int64), made once per value of ``budget``."""
+        if self._budget_of_arrays is not self.budget:
+            b = self.budget
+            self._budget_array = (np.asarray(b, np.int64) if np.ndim(b) else
+                                  np.full(len(self.used), np.clip(int(b), *_INT64), np.int64))
+            self._budget_of_arrays = b
+        return self._budget_array
 
     def answer(self, declined: np.ndarray, shown: np.ndarray, feedback: str | None = None) -> Feedback:
         """What the attacker is told: the decision, and the shown score only with ``feedback: score``."""

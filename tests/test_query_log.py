@@ -102,3 +102,51 @@ def test_spill_survives_any_feature_values(tmp_path):
     got = np.array([r[:3] for r in rows[:80]], dtype=float)
     np.testing.assert_array_equal(got, X)  # NaN, infinities, -0.0 and subnormals come back as they went in
     assert np.signbit(got[0, 1]) and [r[6] for r in rows[:4]] == [True, False, True, False]
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_flush_leaves_every_row_in_the_file_and_the_setting_as_it_was(tmp_path, background):
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    log = QueryLog(store, "run-1", flush_rows=1000, background=background)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    before = store.con.execute(setting).fetchall()
+    add_rows(log, np.random.default_rng(4), 25, 97)  # full batches and a partial tail
+    log.flush()
+    wal = tmp_path / "q.duckdb.partial.wal"
+    # the last write's commit checkpointed: the write-ahead log holds none of its rows (at most a header)
+    assert not wal.exists() or wal.stat().st_size < 4096
+    assert store.con.execute(setting).fetchall() == before
+    assert store.con.execute("SELECT count(*), sum(query_index) FROM queries").fetchall() == [
+        (25 * 97, sum(range(25 * 97)))]
+    store.abandon()
+
+
+def test_a_queries_table_in_another_column_order_gets_its_rows_by_name(tmp_path):
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    cols = [d[0] for d in store.con.execute("SELECT * FROM queries LIMIT 0").description]
+    store.con.execute("CREATE TABLE q2 AS SELECT " + ", ".join(f'"{c}"' for c in reversed(cols)) + " FROM queries")
+    store.con.execute("DROP TABLE queries")
+    store.con.execute("ALTER TABLE q2 RENAME TO queries")
+    log = QueryLog(store, "run-1", flush_rows=100, background=True)
+    add_rows(log, np.random.default_rng(5), 3, 97)
+    log.flush()
+    got = store.con.execute('SELECT run_id, query_index, score, "Straße km" FROM queries').fetchall()
+    assert [r[1] for r in got] == list(range(3 * 97)) and {r[0] for r in got} == {"run-1"}
+    X = np.random.default_rng(5).random((97, len(NAMES)))
+    np.testing.assert_array_equal([r[2] for r in got[:97]], X[:, 0])
+    np.testing.assert_array_equal([r[3] for r in got[:97]], X[:, 2])
+    store.abandon()
+
+
+def test_a_failed_last_write_is_raised_and_the_setting_restored(tmp_path):
+    store = Store(tmp_path / "q.duckdb", NAMES)
+    log = QueryLog(store, "run-1", flush_rows=1000, background=True)
+    setting = "SELECT current_setting('checkpoint_threshold')"
+    before = store.con.execute(setting).fetchall()
+    add_rows(log, np.random.default_rng(6), 3, 97)  # only a partial batch: written at flush
+    store.con.execute("DROP TABLE queries")
+    with pytest.raises(duckdb.Error):
+        log.flush()
+    assert store.con.execute(setting).fetchall() == before
+    store.abandon()
+    assert not store.partial.exists()

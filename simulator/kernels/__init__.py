@@ -48,6 +48,12 @@ class Kernels:
         :func:`simulator.kernels.reference.admit` (``invalid`` is :meth:`violations`: no relations)."""
         return self._impl.admit(X, X0, origin, used, sa)
 
+    def charge(self, X, X0, origin, used, budget, sa) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`admit`, and for a batch with no invalid candidate and within ``budget`` (int64 per original) the
+        charge ``used += asked`` in place: ``(query_index, cost)``, or None for a refused batch (nothing charged),
+        see :func:`simulator.kernels.reference.charge`."""
+        return self._impl.charge(X, X0, origin, used, budget, sa)
+
     def mutate(self, base, X0, origin, U, Z, V, step, p, mode, sa) -> np.ndarray:
         return self._impl.mutate(base, X0, origin, U, Z, V, step, p, mode, sa)
 

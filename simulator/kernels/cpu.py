@@ -173,13 +173,18 @@ def _violations(X, X0, origin, kind, lo, hi, mutable, direction, cats, ncats, ou
 
 
 @njit(cache=True, nogil=True)
-def _admit(X, X0, origin, used, kind, lo, hi, mutable, direction, cats, ncats, weight, qi, bad_out, cost_out, asked):
+def _admit(X, X0, origin, used, budget, kind, lo, hi, mutable, direction, cats, ncats, weight, qi, bad_out, cost_out,
+           asked):
     """``violations``, ``cost`` and the per-original query numbers in one pass over the rows (serial: the numbers
-    follow row order). The per-value rules repeat ``_cost``'s and ``_violations``'s on purpose: the same rules as
-    shared ``inline="always"`` helpers measured 0.56x instead of 0.79x in ``bench_oracle --threads 1 --only xgboost``
-    (and ``cost`` 48 instead of 56 Mrows/s); ``tests/test_admit_kernel.py`` holds the three to one reference."""
+    follow row order). With a ``budget`` per original (an empty one: none), a batch with no invalid row and within
+    every budget is charged (``used += asked``) and -1 returned, any other batch -2 (nothing charged); -1 without a
+    budget; ``i >= 0``: row ``i`` names an original that does not exist. The per-value rules repeat ``_cost``'s and
+    ``_violations``'s on purpose: the same rules as shared ``inline="always"`` helpers measured 0.56x instead of 0.79x
+    in ``bench_oracle --threads 1 --only xgboost`` (and ``cost`` 48 instead of 56 Mrows/s);
+    ``tests/test_admit_kernel.py`` holds the three to one reference."""
     n, d = X.shape
     m = asked.shape[0]
+    any_bad = False
     for i in range(n):
         o = origin[i]
         if o < 0 or o >= m:
@@ -226,6 +231,16 @@ def _admit(X, X0, origin, used, kind, lo, hi, mutable, direction, cats, ncats, w
                     bad = True
         bad_out[i] = bad
         cost_out[i] = s
+        any_bad |= bad
+    if budget.shape[0] == 0:
+        return -1
+    if any_bad:
+        return -2
+    for o in range(m):
+        if used[o] + asked[o] > budget[o]:
+            return -2
+    for o in range(m):
+        used[o] += asked[o]
     return -1
 
 
@@ -331,6 +346,24 @@ def violations(X, X0, origin, sa):
 
 
 def admit(X, X0, origin, used, sa):
+    return _admit_call(X, X0, origin, used, _NO_BUDGET, sa)[:4]
+
+
+def charge(X, X0, origin, used, budget, sa):
+    if not (isinstance(used, np.ndarray) and used.dtype == np.int64 and used.flags.c_contiguous):
+        raise ValueError("charge: the counts must be a contiguous int64 array (they are charged in place)")
+    budget = _i(budget)
+    if len(budget) != len(used):
+        raise ValueError(f"charge: {len(budget)} budgets for {len(used)} counts")
+    qi, bad, c, asked, status = _admit_call(X, X0, origin, used, budget, sa)
+    return None if status == -2 else (qi, c)
+
+
+_NO_BUDGET = np.zeros(0, np.int64)
+
+
+def _admit_call(X, X0, origin, used, budget, sa):
+    """``(query_index, invalid, cost, asked, status)``; ``status`` -2: a refused batch (with a budget)."""
     X, origin = _f(X), _i(origin)
     n = len(X)
     if n >= PARALLEL_MIN_ROWS:  # large batches: the parallel kernels, and the counts in NumPy
@@ -339,16 +372,25 @@ def admit(X, X0, origin, used, sa):
         ts = origin[order]
         qi = np.empty(n, np.int64)
         qi[order] = _i(used)[ts] + (np.arange(1, n + 1) - np.searchsorted(ts, ts))
-        return qi, violations(X, X0, origin, sa), cost(X, X0, origin, sa), asked
+        bad = violations(X, X0, origin, sa)
+        status = -1
+        if len(budget):
+            if bad.any() or (used + asked > budget).any():
+                status = -2
+            else:
+                used += asked
+        return qi, bad, cost(X, X0, origin, sa), asked, status
     qi, bad, c, asked = np.empty(n, np.int64), np.empty(n, np.bool_), np.empty(n), np.zeros(len(used), np.int64)
-    X0, used = _f(X0), _i(used)
+    X0 = _f(X0)
+    if len(budget) == 0:
+        used = _i(used)
     if len(used) != len(X0) or X.shape[1] != X0.shape[1]:
         raise ValueError(f"admit: {len(used)} counts and {X0.shape} originals for candidates of shape {X.shape}")
-    row = _admit(X, X0, origin, used, sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction, sa.categories,
+    row = _admit(X, X0, origin, used, budget, sa.kind, sa.lo, sa.hi, sa.mutable, sa.direction, sa.categories,
                  sa.n_categories, sa.cost, qi, bad, c, asked)
     if row >= 0:
         raise IndexError(f"admit: row {row} names original {origin[row]}, and there are {len(used)}")
-    return qi, bad, c, asked
+    return qi, bad, c, asked, row
 
 
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa):

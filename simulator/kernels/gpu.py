@@ -49,6 +49,12 @@ def admit(X, X0, origin, used, sa):
     return qi, cp.asnumpy(bad), cp.asnumpy(c), asked
 
 
+def charge(X, X0, origin, used, budget, sa):
+    cp = _cp()
+    got = reference.charge(*_to(cp, X, X0), origin, used, budget, sa, xp=cp)
+    return None if got is None else (got[0], cp.asnumpy(got[1]))
+
+
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa):
     cp = _cp()
     args = _to(cp, np.asarray(base, np.float64), X0, origin, U, Z, V, np.asarray(step, np.float64), np.asarray(p, np.float64))

@@ -114,6 +114,18 @@ def admit(X, X0, origin, used, sa, xp=np):
             asked)
 
 
+def charge(X, X0, origin, used, budget, sa, xp=np):
+    """:func:`admit` and the charge in one call (:meth:`simulator.oracle.Oracle.query`): a batch with no invalid
+    candidate and within ``budget`` (per original, ``used + asked <= budget``) is charged, ``used += asked`` in place
+    (``used`` and ``budget``: int64 on the host), and ``(query_index, cost)`` returned; any other batch returns None
+    and charges nothing."""
+    qi, bad, c, asked = admit(X, X0, origin, used, sa, xp)
+    if bool(bad.any()) or bool((used + asked > np.asarray(budget, np.int64)).any()):
+        return None
+    used += asked
+    return qi, c
+
+
 def mutate(base, X0, origin, U, Z, V, step, p, mode, sa, xp=np):
     """Random moves from ``base``, projected. Each mutable feature moves with probability ``p[i]``, and one
     mutable feature chosen by ``V[i]`` always moves. ``mode`` 0 (local): continuous/integer move by
