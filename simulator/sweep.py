@@ -422,7 +422,10 @@ def _start_ray(sweep: Sweep | str | Path, output: str | Path | None, address: st
 
     if ray.is_initialized():
         return (sweep if isinstance(sweep, Sweep) else load_sweep(sweep, output=output)), False
-    kw: dict[str, Any] = dict(address=address, logging_level="ERROR", log_to_driver=False, ignore_reinit_error=True)
+    # address "local" without --address: a Ray of its own on this machine, never a cluster that ``ray start`` left
+    # in /tmp/ray/ray_current_cluster (ray.init() would connect to it, or fail on a stale one)
+    kw: dict[str, Any] = dict(address=address or "local", logging_level="ERROR", log_to_driver=False,
+                              ignore_reinit_error=True)
     if address is None:
         # worker_niceness: Ray starts its workers at nice 15 by default, so on a machine that other work keeps
         # busy they get a sliver of the CPU (measured: 5 % each on a loaded 2-core machine, while the serial
