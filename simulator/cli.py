@@ -325,6 +325,7 @@ def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder
 
 
 @app.command()
+@guarded
 def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (train:, data:, model:, features:, attack:, harden:)"),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: <name>-harden)"),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
