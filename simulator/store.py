@@ -533,6 +533,17 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     if not ok:
         con.close()
         raise StoreError("not a fraudsim run file (no fraudsim_meta table)", file=str(path))
+    try:  # a file of a newer fraudsim may hold tables this one would misread: refused, not guessed at
+        rows = con.execute("SELECT value FROM fraudsim_meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"unreadable fraudsim_meta ({str(exc).splitlines()[0][:120]})", file=str(path)) from None
+    version = rows[0][0] if rows else None
+    if version is not None and not (str(version).isdigit() and int(version) <= SCHEMA_VERSION):
+        con.close()
+        raise StoreError(f"schema version {str(version)[:20]!r} is not one this fraudsim reads (1 to {SCHEMA_VERSION}); "
+                         "a file written by a newer fraudsim needs that version", file=str(path),
+                         field="fraudsim_meta.schema_version")
     return con
 
 
