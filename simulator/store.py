@@ -262,8 +262,11 @@ def is_run_file(path: Path) -> bool:
 
 
 def _looks_like_input(path: Path) -> bool:
-    head = _head(path)
-    return head[8:12] == DUCKDB_MAGIC or head.startswith(b"PAR1") or head.startswith(b"tree\n")
+    """A run file, Parquet data, or a model: LightGBM text, XGBoost JSON or UBJ (``learner`` near the start), ONNX (a
+    protobuf starting with field 1, ``ir_version``: no text export starts with byte 0x08)."""
+    head = _head(path, 64)
+    xgboost = head.lstrip()[:1] == b"{" and b"learner" in head
+    return head[8:12] == DUCKDB_MAGIC or head.startswith((b"PAR1", b"tree\n", b"\x08")) or xgboost
 
 
 class OutputLock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -91,3 +92,52 @@ def test_gates_on_a_sweep_whose_variants_all_failed(team_files, tmp_path):
     assert r.exit_code == 1, r.output  # the variant failed; the sweep file records it
     sweep_file = tmp_path / "sweep.duckdb"
     one_line_error(runner.invoke(app, ["gate", str(sweep_file), "auc >= 0.5"]), str(sweep_file), "no runs table")
+
+
+def test_damage_past_the_header_is_one_line(run_file, tmp_path):
+    """8 KiB overwritten at each twentieth of the file: DuckDB opens it and fails a checksum only when a reader
+    reaches the block (exit 3 before). Every case is a report or one line, exit 2; some reach the damaged block."""
+    data = run_file.read_bytes()
+    damaged = 0
+    for k in range(1, 20):
+        bb = bytearray(data)
+        at = len(data) * k // 20 // 4096 * 4096
+        bb[at:at + 8192] = b"\xab" * 8192
+        path = tmp_path / f"damaged{k}.duckdb"
+        path.write_bytes(bytes(bb))
+        r = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / f"r{k}.html")])
+        if r.exit_code != 0:
+            text = one_line_error(r, str(path))
+            damaged += "damaged or truncated" in text
+            assert not (tmp_path / f"r{k}.html").exists()
+    assert damaged >= 1
+
+
+def test_a_file_without_a_transactions_table_is_one_line(run_file, tmp_path):
+    path = edited(run_file, tmp_path, "DROP TABLE transactions CASCADE")
+    one_line_error(runner.invoke(app, ["compare", str(path), str(run_file)]), str(path), "no transactions table")
+
+
+@pytest.mark.parametrize("model", ["xgb", "ubj", "onnx"])
+@pytest.mark.parametrize("command", ["gate --junit", "query -o", "compare -o"])
+def test_exports_never_overwrite_a_model(team_files, run_file, tmp_path, model, command):
+    """``--junit model.json`` replaced an XGBoost model with JUnit XML, ``-o model.onnx`` an ONNX model with CSV."""
+    import xgboost as xgb
+
+    if model == "onnx":
+        victim = tmp_path / "m.onnx"
+        victim.write_bytes((Path(__file__).resolve().parents[1] / "models" / "xgb_export.onnx").read_bytes())
+    elif model == "ubj":
+        booster = xgb.Booster()
+        booster.load_model(str(team_files["xgb"]))
+        victim = tmp_path / "m.ubj"
+        victim.write_bytes(bytes(booster.save_raw("ubj")))
+    else:
+        victim = tmp_path / "m.json"
+        victim.write_bytes(team_files["xgb"].read_bytes())
+    before = digest(victim)
+    argv = {"gate --junit": ["gate", run_file, "auc >= 0.5", "--junit", victim],
+            "query -o": ["query", run_file, "SELECT 1", "-f", "csv", "-o", victim],
+            "compare -o": ["compare", run_file, run_file, "-f", "csv", "-o", victim]}[command]
+    one_line_error(runner.invoke(app, [str(a) for a in argv]), str(victim), "model/data file")
+    assert digest(victim) == before

@@ -367,10 +367,17 @@ def has_current_views(con: duckdb.DuckDBPyConnection) -> bool:
     return all(name in present for name in VIEW_NAMES)
 
 
+#: tables every run file has (a campaign's too); a file without one is damaged or hand-edited
+RUN_TABLES = ("runs", "targets", "queries", "transactions", "model_versions")
+
+
 def open_run(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open a run file read-only with the views available (temporary ones when the file lacks current views)."""
     con = open_readonly(path)
     try:
+        missing = [t for t in RUN_TABLES if not _columns(con, t)]
+        if missing:
+            raise StoreError(f"not a complete fraudsim run file (no {missing[0]} table)")
         if not has_current_views(con):
             create_views(con, temporary=True)
     except (duckdb.Error, StoreError) as exc:
