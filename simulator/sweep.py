@@ -220,7 +220,7 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
                                  field=f"variants.{i}")
             for k in v:
                 check_path(k, field=f"variants.{i}", file=src)
-    count = math.prod(len(v) for v in grid.values()) if grid is not None else len(listed)
+    count = math.prod(len(v) for v in grid.values()) if grid is not None else len(listed or [])
     if count > MAX_VARIANTS:
         raise SweepError(f"{count:,} variants is over the limit of {MAX_VARIANTS:,} for one sweep (each is a run); "
                          "split it into several sweeps", file=src, field="grid" if grid is not None else "variants")
