@@ -195,7 +195,11 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     if not isinstance(raw.get("base"), str):
         raise SweepError("required: the base scenario file (relative to this file)", file=src, field="base")
     base = (path.resolve().parent / raw["base"]).resolve()
-    if not base.is_file():
+    try:
+        found = base.is_file()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
         raise SweepError(f"base scenario {raw['base']!r} not found (looked at {base})", file=src, field="base")
     grid, listed = raw.get("grid"), raw.get("variants")
     if raw.get("output") is not None and (not isinstance(raw["output"], str) or not raw["output"].strip()):

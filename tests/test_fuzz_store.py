@@ -141,3 +141,10 @@ def test_exports_never_overwrite_a_model(team_files, run_file, tmp_path, model, 
             "compare -o": ["compare", run_file, run_file, "-f", "csv", "-o", victim]}[command]
     one_line_error(runner.invoke(app, [str(a) for a in argv]), str(victim), "model/data file")
     assert digest(victim) == before
+
+
+def test_a_huge_value_in_a_terminal_table_is_cut(run_file):
+    """A 20 MB value took Rich over two minutes of CPU to lay out (100 MB: a hang); the table shows its start."""
+    r = runner.invoke(app, ["query", str(run_file), "SELECT repeat('x', 5000000) AS s"])
+    assert r.exit_code == 0, r.output
+    assert "5,000,000 characters; --format csv for all" in r.output.replace("\n", "") and len(r.output) < 100_000

@@ -117,3 +117,10 @@ def test_an_absurd_grid_is_refused_at_once(base):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "1,000,000 variants" in r.stderr and "grid" in r.stderr
     assert not list(base.glob("*.runs")) and not list(base.glob("*.duckdb*"))
+
+
+def test_a_base_name_too_long_for_the_file_system_is_one_line(base):
+    """Path.is_file raised OSError (ENAMETOOLONG) on a 300-character base name: exit 3 (fuzz_cli seed 8)."""
+    sw = base / "sweep.yaml"
+    sw.write_text(yaml.safe_dump({"base": "x" * 300 + ".yaml", "grid": {"seed": [1]}}))
+    refused(base, sweep_cli(sw), "sweep.yaml", "base", "not found")
