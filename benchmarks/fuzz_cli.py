@@ -75,7 +75,7 @@ META_VALUES = ["99", "abc", "", "[", '{"a": 1}', '["nope"]', "-1", "3.0", "null"
 TABLES = ["runs", "targets", "queries", "transactions", "model_versions", "feature_columns", "sweep"]
 
 
-class Hang(Exception):
+class Hang(BaseException):  # not an Exception: the CLI's guard would report it as an internal error (exit 3)
     pass
 
 
