@@ -148,3 +148,12 @@ def test_a_huge_value_in_a_terminal_table_is_cut(run_file):
     r = runner.invoke(app, ["query", str(run_file), "SELECT repeat('x', 5000000) AS s"])
     assert r.exit_code == 0, r.output
     assert "5,000,000 characters; --format csv for all" in r.output.replace("\n", "") and len(r.output) < 100_000
+
+
+@pytest.mark.parametrize("table", ["targets", "model_versions", "queries"])
+def test_gates_on_a_file_without_a_run_table_are_one_line(run_file, tmp_path, table):
+    """gate read the file without open_run's checks: a dropped targets or model_versions table was exit 3
+    (fuzz_cli seed 9)."""
+    path = edited(run_file, tmp_path, f"DROP TABLE {table} CASCADE")
+    one_line_error(runner.invoke(app, ["gate", str(path), "auc >= 0.5", "success_rate_at_10 <= 1"]), str(path),
+                   f"no {table} table")

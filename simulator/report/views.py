@@ -371,13 +371,18 @@ def has_current_views(con: duckdb.DuckDBPyConnection) -> bool:
 RUN_TABLES = ("runs", "targets", "queries", "transactions", "model_versions")
 
 
+def require_run_tables(con: duckdb.DuckDBPyConnection, file: str | None = None) -> None:
+    """Refuse a file that lacks one of :data:`RUN_TABLES` (one line, before a reader's query fails on it)."""
+    missing = [t for t in RUN_TABLES if not _columns(con, t)]
+    if missing:
+        raise StoreError(f"not a complete fraudsim run file (no {missing[0]} table)", file=file)
+
+
 def open_run(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open a run file read-only with the views available (temporary ones when the file lacks current views)."""
     con = open_readonly(path)
     try:
-        missing = [t for t in RUN_TABLES if not _columns(con, t)]
-        if missing:
-            raise StoreError(f"not a complete fraudsim run file (no {missing[0]} table)")
+        require_run_tables(con)
         if not has_current_views(con):
             create_views(con, temporary=True)
     except (duckdb.Error, StoreError) as exc:
