@@ -1,11 +1,12 @@
 """Fuzz fraudsim's inputs the way a hostile or careless user would, and count what happens.
 
-    python benchmarks/fuzz_inputs.py [--cases 5000] [--seed 0] [--runs 5]
+    python benchmarks/fuzz_inputs.py [--cases 5000] [--seed 0] [--runs 5] [--max-seconds S] [--families a,b]
 
 Cases (mixed): scenario files mutated at the value level (wrong types, missing and extra keys, NaN/inf/huge
 numbers, unicode, markup, paths that are folders, /dev/zero, FIFOs, 300-character names) and at the text level
 (duplicate keys, YAML aliases and billion laughs, recursive aliases, deep nesting, UTF-16, invalid UTF-8, random
-bytes, truncation); model cards; data files; LightGBM text and XGBoost JSON models (truncated, mutated, crafted).
+bytes, truncation); model cards; data files; LightGBM text and XGBoost JSON models (truncated, mutated, crafted);
+XGBoost UBJ and ONNX files (truncated, bytes flipped, garbage after a real head).
 Scenarios go through ``Scenario.from_yaml`` + ``prepare(validate_only=True)`` (what ``fraudsim validate`` does) in
 this process under a 20 s alarm; model files the guards accept are parsed again in a child process, so a crash or a
 hang of a native parser is counted, not suffered. A few accepted scenarios are then run end to end (``--runs``).
@@ -51,6 +52,11 @@ SEEDS = {
                                  "evolution": {"temperature": 0.1, "mutation": 0.3}},
                  "defence": {"labels": {"delay_days": 1}}, "rounds": 2},
 }
+
+
+#: case families and their weights in the mix
+FAMILIES = {"scenario": 35, "text": 20, "path": 8, "card": 10, "data": 7, "lightgbm": 12, "xgboost": 8, "ubj": 6,
+            "onnx": 4}
 
 
 class Hang(Exception):
@@ -132,6 +138,16 @@ def text_mutation(rng):
 
 
 def child_parse(path: Path, kind: str, timeout: float = 30.0) -> str:
+    if kind == "onnx":  # fraudsim's own loader and scoring: refused (exit 2) or scored, never a crash
+        code = ("import sys, numpy as np\nfrom simulator.errors import FraudsimError\nfrom simulator.target import "
+                "load_model\ntry:\n    m = load_model(sys.argv[1], features=[f'f{i}' for i in range(12)])\n"
+                "    m.predict_score(np.zeros((3, len(m.feature_names))))\nexcept FraudsimError:\n    sys.exit(2)\n")
+        try:
+            p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=timeout,
+                               cwd=str(ROOT))
+        except subprocess.TimeoutExpired:
+            return "hang"
+        return "crash" if p.returncode < 0 else "ok" if p.returncode in (0, 2) else "traceback"
     code = ("import sys, lightgbm as lgb, numpy as np\nb = lgb.Booster(model_file=sys.argv[1])\n"
             "b.predict(np.zeros((3, b.num_feature())))\n") if kind == "lightgbm" else \
         ("import sys, xgboost as xgb, numpy as np\nb = xgb.Booster(); b.load_model(sys.argv[1])\n"
@@ -148,8 +164,14 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=5, help="accepted world scenarios also run end to end")
+    ap.add_argument("--max-seconds", type=float, default=None, help="stop drawing cases after this long and report "
+                    "what was tried (a loaded machine still gets a result)")
+    ap.add_argument("--families", default=None, help="comma-separated subset of: " + ", ".join(FAMILIES))
     args = ap.parse_args()
     rng = random.Random(args.seed)
+    families = [f for f in FAMILIES if args.families is None or f in args.families.split(",")]
+    if not families:
+        ap.error(f"--families: none of {args.families!r} is one of {', '.join(FAMILIES)}")
 
     import polars as pl
 
@@ -175,6 +197,12 @@ def main() -> None:
     special = [str(work / "adir"), "/dev/zero", str(work / "fifo.yaml"), "m.txt", "m.json", "data.parquet",
                "y" * 300 + ".parquet", "nope.json"]
     lgb_text, xgb_text = lgb_path.read_bytes(), xgb_path.read_bytes()
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(str(xgb_path))
+    ubj_text = bytes(booster.save_raw("ubj"))
+    onnx_text = (ROOT / "models" / "xgb_export.onnx").read_bytes()
     card_text = (work / "m.card.json").read_text() if (work / "m.card.json").exists() else '{"threshold": 0.5}'
 
     counts: Counter[str] = Counter()
@@ -188,9 +216,12 @@ def main() -> None:
         if detail and len(samples.setdefault(outcome, [])) < 5:
             samples[outcome].append(detail[:300])
 
+    tried = 0
     for i in range(args.cases):
-        family = rng.choices(["scenario", "text", "path", "card", "data", "lightgbm", "xgboost"],
-                             [35, 20, 8, 10, 7, 12, 8])[0]
+        if args.max_seconds is not None and time.perf_counter() - t_start > args.max_seconds:
+            break
+        tried += 1
+        family = rng.choices(families, [FAMILIES[f] for f in families])[0]
         case = work / f"case{i}"
         case.mkdir()
         for f in ("m.json", "m.txt", "data.parquet"):
@@ -260,6 +291,35 @@ def main() -> None:
                 (case / "s.yaml").write_text(yaml.safe_dump(raw))
                 prepare(Scenario.from_yaml(case / "s.yaml"))
                 record("accepted")
+            elif family in ("ubj", "onnx"):  # binary formats: truncated, bytes flipped, garbage after a real head
+                base = ubj_text if family == "ubj" else onnx_text
+                op = rng.randrange(3)
+                if op == 0:
+                    data = base[:rng.randrange(len(base))]
+                elif op == 1:
+                    b = bytearray(base)
+                    for _ in range(rng.randint(1, 12)):
+                        b[rng.randrange(len(b))] = rng.randrange(256)
+                    data = bytes(b)
+                else:
+                    cut = rng.randrange(min(len(base), 4096))
+                    data = base[:cut] + bytes(rng.randrange(256) for _ in range(rng.randrange(3000)))
+                path = case / ("m2.ubj" if family == "ubj" else "m2.onnx")
+                path.write_bytes(data)
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                if family == "ubj":
+                    from simulator.target.xgb_guard import check_xgboost_file
+
+                    check_xgboost_file(path)
+                    verdict = child_parse(path, "xgboost")
+                else:
+                    verdict = child_parse(path, "onnx")
+                if verdict != "ok":
+                    record("native " + verdict if verdict != "traceback" else "traceback", f"{family} op {op}: {path}")
+                    continue
+                if family == "ubj":
+                    load_model(path, "xgboost")
+                record("accepted")
             else:
                 base = lgb_text if family == "lightgbm" else xgb_text
                 op = rng.randrange(4)
@@ -297,9 +357,9 @@ def main() -> None:
                     continue
                 load_model(path, family)  # the guard passed and the library survived it in a child
                 record("accepted")
-        except FraudsimError as exc:
+        except FraudsimError as exc:  # a newline in the user's own path or key is escaped by the CLI (one_line)
             text = str(exc)
-            record("one-line error" if "\n" not in text and text else "multi-line error", text)
+            record("one-line error" if "\n" not in exc.reason and text else "multi-line error", text)
         except Hang:
             record("hang", f"{family}: {case}")
         except Exception as exc:
@@ -323,8 +383,8 @@ def main() -> None:
             record("run failure", f"{path}")
 
     elapsed = time.perf_counter() - t_start
-    print(f"fuzz_inputs: {args.cases} cases, seed {args.seed}, {elapsed:.0f} s")
-    print(f"  tried            {args.cases:>6}")
+    print(f"fuzz_inputs: {tried} of {args.cases} cases, seed {args.seed}, {elapsed:.0f} s")
+    print(f"  tried            {tried:>6}")
     print(f"  accepted         {counts['accepted']:>6}")
     print(f"  one-line errors  {counts['one-line error']:>6}")
     print(f"  multi-line       {counts['multi-line error']:>6}   (goal 0)")

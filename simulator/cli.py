@@ -107,11 +107,25 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 code = EXIT_SIGTERM if signal_received() == signal.SIGTERM else EXIT_SIGINT
             if code is not None:
                 _interrupted(code)
+            if _damaged_file(exc):  # a run file truncated or corrupted past the blocks checked when it was opened
+                where = kwargs.get("run_file") or kwargs.get("runs") or kwargs.get("sweep_file")
+                where = ", ".join(map(str, where)) if isinstance(where, list) else where
+                say_error("store error", (f"{where}: " if where else "") + "the file is damaged or truncated ("
+                          + (str(exc).strip().splitlines() or [""])[0][:200] + ")")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             _internal_error(exc, debug)
         finally:
             restore()
 
     return wrapper
+
+
+def _damaged_file(exc: BaseException) -> bool:
+    """DuckDB's errors for a file whose blocks are missing or fail their checksum: bad input, not fraudsim's bug."""
+    import duckdb
+
+    text = str(exc)
+    return isinstance(exc, duckdb.Error) and ("Could not read enough bytes" in text or "Corrupt database file" in text)
 
 
 def _interrupt_code(exc: BaseException | None) -> int | None:
@@ -325,6 +339,7 @@ def train(out_dir: Path = typer.Option(Path("models"), "--out-dir", help="folder
 
 
 @app.command()
+@guarded
 def harden(scenario: Path = typer.Argument(..., help="harden scenario YAML (train:, data:, model:, features:, attack:, harden:)"),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: <name>-harden)"),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),

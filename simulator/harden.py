@@ -201,9 +201,17 @@ class HardenContext:
         key = (sha, json.dumps(p, sort_keys=True, default=str), seed)
         if key in self._trained:
             return self._trained[key]
-        trained = train_model(X, y, self.data.X_hold, self.data.y_hold, self.names, kind=self.data.kind,
-                              seed=seed, fpr=self.fpr, params=p,
-                              provenance=dict(provenance or {}, training_data_sha256=sha))
+        try:
+            trained = train_model(X, y, self.data.X_hold, self.data.y_hold, self.names, kind=self.data.kind,
+                                  seed=seed, fpr=self.fpr, params=p,
+                                  provenance=dict(provenance or {}, training_data_sha256=sha))
+        except Exception as exc:  # the library refused a parameter: the user's train_params, if there are any
+            user = self.scenario.harden.train_params if self.scenario.harden else {}
+            if not user or not (isinstance(exc, (TypeError, ValueError)) or type(exc).__name__ in LIBRARY_ERRORS):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ScenarioError(f"training with these parameters failed: {first}", file=self.scenario.source,
+                                field="harden.train_params") from None
         self.trainings += 1
         self._trained[key] = trained
         return trained
@@ -396,6 +404,10 @@ def check(sc: Scenario) -> list:
         if not Path(sc.model.path).is_file():
             raise ModelError("file not found", file=str(sc.model.path), field="model.path")
         kind = sc.model.kind or detect_kind(Path(sc.model.path))
+    rounds = sc.harden.train_params.get("rounds")
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+        raise ScenarioError(f"rounds must be a whole number >= 1 (got {rounds!r})", file=sc.source,
+                            field="harden.train_params.rounds")
     defences = []
     try:
         for i, m in enumerate(sc.harden.methods):
@@ -410,9 +422,8 @@ def harden(sc: Scenario, out_dir: str | Path | None = None, *, log=None) -> Hard
     """Run the hardening scenario; writes ``out_dir`` (default ``<name>-harden``) atomically."""
     say = log or (lambda msg: None)
     defences = check(sc)
+    out_dir = check_out_dir(sc, Path(out_dir) if out_dir is not None else Path(f"{sc.name}-harden"))
     data = load_data(sc)
-    out_dir = Path(out_dir) if out_dir is not None else Path(f"{sc.name}-harden")
-    out_dir = out_dir.resolve()
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -429,6 +440,41 @@ def harden(sc: Scenario, out_dir: str | Path | None = None, *, log=None) -> Hard
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: the model libraries' errors for a parameter they refuse (a bad ``harden.train_params`` value)
+LIBRARY_ERRORS = ("XGBoostError", "LightGBMError")
+#: what a harden writes into its folder; a folder holding anything else is not replaced
+OUTPUT_ENTRIES = frozenset({"candidates.json", "harden.html", "harden.duckdb", "models", "attacks", "tuning.journal"})
+
+
+def check_out_dir(sc: Scenario, out_dir: Path) -> Path:
+    """The output folder, resolved; refuses (one line, before anything is read or written) a file, a folder that
+    holds an input of the scenario, and a folder with anything in it but an earlier harden's output, since the
+    finished folder replaces it whole (``-o .`` deleted the scenario, the data and the model)."""
+    from .errors import StoreError
+
+    def bad(reason: str) -> StoreError:
+        return StoreError(reason, file=str(out_dir), field="--output")
+
+    try:
+        resolved = out_dir.resolve()
+        if resolved.exists() and not resolved.is_dir():
+            raise bad("exists and is not a folder; harden writes a folder (candidates.json, harden.html, ...)")
+        inputs = [Path(sc.source)] if sc.source and not sc.source.startswith("<") else []
+        inputs += [p for p in (sc.train.path if sc.train else None, sc.data.path if sc.data else None,
+                               sc.model.path) if p is not None]
+        for inp in inputs:
+            if resolved == Path(inp).resolve() or resolved in Path(inp).resolve().parents:
+                raise bad(f"holds {str(inp)!r}, an input of the scenario; the folder is replaced whole: write the "
+                          "results elsewhere")
+        other = sorted(e.name for e in resolved.iterdir() if e.name not in OUTPUT_ENTRIES) if resolved.is_dir() else []
+    except OSError as exc:
+        raise bad(f"cannot be used as an output ({exc.strerror or type(exc).__name__})") from None
+    if other:
+        raise bad(f"exists and holds {other[0]!r}, which is not the output of an earlier fraudsim harden; the folder "
+                  "is replaced whole: remove it or choose another name")
+    return resolved
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:

@@ -262,8 +262,11 @@ def is_run_file(path: Path) -> bool:
 
 
 def _looks_like_input(path: Path) -> bool:
-    head = _head(path)
-    return head[8:12] == DUCKDB_MAGIC or head.startswith(b"PAR1") or head.startswith(b"tree\n")
+    """A run file, Parquet data, or a model: LightGBM text, XGBoost JSON or UBJ (``learner`` near the start), ONNX (a
+    protobuf starting with field 1, ``ir_version``: no text export starts with byte 0x08)."""
+    head = _head(path, 64)
+    xgboost = head.lstrip()[:1] == b"{" and b"learner" in head
+    return head[8:12] == DUCKDB_MAGIC or head.startswith((b"PAR1", b"tree\n", b"\x08")) or xgboost
 
 
 class OutputLock:
@@ -533,6 +536,17 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     if not ok:
         con.close()
         raise StoreError("not a fraudsim run file (no fraudsim_meta table)", file=str(path))
+    try:  # a file of a newer fraudsim may hold tables this one would misread: refused, not guessed at
+        rows = con.execute("SELECT value FROM fraudsim_meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"unreadable fraudsim_meta ({str(exc).splitlines()[0][:120]})", file=str(path)) from None
+    version = rows[0][0] if rows else None
+    if version is not None and not (str(version).isdigit() and int(version) <= SCHEMA_VERSION):
+        con.close()
+        raise StoreError(f"schema version {str(version)[:20]!r} is not one this fraudsim reads (1 to {SCHEMA_VERSION}); "
+                         "a file written by a newer fraudsim needs that version", file=str(path),
+                         field="fraudsim_meta.schema_version")
     return con
 
 

@@ -38,6 +38,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import os
 import queue
 import socket
@@ -49,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
 
 from .errors import FraudsimError, ScenarioError
 
 ENGINES = ("ray", "serial")
 #: overrides whose values are file paths: a relative one is relative to the sweep file (where it is written)
 PATH_KEYS = ("model.path", "data.path")
+MAX_VARIANTS = 10_000  # variants of one sweep: each is a run file; more is a typo in a grid, not a plan
 RAY_EXTRA = "pip install 'fraudsim[ray]'  (or -e '.[ray]' in a checkout)"
 
 
@@ -184,16 +185,14 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     """Read and check a sweep file and every variant's scenario; raises a one-line error on bad input."""
     from .scenario import Scenario
 
+    from .safe_yaml import YamlError, load_yaml_text, read_text_file
+
     path = Path(path)
     src = str(path)
-    if not path.is_file():
-        raise SweepError("file not found", file=src)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SweepError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=src) from None
+    try:  # the scenario loader's limits: UTF-8, no duplicate keys, deep nesting or alias bombs
+        raw = load_yaml_text(read_text_file(path, what="sweep file"))
+    except YamlError as exc:
+        raise SweepError(str(exc), file=src) from None
     if not isinstance(raw, dict):
         raise SweepError("a sweep file is a mapping with 'base', and 'grid' or 'variants'", file=src)
     unknown = [k for k in raw if k not in ("base", "grid", "variants", "output")]
@@ -202,9 +201,16 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
     if not isinstance(raw.get("base"), str):
         raise SweepError("required: the base scenario file (relative to this file)", file=src, field="base")
     base = (path.resolve().parent / raw["base"]).resolve()
-    if not base.is_file():
+    try:
+        found = base.is_file()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
         raise SweepError(f"base scenario {raw['base']!r} not found (looked at {base})", file=src, field="base")
     grid, listed = raw.get("grid"), raw.get("variants")
+    if raw.get("output") is not None and (not isinstance(raw["output"], str) or not raw["output"].strip()):
+        raise SweepError("give the sweep file's name, such as sweep.duckdb (relative to this file)", file=src,
+                         field="output")
     if grid is None and listed is None:
         raise SweepError("give 'grid' (lists of values per key), 'variants' (a list of override maps), or both (each "
                          "variant times the grid)", file=src, field="grid")
@@ -227,15 +233,21 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
                 if isinstance(grid, dict) and k in grid:
                     raise SweepError(f"{k!r} is in both the grid and this variant: give it in one of them", file=src,
                                      field=f"variants.{i}.{k}")
+    points = math.prod(len(v) for v in grid.values()) if grid is not None else 1
+    count = points * (len(listed) if listed is not None else 1)
+    if count > MAX_VARIANTS:
+        raise SweepError(f"{count:,} variants is over the limit of {MAX_VARIANTS:,} for one sweep (each is a run); "
+                         "split it into several sweeps", file=src, field="grid" if grid is not None else "variants")
     try:
-        base_raw = yaml.safe_load(base.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(base)) from None
+        base_raw = load_yaml_text(read_text_file(base, what="scenario file"))
+    except YamlError as exc:
+        raise ScenarioError(str(exc), file=str(base)) from None
     if not isinstance(base_raw, dict):
         raise ScenarioError("the scenario must be a mapping of keys", file=str(base))
     base_raw = _resolve_paths(base_raw, base.parent)
     out = _output_path(path, raw, output)
     variants = []
+    inputs = [path, base]  # what the sweep reads: the sweep file must not overwrite any of it
     for i, ov in enumerate(expand(grid, listed)):
         name = f"v{i:03d}"
         scen = copy.deepcopy(base_raw)
@@ -243,9 +255,14 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
             _set(scen, k, _resolve_override(k, value, path.resolve().parent))
         where = f"{src} (variant {name}: {json.dumps(ov, default=str)})"
         sc = Scenario.from_dict(scen, base_dir=base.parent, source=where)  # bad values: one line, nothing run
+        inputs += [p for p in sc.input_paths() if str(p) != where]
         key = hashlib.sha256(sc.to_yaml().encode()).hexdigest()[:10]
         variants.append(Variant(name, ov, scen, where, key))
     axes = list(dict.fromkeys([*(k for v in listed or [] for k in v), *(grid or {})]))
+    from .store import check_output_path
+
+    check_output_path(out, field="--output" if output is not None else "output", inputs=inputs,
+                      source=None if output is not None else src, create=False)
     return Sweep(path=path, base=base, output=out, variants=variants, axes=axes)
 
 
@@ -272,8 +289,10 @@ def _output_path(path: Path, raw: dict, output: str | Path | None) -> Path:
 def _ran_before(path: str | Path, output: str | Path | None) -> bool:
     """Whether this sweep has run files from an earlier run (a quick look, before the sweep file is checked); also
     True when the file cannot even be read (its one-line error comes from :func:`load_sweep`)."""
+    from .safe_yaml import load_yaml_text, read_text_file
+
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_yaml_text(read_text_file(path))
         out = _output_path(Path(path), raw, output)
         runs = out.with_name(out.stem + ".runs")
         return runs.is_dir() and any(runs.iterdir())

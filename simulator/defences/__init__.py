@@ -106,7 +106,7 @@ def make_defence(name: str, params: dict | None, *, field: str) -> DefenceBase:
                                 field=f"{field}.{key}")
     try:
         return cls(**(params or {}))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise ScenarioError(f"bad parameters for {name}: {exc}", field=field) from None
 
 

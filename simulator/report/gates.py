@@ -196,6 +196,10 @@ def evaluate_gates(path_or_con: str | Path | duckdb.DuckDBPyConnection, run_id: 
 
         con = open_readonly(path_or_con)
     try:
+        if own:
+            from .views import require_run_tables
+
+            require_run_tables(con, str(path_or_con))
         run_id = resolve_run_id(con, run_id, file=None if not own else str(path_or_con))
         budget = M.run_budget(con, run_id)
         known = M.strategies(con, run_id)

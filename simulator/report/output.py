@@ -27,6 +27,9 @@ class OutputError(FraudsimError):
     kind = "output error"
 
 
+MAX_CELL_CHARS = 10_000  # characters of one value shown in a terminal table
+
+
 def _cell(v: object) -> Text:
     if v is None:
         return Text("NULL", style="dim")
@@ -42,9 +45,10 @@ def _cell(v: object) -> Text:
         return Text(str(v))
     if isinstance(v, (_dt.datetime, _dt.date)):
         return Text(v.isoformat(sep=" ") if isinstance(v, _dt.datetime) else v.isoformat())
-    if isinstance(v, (list, dict)):
-        return Text(json.dumps(v, default=str))
-    return Text(str(v))
+    text = json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)
+    if len(text) > MAX_CELL_CHARS:  # the table is for a look: a 100 MB value took minutes to lay out
+        return Text.assemble(text[:MAX_CELL_CHARS], (f"… ({len(text):,} characters; --format csv for all)", "dim"))
+    return Text(text)
 
 
 def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | None = None) -> Table:

@@ -359,14 +359,30 @@ def install_views(path: str | Path) -> list[str]:
 
 
 def has_current_views(con: duckdb.DuckDBPyConnection) -> bool:
+    """The file's views are this version's, and all of them are there (one dropped by hand is made again)."""
     rows = _fetch(con, "SELECT value FROM fraudsim_meta WHERE key = 'views_version'")
-    return bool(rows) and rows[0][0] == VIEWS_VERSION
+    if not rows or rows[0][0] != VIEWS_VERSION:
+        return False
+    present = {r[0] for r in _fetch(con, "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main'")}
+    return all(name in present for name in VIEW_NAMES)
+
+
+#: tables every run file has (a campaign's too); a file without one is damaged or hand-edited
+RUN_TABLES = ("runs", "targets", "queries", "transactions", "model_versions")
+
+
+def require_run_tables(con: duckdb.DuckDBPyConnection, file: str | None = None) -> None:
+    """Refuse a file that lacks one of :data:`RUN_TABLES` (one line, before a reader's query fails on it)."""
+    missing = [t for t in RUN_TABLES if not _columns(con, t)]
+    if missing:
+        raise StoreError(f"not a complete fraudsim run file (no {missing[0]} table)", file=file)
 
 
 def open_run(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open a run file read-only with the views available (temporary ones when the file lacks current views)."""
     con = open_readonly(path)
     try:
+        require_run_tables(con)
         if not has_current_views(con):
             create_views(con, temporary=True)
     except (duckdb.Error, StoreError) as exc:
@@ -377,6 +393,8 @@ def open_run(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def latest_run_id(con: duckdb.DuckDBPyConnection) -> str:
+    if not _columns(con, "runs"):  # a sweep whose variants all failed, or a damaged file
+        raise StoreError("the file holds no run (no runs table)")
     rows = _fetch(con, "SELECT run_id FROM runs ORDER BY started_at DESC NULLS LAST, run_id LIMIT 1")
     if not rows:
         raise StoreError("the file holds no run")
@@ -389,6 +407,8 @@ def resolve_run_id(con: duckdb.DuckDBPyConnection, run_id: str | None, *, file: 
             return latest_run_id(con)
         except StoreError as exc:
             raise StoreError(exc.reason, file=file) from None
+    if not _columns(con, "runs"):
+        raise StoreError("the file holds no run (no runs table)", file=file, field="run_id")
     if not _fetch(con, "SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
         known = [r[0] for r in _fetch(con, "SELECT run_id FROM runs ORDER BY run_id LIMIT 5")]
         raise StoreError(f"no run {run_id!r} in this file (runs: {', '.join(known) or 'none'})", file=file, field="run_id")

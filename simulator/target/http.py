@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 PROTOCOLS = ("mlflow", "kserve_v2")
 PROBABILITY_KEYS = ("1", 1, "probability", "proba", "score", "fraud_probability")
+MAX_TIMEOUT_S = 3600.0  # model.timeout: an hour for one answer is already a hang
+MIN_RPS = 1e-3  # model.max_rps: one request per 1,000 s at the slowest (smaller waits overflowed time.sleep)
+MAX_ANSWER_BYTES = 256 << 20  # an answer for 1,000,000 rows (batch_size's limit) is a few tens of MB
 
 
 class RateLimiter:
@@ -73,6 +76,12 @@ class HTTPModel(TargetModel):
         if protocol not in PROTOCOLS:
             raise ModelError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}", file=url,
                              field="model.protocol")
+        if not 0 < float(timeout) <= MAX_TIMEOUT_S:
+            raise ModelError(f"timeout must be in (0, {MAX_TIMEOUT_S:g}] seconds (got {timeout!r})", file=url,
+                             field="model.timeout")
+        if max_rps is not None and not float(max_rps) >= MIN_RPS:
+            raise ModelError(f"max_rps must be at least {MIN_RPS:g} requests per second (got {max_rps!r})", file=url,
+                             field="model.max_rps")
         self.base_url = url
         self.protocol = protocol
         self.url = _infer_url(url, protocol, model_name)
@@ -154,7 +163,7 @@ class HTTPModel(TargetModel):
             with self._lock:
                 self.requests += 1
             try:
-                resp = self.client.post(self.url, content=content)
+                resp = self._post(content)
             except httpx.TimeoutException as exc:
                 if isinstance(exc, httpx.ConnectTimeout):
                     last = f"connection timed out ({first_line(exc)})"
@@ -179,9 +188,30 @@ class HTTPModel(TargetModel):
         raise ModelError(f"endpoint unreachable after {self.retries + 1} tries: {last}", file=self.url,
                          field="model.url")
 
+    def _post(self, content: bytes):
+        """POST and read the whole answer within ``timeout`` seconds in all and :data:`MAX_ANSWER_BYTES`: httpx's
+        timeout bounds each read, so a server trickling a byte at a time held a run forever."""
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        with self.client.stream("POST", self.url, content=content) as resp:
+            body, size = [], 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise ModelError(f"the answer is over {MAX_ANSWER_BYTES >> 20} MB", file=self.url,
+                                     field="model.url")
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the answer did not end in time")
+                body.append(chunk)
+            return httpx.Response(resp.status_code, content=b"".join(body), request=resp.request,
+                                  headers={"content-type": resp.headers.get("content-type", "application/json")})
+
     def _parse(self, resp, n: int) -> np.ndarray:
         try:
             body = resp.json()
+        except RecursionError:
+            raise ModelError("the answer is JSON nested too deeply to read", file=self.url, field="model.url") from None
         except ValueError:
             raise ModelError(f"the answer is not JSON ({resp.text[:80]!r})", file=self.url, field="model.url") from None
         if self.protocol == "mlflow":
@@ -203,7 +233,7 @@ class HTTPModel(TargetModel):
             except (TypeError, ValueError):
                 raise ModelError("the output tensor's data are not numbers", file=self.url, field="model.url") from None
             shape = out_t.get("shape") or [len(data)]
-            if len(data) == 2 * n and (len(shape) == 2 and shape[-1] == 2):
+            if len(data) == 2 * n and (isinstance(shape, list) and len(shape) == 2 and shape[-1] == 2):
                 data = data.reshape(n, 2)[:, 1]
             if len(data) != n:
                 raise ModelError(f"the output tensor has {len(data)} values for {n} rows", file=self.url,
@@ -257,6 +287,8 @@ def _rows(X: np.ndarray) -> list:
 def _message(resp) -> str:
     try:
         body = resp.json()
+    except RecursionError:
+        return "(an answer nested too deeply to read)"
     except ValueError:
         return resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
     if isinstance(body, dict):

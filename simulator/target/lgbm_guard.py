@@ -228,7 +228,9 @@ def _floats(block: dict[str, str], key: str, n: int, where: str, *, required: bo
 def _check_tree(block: dict[str, str], n_features: int, index: int) -> None:
     where = f"Tree={index}"
     n = _int(block.get("num_leaves", ""), f"{where}: num_leaves", 1, MAX_LEAVES)
-    num_cat = _int(block.get("num_cat", "0"), f"{where}: num_cat", 0, MAX_LEAVES)
+    if "num_cat" not in block:  # LightGBM's parser requires it; its error inside the parallel load aborts the process
+        raise _Bad(f"{where}: num_cat= is missing")
+    num_cat = _int(block["num_cat"], f"{where}: num_cat", 0, MAX_LEAVES)
     _float(block.get("shrinkage", "1"), f"{where}: shrinkage")
     _floats(block, "leaf_value", n, where)
     linear = _int(block.get("is_linear", "0"), f"{where}: is_linear", 0, 1)

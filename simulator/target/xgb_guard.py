@@ -20,9 +20,14 @@ MAX_BYTES = 1 << 30  # 1 GiB; real fraud models are a few MB
 MAX_DEPTH = 64  # an XGBoost model nests about 8 levels
 
 _CHILD = r"""
-import sys, xgboost as xgb
+import json, sys, xgboost as xgb
+from simulator.target.xgb_guard import check_xgboost_json
 b = xgb.Booster()
 b.load_model(sys.argv[1])
+try:  # XGBoost loads a UBJ file with broken trees and crashes when it scores: the JSON file's tree checks
+    check_xgboost_json(json.loads(bytes(b.save_raw("json"))))
+except ValueError as exc:
+    sys.exit(str(exc))
 print("ok")
 """
 
