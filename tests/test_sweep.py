@@ -319,9 +319,11 @@ def test_a_cluster_kept_up_by_ray_start_runs_the_sweep_and_a_missing_token_is_on
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    # a clean environment: an earlier ray.init in this process sets RAY_AUTH_MODE and others in os.environ
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
                              "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
     try:
         ip, token = "127.0.0.1", False
         assert head.stdout is not None
@@ -333,7 +335,6 @@ def test_a_cluster_kept_up_by_ray_start_runs_the_sweep_and_a_missing_token_is_on
         threading.Thread(target=head.stdout.read, daemon=True).start()
         out = tmp_path / "kept up.duckdb"
         sw = write_sweep(team, {"grid": {"seed": [1, 2]}, "output": str(out)}, name="kept up.yaml")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         cmd = [sys.executable, "-m", "simulator.cli", "sweep", str(sw), "--address", f"{ip}:{port}"]
         if token:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
