@@ -73,3 +73,24 @@ def test_xgboost_ubj_with_a_child_pointer_out_of_range_is_refused_not_a_segfault
     assert r.returncode == 0, (r.returncode, r.stderr[-500:])
     out = r.stdout.strip()
     assert out.startswith(f"{path}: model.path: cannot be read as an XGBoost model") and "child pointers" in out, out
+
+
+def test_an_xgboost_model_without_trees_is_refused_like_a_lightgbm_one(team_files, tmp_path):
+    """An XGBoost JSON model with its trees removed loaded and scored every row at the base score (a validation of
+    nothing); a LightGBM file without trees was already refused. One line naming the file and the reason."""
+    from simulator.errors import ModelError
+    from simulator.target import load_model
+
+    model = json.loads(team_files["xgb"].read_text())
+    gb = model["learner"]["gradient_booster"]["model"]
+    gb["trees"], gb["tree_info"] = [], []
+    gb["gbtree_model_param"]["num_trees"] = "0"
+    path = tmp_path / "no trees.json"
+    path.write_text(json.dumps(model))
+    try:
+        load_model(path, "xgboost")
+    except ModelError as exc:
+        msg = str(exc)
+    else:
+        raise AssertionError("a model without trees was loaded")
+    assert "\n" not in msg and str(path) in msg and "the model has no trees" in msg, msg

@@ -92,6 +92,8 @@ def check_xgboost_json(model: object) -> None:
         raise ValueError("learner.gradient_booster.model.trees or learner_model_param.num_feature is missing") from None
     if not isinstance(trees, list):
         raise ValueError("trees is not a list")
+    if not trees:  # as a LightGBM file without trees: every score would be the base score
+        raise ValueError("the model has no trees")
     for t, tree in enumerate(trees):
         try:
             left = np.asarray(tree["left_children"], dtype=np.int64)
