@@ -461,10 +461,7 @@ def check_out_dir(sc: Scenario, out_dir: Path) -> Path:
         resolved = out_dir.resolve()
         if resolved.exists() and not resolved.is_dir():
             raise bad("exists and is not a folder; harden writes a folder (candidates.json, harden.html, ...)")
-        inputs = [Path(sc.source)] if sc.source and not sc.source.startswith("<") else []
-        inputs += [p for p in (sc.train.path if sc.train else None, sc.data.path if sc.data else None,
-                               sc.model.path) if p is not None]
-        for inp in inputs:
+        for inp in sc.input_paths():
             if resolved == Path(inp).resolve() or resolved in Path(inp).resolve().parents:
                 raise bad(f"holds {str(inp)!r}, an input of the scenario; the folder is replaced whole: write the "
                           "results elsewhere")

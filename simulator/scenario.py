@@ -430,7 +430,8 @@ class Scenario(Section):
         return set(self.attack.strategies)
 
     def input_paths(self) -> list[Path]:
-        """Files a run reads (scenario, model and its card, data): no output may overwrite them."""
+        """Files a run reads (scenario, model and its card, data, and a harden's training data): no output may
+        overwrite them."""
         paths = [Path(self.source)] if self.source and not self.source.startswith("<") else []
         if self.model.path is not None:
             from .target import card_path_for
@@ -438,6 +439,8 @@ class Scenario(Section):
             paths += [self.model.path, card_path_for(self.model.path)]
         if self.data is not None:
             paths.append(self.data.path)
+        if self.train is not None:
+            paths.append(self.train.path)
         return paths
 
     @property

@@ -50,7 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
 from .errors import FraudsimError, ScenarioError
 
 ENGINES = ("ray", "serial")
@@ -274,7 +273,7 @@ def _resolve_override(key: str, value: Any, sweep_dir: Path) -> Any:
 
     if key in PATH_KEYS:
         return absolute(value)
-    if key in ("model", "data") and isinstance(value, dict) and "path" in value:
+    if f"{key}.path" in PATH_KEYS and isinstance(value, dict) and "path" in value:
         return {**value, "path": absolute(value["path"])}
     return value
 
