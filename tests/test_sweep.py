@@ -1,7 +1,7 @@
 """fraudsim sweep: variants of a base scenario run as tasks, merged into one DuckDB file, resumable.
 
 The data and model here look nothing like fraudsim's world: German and unicode column names with spaces, an SQL
-keyword, a label called ``Betrug?``. The Ray tests skip without the ``ray`` extra.
+keyword, a label called ``Betrug?``, missing values in the holdout. The Ray tests skip without the ``ray`` extra.
 """
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def team(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep team")
     trained = train_model(X[:2000], y[:2000], X[2000:], y[2000:], NAMES, kind="xgboost", seed=3, fpr=0.05)
     save_model(trained, d / "Modell v1.json")
-    pl.DataFrame({**{c: X[2000:, j] for j, c in enumerate(NAMES)}, LABEL: y[2000:]}).write_parquet(d / "Daten.parquet")
+    hold = X[2000:].copy()
+    hold[rng.random(len(hold)) < 0.05, 3] = np.nan  # a team's holdout has gaps: "Entfernung km" missing in 5% of rows
+    pl.DataFrame({**{c: hold[:, j] for j, c in enumerate(NAMES)}, LABEL: y[2000:]}).write_parquet(d / "Daten.parquet")
     (d / "kaputt.json").write_text("{ not a model")
     base = {"name": "pruefung-v1", "seed": 3, "data": {"path": "Daten.parquet", "label": LABEL},
             "model": {"path": "Modell v1.json"},
@@ -61,9 +63,11 @@ def write_sweep(folder: Path, body: dict, name: str = "sweep.yaml") -> Path:
 
 
 def table(path: Path, sql: str) -> list[tuple]:
+    """The rows, with a missing value (NaN, which never equals itself) as the string "NaN", so that two files compare
+    equal row for row exactly when their values and their gaps agree."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        return [tuple("NaN" if isinstance(v, float) and v != v else v for v in row) for row in con.execute(sql).fetchall()]
     finally:
         con.close()
 
